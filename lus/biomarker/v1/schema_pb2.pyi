@@ -1,0 +1,45 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Biomarker(_message.Message):
+    __slots__ = ("key", "group", "label")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    group: str
+    label: str
+    def __init__(self, key: _Optional[str] = ..., group: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
+
+class BiomarkerGroup(_message.Message):
+    __slots__ = ("key", "display_name")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    display_name: str
+    def __init__(self, key: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class BiomarkerSchema(_message.Message):
+    __slots__ = ("schema_id", "name", "groups", "biomarkers")
+    SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    BIOMARKERS_FIELD_NUMBER: _ClassVar[int]
+    schema_id: str
+    name: str
+    groups: _containers.RepeatedCompositeFieldContainer[BiomarkerGroup]
+    biomarkers: _containers.RepeatedCompositeFieldContainer[Biomarker]
+    def __init__(self, schema_id: _Optional[str] = ..., name: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[BiomarkerGroup, _Mapping]]] = ..., biomarkers: _Optional[_Iterable[_Union[Biomarker, _Mapping]]] = ...) -> None: ...
+
+class BiomarkerVector(_message.Message):
+    __slots__ = ("schema_id", "values")
+    SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    schema_id: str
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, schema_id: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...

@@ -1,0 +1,47 @@
+"""Errors that both tiers raise, each carrying the gRPC status a caller should see.
+
+    LusError
+     ├── InvalidInput          INVALID_ARGUMENT    (bad video bytes, wrong vector length, NaN)
+     ├── SchemaMismatch        FAILED_PRECONDITION (vector made with another biomarker schema)
+     ├── NotFound              NOT_FOUND           (unknown task or version)
+     ├── AlreadyExists         ALREADY_EXISTS      (registering a version twice)
+     ├── Overloaded            RESOURCE_EXHAUSTED  (queue full; retry later)
+     └── NotReady              UNAVAILABLE         (model not loaded yet)
+
+Domain code raises these; one interceptor (``lus.rpc.interceptors``) turns them into statuses.
+Messages must tell the caller what to change, e.g. "vector has 12 values; schema X has 38".
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class LusError(Exception):
+    """Base of every error a caller may see; ``code`` is the gRPC status it maps to."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidInput(LusError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class SchemaMismatch(LusError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class NotFound(LusError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(LusError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class Overloaded(LusError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class NotReady(LusError):
+    code = grpc.StatusCode.UNAVAILABLE

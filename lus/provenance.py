@@ -1,0 +1,11 @@
+"""Plain-language notices that travel with every artifact and answer made from research data."""
+
+SYNTHETIC_DATA_NOTICE = (
+    "SYNTHETIC DATA - NOT FOR CLINICAL USE. Generated cine loops; a model trained on them "
+    "is for tests, demos and load benchmarks only and must never inform a clinical decision."
+)
+
+RESEARCH_DATA_NOTICE = (
+    "RESEARCH USE ONLY - NOT FOR CLINICAL USE. Trained on a small public research data set; "
+    "not a medical device."
+)

@@ -1,0 +1,1 @@
+"""gRPC plumbing shared by both tiers: error mapping, health, reflection, channel options."""

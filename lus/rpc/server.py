@@ -1,0 +1,67 @@
+"""Builds a grpc.aio server with the standard health service, reflection and error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from lus.rpc.interceptors import ErrorToStatusInterceptor
+
+MiB = 1024 * 1024
+
+
+def message_size_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Channel/server options that set both send and receive limits deliberately."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+
+
+def keepalive_options(interval_s: float = 30.0, timeout_s: float = 10.0) -> list[tuple[str, int]]:
+    return [
+        ("grpc.keepalive_time_ms", int(interval_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(timeout_s * 1000)),
+        ("grpc.http2.min_ping_interval_without_data_ms", int(interval_s * 500)),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+def create_aio_server(
+    *, max_message_bytes: int, extra_interceptors: Iterable[grpc.aio.ServerInterceptor] = ()
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """A server with error mapping, keepalive, message limits and a health service.
+
+    Every service starts NOT_SERVING; the caller sets SERVING once its model is loaded.
+    """
+    server = grpc.aio.server(
+        interceptors=[ErrorToStatusInterceptor(), *extra_interceptors],
+        options=[*message_size_options(max_message_bytes), *keepalive_options()],
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    return server, health_servicer
+
+
+def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> None:
+    names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+
+
+async def set_serving(health_servicer: health.aio.HealthServicer, services: Iterable[str], serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ["", *services]:
+        await health_servicer.set(name, status)
+
+
+def bind(server: grpc.aio.Server, address: str) -> int:
+    """Bind an insecure port; ``host:0`` gets an ephemeral port, which is returned."""
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind gRPC server to {address}")
+    return port
