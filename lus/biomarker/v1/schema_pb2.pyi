@@ -25,16 +25,18 @@ class BiomarkerGroup(_message.Message):
     def __init__(self, key: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
 
 class BiomarkerSchema(_message.Message):
-    __slots__ = ("schema_id", "name", "groups", "biomarkers")
+    __slots__ = ("schema_id", "name", "groups", "biomarkers", "version")
     SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     BIOMARKERS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     schema_id: str
     name: str
     groups: _containers.RepeatedCompositeFieldContainer[BiomarkerGroup]
     biomarkers: _containers.RepeatedCompositeFieldContainer[Biomarker]
-    def __init__(self, schema_id: _Optional[str] = ..., name: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[BiomarkerGroup, _Mapping]]] = ..., biomarkers: _Optional[_Iterable[_Union[Biomarker, _Mapping]]] = ...) -> None: ...
+    version: int
+    def __init__(self, schema_id: _Optional[str] = ..., name: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[BiomarkerGroup, _Mapping]]] = ..., biomarkers: _Optional[_Iterable[_Union[Biomarker, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class BiomarkerVector(_message.Message):
     __slots__ = ("schema_id", "values")

@@ -1,0 +1,1 @@
+"""GPU tier: turns lung-ultrasound cine loops into biomarker vectors over gRPC."""

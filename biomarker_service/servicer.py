@@ -1,0 +1,69 @@
+"""gRPC servicer of the GPU tier: validates transport-level input and delegates to the extractor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from biomarker_service import converters
+from biomarker_service.extractor import BiomarkerExtractor
+from lus.biomarker.v1 import biomarker_service_pb2 as pb
+from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
+from lus.errors import InvalidInput
+
+
+class BiomarkerServicer(pb_grpc.BiomarkerServiceServicer):  # type: ignore[misc]
+    def __init__(self, extractor: BiomarkerExtractor, *, max_video_bytes: int) -> None:
+        self.extractor = extractor
+        self.max_video_bytes = max_video_bytes
+
+    async def Extract(  # noqa: N802 (gRPC method name)
+        self, request: pb.ExtractRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExtractResponse:
+        source = request.WhichOneof("source")
+        if source == "frames":
+            result = await self.extractor.extract(converters.raw_frames_from_proto(request.frames))
+        else:  # an unset oneof is treated as empty video bytes, which decode refuses clearly
+            result = await self.extractor.extract(request.video)
+        return converters.extraction_to_proto(result, self.extractor.info)
+
+    async def ExtractStream(  # noqa: N802
+        self, request_iterator: AsyncIterator[pb.ExtractChunk], context: grpc.aio.ServicerContext
+    ) -> pb.ExtractResponse:
+        data = await self._collect(request_iterator)
+        result = await self.extractor.extract(data)
+        return converters.extraction_to_proto(result, self.extractor.info)
+
+    async def _collect(self, chunks: AsyncIterator[pb.ExtractChunk]) -> bytes:
+        header: pb.ExtractHeader | None = None
+        parts: list[bytes] = []
+        received = 0
+        async for chunk in chunks:
+            if chunk.WhichOneof("part") == "header":
+                if header is not None or parts:
+                    raise InvalidInput("send exactly one ExtractHeader, before any data chunk")
+                header = chunk.header
+                if header.total_bytes > self.max_video_bytes:
+                    raise InvalidInput(
+                        f"video of {header.total_bytes} bytes exceeds the limit of {self.max_video_bytes}"
+                    )
+                continue
+            if header is None:
+                raise InvalidInput("the first message of ExtractStream must be an ExtractHeader")
+            received += len(chunk.data)
+            if received > self.max_video_bytes:
+                raise InvalidInput(f"stream exceeds the limit of {self.max_video_bytes} bytes")
+            parts.append(chunk.data)
+        if header is None:
+            raise InvalidInput("empty stream: send an ExtractHeader and the video's data chunks")
+        if header.total_bytes and received != header.total_bytes:
+            raise InvalidInput(
+                f"stream ended after {received} bytes; the header announced {header.total_bytes}"
+            )
+        return b"".join(parts)
+
+    async def GetModelInfo(  # noqa: N802
+        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInfo:
+        return converters.model_info_to_proto(self.extractor.info)

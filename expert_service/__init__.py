@@ -1,0 +1,1 @@
+"""CPU tier: task experts that answer clinical questions from biomarker vectors over gRPC."""

@@ -1,0 +1,111 @@
+"""The expert card: everything a reviewer needs to judge a stored ONNX expert, as JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lus.errors import InvalidInput
+
+CARD_FORMAT = 1
+"""Bumped when a field changes meaning; readers refuse formats they do not know."""
+
+TASK_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+"""Task names double as folder names, so they are kept short, lower-case and path-safe."""
+
+
+def validate_task(task: str) -> str:
+    """Return ``task`` if it is a valid task name, else raise ``InvalidInput``."""
+    if not isinstance(task, str) or not TASK_PATTERN.fullmatch(task):
+        raise InvalidInput(
+            f"task name {task!r} is not valid: use 1-63 characters from a-z, 0-9, '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return task
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC with seconds, e.g. ``2026-11-25T23:10:00+00:00``."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class ExpertCard:
+    """Metadata of one immutable expert version, stored next to its ``model.onnx``.
+
+    Attributes:
+        task: Clinical question the expert answers, e.g. ``covid``; a valid task name.
+        version: 1, 2, ... assigned by the registry.
+        schema_id: Id of the biomarker schema its input vectors must be made with.
+        classes: Output labels, in the order of the model's probability columns.
+        model_family: How it was fitted, e.g. ``mlp`` or ``logreg``.
+        metrics: Evaluation figures, e.g. ``heldout_accuracy``.
+        created_at: Registration time, ISO 8601 UTC.
+        owner: Who registered it.
+        description: What it is for, in plain words.
+        training_data: Where the training vectors came from.
+        notice: Plain-language use restriction returned with every answer.
+        sha256: Hex digest of the ONNX bytes, checked on every read.
+        n_features: Length of the input vector (the schema's size).
+    """
+
+    task: str
+    version: int
+    schema_id: str
+    classes: tuple[str, ...]
+    model_family: str
+    sha256: str
+    n_features: int
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    created_at: str = field(default_factory=utc_now)
+    owner: str = ""
+    description: str = ""
+    training_data: str = ""
+    notice: str = ""
+
+    def __post_init__(self) -> None:
+        validate_task(self.task)
+        if self.version < 1:
+            raise ValueError(f"expert version must be >= 1, got {self.version}")
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"an expert needs 2 or more distinct classes, got {self.classes!r}")
+        if self.n_features < 1:
+            raise ValueError(f"n_features must be >= 1, got {self.n_features}")
+        if not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ValueError("sha256 must be 64 lower-case hex digits")
+        # Freeze the mapping's contents too: a card must not change once it is stored.
+        object.__setattr__(self, "metrics", {str(k): float(v) for k, v in self.metrics.items()})
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+
+    def to_json(self) -> str:
+        """Serialize to JSON text (sorted keys, NaN metrics written as null)."""
+        data: dict[str, Any] = {"format": CARD_FORMAT, **asdict(self)}
+        data["classes"] = list(self.classes)
+        data["metrics"] = {k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()}
+        return json.dumps(data, sort_keys=True, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ExpertCard:
+        """Parse JSON written by ``to_json``.
+
+        Raises:
+            ValueError: The text is not a card of a known format.
+        """
+        try:
+            data = json.loads(text)
+            if data.pop("format", None) != CARD_FORMAT:
+                raise ValueError(f"unknown expert card format (this build reads {CARD_FORMAT})")
+            metrics = data.pop("metrics", None) or {}
+            classes = tuple(data.pop("classes"))
+            return cls(
+                **data,
+                classes=classes,
+                metrics={k: (math.nan if v is None else float(v)) for k, v in metrics.items()},
+            )
+        except (TypeError, KeyError, AttributeError, json.JSONDecodeError, InvalidInput) as err:
+            raise ValueError(f"not a valid expert card: {err}") from err

@@ -1,0 +1,17 @@
+"""Errors of the expert tier beyond the shared tree in ``lus.errors``.
+
+LusError
+ └── CorruptArtifact       DATA_LOSS           (stored expert fails its integrity check)
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from lus.errors import LusError
+
+
+class CorruptArtifact(LusError):  # noqa: N818 - named like the shared tree (NotFound, ...)
+    """A stored expert no longer matches its sha256 or cannot be read; re-register it."""
+
+    code = grpc.StatusCode.DATA_LOSS

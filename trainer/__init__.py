@@ -1,0 +1,1 @@
+"""Jobs that train the biomarker model and fit task experts on its vectors."""

@@ -1,0 +1,186 @@
+"""Fits task experts on biomarker vectors with scikit-learn and exports them to ONNX.
+
+Experts are small (an MLP or a logistic regression on a few dozen probabilities) and are stored
+as ONNX, never pickle, so the serving tier needs only onnxruntime and numpy.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import math
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from skl2onnx import to_onnx
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.neural_network import MLPClassifier
+
+from expert_service.artifact import ExpertCard, validate_task
+from expert_service.model import OnnxExpert
+from expert_service.registry.base import ExpertRegistry
+from lus.errors import InvalidInput
+from lus.provenance import RESEARCH_DATA_NOTICE
+from lus.schema import BiomarkerSchema
+
+logger = logging.getLogger(__name__)
+
+FAMILIES = ("mlp", "logreg")
+TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
+"""Pinned so experts load on older onnxruntime releases too, not only the one that made them."""
+NOTICE_COLUMN = "notice"
+ONNX_TOLERANCE = 1e-4
+"""Largest allowed gap between ONNX and scikit-learn probabilities (float32 vs float64)."""
+
+
+@dataclass(frozen=True)
+class FittedExpert:
+    """A fitted expert, ready to register.
+
+    Attributes:
+        onnx_bytes: The model as ONNX: float32 input ``[N, n_features]``, outputs ``label`` and
+            ``probabilities`` ``[N, len(classes)]``.
+        classes: Labels in the order of the probability columns.
+        metrics: ``heldout_*`` figures on patients kept out of fitting when patient ids were
+            given (the stored model is then refit on every patient), else ``train_*`` figures.
+        model_family: ``mlp`` or ``logreg``.
+        n_features: Input width.
+        estimator: The scikit-learn model the ONNX was made from (for checks, never stored).
+    """
+
+    onnx_bytes: bytes
+    classes: tuple[str, ...]
+    metrics: dict[str, float]
+    model_family: str
+    n_features: int
+    estimator: Any = field(repr=False, compare=False)
+
+
+def _estimator(family: str, seed: int) -> Any:
+    if family == "mlp":
+        return MLPClassifier(hidden_layer_sizes=(32,), alpha=1e-3, max_iter=1000, random_state=seed)
+    if family == "logreg":
+        return LogisticRegression(max_iter=2000, random_state=seed)
+    raise InvalidInput(f"unknown expert family {family!r}; choose one of {', '.join(FAMILIES)}")
+
+
+def _fit(family: str, seed: int, x: np.ndarray, y: np.ndarray) -> Any:
+    model = _estimator(family, seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(x, y)
+    for warning in caught:
+        if not issubclass(warning.category, ConvergenceWarning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        else:  # small clinical sets often stop at max_iter; the metrics show whether it matters
+            logger.warning("%s expert did not fully converge: %s", family, warning.message)
+    return model
+
+
+def _scores(model: Any, x: np.ndarray, y: np.ndarray, prefix: str) -> dict[str, float]:
+    probabilities = model.predict_proba(x)
+    metrics = {f"{prefix}_accuracy": float(accuracy_score(y, model.predict(x)))}
+    # One-vs-rest AUC per class that has both positives and negatives here, then the mean;
+    # a held-out split may lack a class, where sklearn's multi-class AUC would fail.
+    aucs = [
+        float(roc_auc_score(y == label, probabilities[:, i]))
+        for i, label in enumerate(model.classes_)
+        if 0 < np.sum(y == label) < len(y)
+    ]
+    if aucs:
+        metrics[f"{prefix}_roc_auc_macro"] = float(np.mean(aucs))
+    return metrics
+
+
+def _heldout_split(
+    y: np.ndarray, groups: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    n_splits = max(2, round(1 / test_fraction))
+    if len(np.unique(groups)) < n_splits:
+        return None
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # Rare classes are expected in clinical data; a fold is only used if it keeps them all.
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for train, test in splitter.split(np.zeros(len(y)), y, groups):
+            if len(np.unique(y[train])) == len(np.unique(y)):
+                return train, test
+    return None
+
+
+def fit_expert(
+    vectors: np.ndarray,
+    labels: Sequence[str],
+    *,
+    family: str = "mlp",
+    seed: int = 0,
+    patient_ids: Sequence[str] | None = None,
+    test_fraction: float = 0.25,
+) -> FittedExpert:
+    """Fit an expert mapping biomarker vectors to labels and export it to ONNX.
+
+    Args:
+        vectors: ``(n, n_features)`` biomarker probabilities.
+        labels: One class label per row.
+        family: ``mlp`` (one hidden layer of 32) or ``logreg``.
+        seed: Seeds the model and the held-out split; same inputs and seed give the same bytes.
+        patient_ids: One id per row; when given, about ``test_fraction`` of the patients are
+            held out (whole patients, class-stratified) to measure the metrics.
+        test_fraction: Share of patients held out.
+
+    Raises:
+        InvalidInput: Fewer than 2 classes, a class with fewer than 2 rows, shapes that do not
+            match, values that are not finite, or an unknown family.
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    y = np.asarray([str(label) for label in labels])
+    if x.ndim != 2 or len(x) != len(y) or x.shape[1] == 0:
+        raise InvalidInput(f"need (n, n_features) vectors and n labels; got {x.shape}, {len(y)}")
+    if not np.all(np.isfinite(x)):
+        raise InvalidInput("training vectors hold NaN or Inf values")
+    counts = Counter(y.tolist())
+    if len(counts) < 2 or min(counts.values()) < 2:
+        listed = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"
+        raise InvalidInput(f"need at least 2 classes with at least 2 examples each; got {listed}")
+    _estimator(family, seed)  # refuse an unknown family before any fitting
+
+    metrics: dict[str, float] = {}
+    split = None
+    if patient_ids is not None:
+        groups = np.asarray([str(p) for p in patient_ids])
+        if len(groups) != len(y):
+            raise InvalidInput(f"got {len(groups)} patient ids for {len(y)} rows")
+        split = _heldout_split(y, groups, test_fraction, seed)
+        if split is None:
+            logger.warning("too few patients for a held-out split; reporting training metrics")
+    if split is not None:
+        train, test = split
+        metrics.update(_scores(_fit(family, seed, x[train], y[train]), x[test], y[test], "heldout"))
+        metrics.update(n_train=float(len(train)), n_test=float(len(test)))
+    model = _fit(family, seed, x, y)
+    if split is None:
+        metrics.update(_scores(model, x, y, "train"), n_train=float(len(y)))
+
+    onnx_bytes = to_onnx(
+        model, x[:1], options={"zipmap": False}, target_opset=TARGET_OPSET
+    ).SerializeToString()
+    classes = tuple(str(c) for c in model.classes_)
+    _check_onnx(onnx_bytes, model, x, classes)
+    return FittedExpert(onnx_bytes, classes, metrics, family, x.shape[1], model)
+
+
+def _check_onnx(onnx_bytes: bytes, model: Any, x: np.ndarray, classes: tuple[str, ...]) -> None:
+    # The served model must answer exactly as the fitted one did; catch converter drift here.
+    served = OnnxExpert(onnx_bytes, n_features=x.shape[1], classes=classes).predict_proba(x)
+    gap = float(np.max(np.abs(served - model.predict_proba(x))))
+    if not gap <= ONNX_TOLERANCE:
+        raise RuntimeError(f"ONNX export differs from scikit-learn by {gap:.2e}")

@@ -1,0 +1,43 @@
+"""Run a biomarker artifact over a manifest and write one vector per video (the experts' input)."""
+
+from __future__ import annotations
+
+import csv
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from biomarker_service.artifact import load_artifact
+from biomarker_service.extractor import BiomarkerExtractor
+from biomarker_service.runner import TorchRunner, pick_device
+from lus.video import decode_video
+from trainer.manifest import read_manifest
+
+
+def extract_vectors(
+    artifact: Path, manifest: Path, out: Path, *, device: str = "auto", progress: bool = True
+) -> Path:
+    """CSV with video, patient_id, one column per biomarker (probabilities), then the task columns."""
+    model, info = load_artifact(artifact)
+    rows = read_manifest(manifest, info.schema)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        extractor = BiomarkerExtractor(TorchRunner(model, pick_device(device)), info, pool)
+        task_columns = list(rows[0].tasks)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["video", "patient_id", *info.schema.keys, *task_columns, "model_version"])
+            for row in tqdm(rows, desc="extract", unit="video", disable=not progress):
+                result = extractor.extract_sync(decode_video(row.video))
+                writer.writerow(
+                    [
+                        row.video.relative_to(manifest.parent).as_posix(),
+                        row.patient_id,
+                        *(f"{v:.6f}" for v in result.vector),
+                        *(row.tasks[c] for c in task_columns),
+                        info.version,
+                    ]
+                )
+        extractor.runner.close()
+    return out
