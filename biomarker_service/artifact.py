@@ -1,4 +1,4 @@
-"""The biomarker model artifact: one safetensors file with weights, schema, input spec and provenance.
+"""The biomarker model artifact: one safetensors file of weights, schema, input spec, provenance.
 
 safetensors holds tensors only (no pickle), and its string metadata carries everything needed to
 rebuild the model and preprocess video exactly as in training.
@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from biomarker_service.model import TSMResNet
@@ -62,7 +61,9 @@ class ArtifactInfo:
     def from_json(cls, text: str) -> ArtifactInfo:
         data = json.loads(text)
         if data.get("architecture") != ARCHITECTURE:
-            raise ValueError(f"artifact architecture {data.get('architecture')!r} is not {ARCHITECTURE}")
+            raise ValueError(
+                f"artifact architecture {data.get('architecture')!r} is not {ARCHITECTURE}"
+            )
         schema = BiomarkerSchema.from_dict(data["schema"])
         if schema.schema_id != data["schema_id"]:
             raise ValueError("artifact schema does not match its recorded schema id")

@@ -15,8 +15,12 @@ def schema_to_proto(schema: BiomarkerSchema) -> schema_pb2.BiomarkerSchema:
         schema_id=schema.schema_id,
         name=schema.name,
         version=schema.version,
-        groups=[schema_pb2.BiomarkerGroup(key=g.key, display_name=g.display_name) for g in schema.groups],
-        biomarkers=[schema_pb2.Biomarker(key=b.key, group=b.group, label=b.label) for b in schema.biomarkers],
+        groups=[
+            schema_pb2.BiomarkerGroup(key=g.key, display_name=g.display_name) for g in schema.groups
+        ],
+        biomarkers=[
+            schema_pb2.Biomarker(key=b.key, group=b.group, label=b.label) for b in schema.biomarkers
+        ],
     )
 
 
@@ -64,7 +68,8 @@ def extraction_to_proto(result: Extraction, info: ArtifactInfo) -> pb.ExtractRes
     return pb.ExtractResponse(
         vector=schema_pb2.BiomarkerVector(schema_id=schema_id, values=result.vector.tolist()),
         clip_vectors=[
-            schema_pb2.BiomarkerVector(schema_id=schema_id, values=v.tolist()) for v in result.clip_vectors
+            schema_pb2.BiomarkerVector(schema_id=schema_id, values=v.tolist())
+            for v in result.clip_vectors
         ],
         model=provenance_to_proto(info),
         video=pb.VideoSummary(

@@ -1,4 +1,4 @@
-"""Wires and starts the biomarker gRPC server: ``create_server`` for tests, ``serve`` for processes."""
+"""Wires and starts the biomarker gRPC server: ``create_server`` for tests, ``serve`` to run."""
 
 from __future__ import annotations
 
@@ -43,9 +43,10 @@ async def create_server(settings: BiomarkerSettings) -> RunningServer:
     server, health_servicer = create_aio_server(max_message_bytes=settings.max_message_bytes)
     await set_serving(health_servicer, [SERVICE_NAME], serving=False)
     enable_reflection(server, [SERVICE_NAME])
-    port = bind(server, f"{settings.host}:{settings.port}")
+    port = bind(server, settings.address)
     await server.start()
 
+    # Handlers added after start() are served from then on; until then health says NOT_SERVING.
     model, info = await asyncio.to_thread(load_artifact, settings.artifact)
     runner = TorchRunner(model, pick_device(settings.device))
     pool = ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="decode")

@@ -46,7 +46,8 @@ class BiomarkerServicer(pb_grpc.BiomarkerServiceServicer):  # type: ignore[misc]
                 header = chunk.header
                 if header.total_bytes > self.max_video_bytes:
                     raise InvalidInput(
-                        f"video of {header.total_bytes} bytes exceeds the limit of {self.max_video_bytes}"
+                        f"video of {header.total_bytes} bytes exceeds the limit of "
+                        f"{self.max_video_bytes}; split it or raise LUS_BIOMARKER_MAX_VIDEO_BYTES"
                     )
                 continue
             if header is None:

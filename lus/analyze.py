@@ -29,7 +29,7 @@ class Analysis:
     failures: list[str]
 
 
-def _chunks(data: bytes, video_format: int) -> Iterator[bpb.ExtractChunk]:
+def _chunks(data: bytes, video_format: bpb.VideoFormat) -> Iterator[bpb.ExtractChunk]:
     yield bpb.ExtractChunk(header=bpb.ExtractHeader(format=video_format, total_bytes=len(data)))
     for start in range(0, len(data), CHUNK_BYTES):
         yield bpb.ExtractChunk(data=data[start : start + CHUNK_BYTES])
@@ -38,15 +38,22 @@ def _chunks(data: bytes, video_format: int) -> Iterator[bpb.ExtractChunk]:
 def extract(channel: grpc.Channel, video: Path, timeout_s: float) -> bpb.ExtractResponse:
     stub = bpb_grpc.BiomarkerServiceStub(channel)
     data = video.read_bytes()
+    reply: bpb.ExtractResponse
     if len(data) > STREAM_THRESHOLD:
-        return stub.ExtractStream(_chunks(data, bpb.VIDEO_FORMAT_UNSPECIFIED), timeout=timeout_s)
-    return stub.Extract(bpb.ExtractRequest(video=data), timeout=timeout_s)
+        reply = stub.ExtractStream(_chunks(data, bpb.VIDEO_FORMAT_UNSPECIFIED), timeout=timeout_s)
+    else:
+        reply = stub.Extract(bpb.ExtractRequest(video=data), timeout=timeout_s)
+    return reply
 
 
-def analyze(video: Path, biomarker_addr: str, expert_addr: str, timeout_s: float = 120.0) -> Analysis:
+def analyze(
+    video: Path, biomarker_addr: str, expert_addr: str, timeout_s: float = 120.0
+) -> Analysis:
     options = message_size_options(64 * MiB)
     with grpc.insecure_channel(biomarker_addr, options=options) as channel:
-        info = bpb_grpc.BiomarkerServiceStub(channel).GetModelInfo(bpb.GetModelInfoRequest(), timeout=10)
+        info = bpb_grpc.BiomarkerServiceStub(channel).GetModelInfo(
+            bpb.GetModelInfoRequest(), timeout=10
+        )
         extraction = extract(channel, video, timeout_s)
     answers, failures = [], []
     with grpc.insecure_channel(expert_addr, options=options) as channel:
@@ -54,7 +61,9 @@ def analyze(video: Path, biomarker_addr: str, expert_addr: str, timeout_s: float
         for task in stub.ListTasks(epb.ListTasksRequest(), timeout=10).tasks:
             try:
                 answers.append(
-                    stub.Predict(epb.PredictRequest(task=task.task, vector=extraction.vector), timeout=10)
+                    stub.Predict(
+                        epb.PredictRequest(task=task.task, vector=extraction.vector), timeout=10
+                    )
                 )
             except grpc.RpcError as err:  # e.g. an expert of another schema: report, keep going
                 failures.append(f"{task.task}: {err.code().name}: {err.details()}")
@@ -82,7 +91,8 @@ def format_analysis(video: Path, analysis: Analysis) -> str:
     summary = analysis.extraction.video
     schema = schema_from_proto(analysis.info)
     lines = [
-        f"Video: {video.name} ({summary.frames} frames, {summary.width}x{summary.height}, {summary.fps:.1f} fps)",
+        f"Video: {video.name} ({summary.frames} frames, "
+        f"{summary.width}x{summary.height}, {summary.fps:.1f} fps)",
         "",
         f"Biomarkers ({schema.schema_id}, mean of {len(analysis.extraction.clip_vectors)} clips):",
         *(f"  {line}" for line in biomarker_lines(schema, list(analysis.extraction.vector.values))),

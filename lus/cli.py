@@ -36,7 +36,9 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     b.add_argument("--epochs", type=int, default=30)
     b.add_argument("--batch-size", type=int, default=8)
     b.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (paper: 1e-4)")
-    b.add_argument("--val-fraction", type=float, default=0.2, help="share of patients for validation")
+    b.add_argument(
+        "--val-fraction", type=float, default=0.2, help="share of patients for validation"
+    )
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--weights", type=Path, help="local torchvision resnet18 weights (ImageNet)")
     b.add_argument("--device", default="auto")
@@ -100,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from lus import commands
-
     from lus.errors import LusError
 
     try:

@@ -15,7 +15,9 @@ def biomarker_lines(schema: BiomarkerSchema, values: Sequence[float]) -> list[st
     e.g. ``B-lines: some (4-6), p=0.82``.
     """
     if len(values) != len(schema):
-        raise ValueError(f"vector has {len(values)} values; schema {schema.schema_id} has {len(schema)}")
+        raise ValueError(
+            f"vector has {len(values)} values; schema {schema.schema_id} has {len(schema)}"
+        )
     position = {key: i for i, key in enumerate(schema.keys)}
     lines = []
     for group in schema.groups:

@@ -114,7 +114,9 @@ class BiomarkerSchema:
 def builtin_schema_names() -> list[str]:
     """Names of the schemas shipped in ``lus/schemas``."""
     files = resources.files("lus.schemas").iterdir()
-    return sorted(f.name.removesuffix(".json").replace("_", "-") for f in files if f.name.endswith(".json"))
+    return sorted(
+        f.name.removesuffix(".json").replace("_", "-") for f in files if f.name.endswith(".json")
+    )
 
 
 @cache

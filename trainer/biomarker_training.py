@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from biomarker_service.artifact import ArtifactInfo, Provenance, new_version, save_artifact
@@ -106,7 +106,9 @@ def train_biomarker_model(cfg: BiomarkerTrainingConfig) -> TrainingResult:
     spec = InputSpec(frames_per_clip=cfg.frames, size=cfg.size, clips=cfg.clips)
     rows = read_manifest(cfg.manifest, schema)
     train_rows, val_rows = split_by_patient(rows, cfg.val_fraction, cfg.seed)
-    videos = decode_all([r.video for r in rows], size=cfg.size, workers=cfg.workers, progress=cfg.progress)
+    videos = decode_all(
+        [r.video for r in rows], size=cfg.size, workers=cfg.workers, progress=cfg.progress
+    )
     by_path = dict(zip([r.video for r in rows], videos, strict=True))
     train_videos = [by_path[r.video] for r in train_rows]
     val_videos = [by_path[r.video] for r in val_rows]
@@ -114,9 +116,13 @@ def train_biomarker_model(cfg: BiomarkerTrainingConfig) -> TrainingResult:
     val_labels = np.stack([r.labels for r in val_rows]) if val_rows else None
 
     device = pick_device(cfg.device)
-    model = tsm_resnet18(schema=schema, spec=spec, width=cfg.width, weights_path=cfg.weights).to(device)
+    model = tsm_resnet18(schema=schema, spec=spec, width=cfg.width, weights_path=cfg.weights).to(
+        device
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=2)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=0.5, patience=2
+    )
     best_state, best_auc, history = copy.deepcopy(model.state_dict()), -math.inf, []
 
     epochs = tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=not cfg.progress)
@@ -130,12 +136,14 @@ def train_biomarker_model(cfg: BiomarkerTrainingConfig) -> TrainingResult:
             labels = torch.from_numpy(train_labels[idx]).to(device)
             loss = masked_bce(model(clips), labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             losses.append(loss.item())
         record = {"epoch": float(epoch + 1), "train_loss": float(np.mean(losses))}
         if val_labels is not None:
-            record["val_macro_auc"] = macro_auc(val_labels, predict_videos(model, val_videos, device))
+            record["val_macro_auc"] = macro_auc(
+                val_labels, predict_videos(model, val_videos, device)
+            )
         score = record.get("val_macro_auc", -record["train_loss"])
         if not math.isnan(score):
             scheduler.step(score)
@@ -147,7 +155,11 @@ def train_biomarker_model(cfg: BiomarkerTrainingConfig) -> TrainingResult:
     model.load_state_dict(best_state)
     model = model.cpu().eval()
     training_data, notice = _describe_data(rows, cfg.manifest)
-    metrics = {"epochs": float(cfg.epochs), "train_videos": float(len(train_rows)), "val_videos": float(len(val_rows))}
+    metrics = {
+        "epochs": float(cfg.epochs),
+        "train_videos": float(len(train_rows)),
+        "val_videos": float(len(val_rows)),
+    }
     if val_labels is not None and best_auc > -math.inf:
         metrics["val_macro_auc"] = float(best_auc)
     info = ArtifactInfo(

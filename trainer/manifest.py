@@ -51,7 +51,9 @@ def read_manifest(path: Path, schema: BiomarkerSchema) -> list[ManifestRow]:
                 raise InvalidInput(f"{path}: manifest has no {required!r} column")
         columns = [_column_for(schema, b.key, b.level, header) for b in schema.biomarkers]
         if all(c is None for c in columns):
-            raise InvalidInput(f"{path}: no column matches a biomarker of schema {schema.schema_id}")
+            raise InvalidInput(
+                f"{path}: no column matches a biomarker of schema {schema.schema_id}"
+            )
         biomarker_columns = {c for c in columns if c}
         task_columns = [c for c in header if c not in biomarker_columns | {"video", "patient_id"}]
         rows = []

@@ -18,7 +18,7 @@ from trainer.manifest import read_manifest
 def extract_vectors(
     artifact: Path, manifest: Path, out: Path, *, device: str = "auto", progress: bool = True
 ) -> Path:
-    """CSV with video, patient_id, one column per biomarker (probabilities), then the task columns."""
+    """CSV: video, patient_id, one column per biomarker (probabilities), then the task columns."""
     model, info = load_artifact(artifact)
     rows = read_manifest(manifest, info.schema)
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -27,7 +27,9 @@ def extract_vectors(
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["video", "patient_id", *info.schema.keys, *task_columns, "model_version"])
+            writer.writerow(
+                ["video", "patient_id", *info.schema.keys, *task_columns, "model_version"]
+            )
             for row in tqdm(rows, desc="extract", unit="video", disable=not progress):
                 result = extractor.extract_sync(decode_video(row.video))
                 writer.writerow(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from lus.schema import BiomarkerSchema
@@ -29,7 +29,8 @@ def temporal_shift(x: torch.Tensor, num_segments: int, fold_div: int = 8) -> tor
     left = F.pad(x[:, 1:, :fold], (0, 0, 0, 0, 0, 0, 0, 1))  # shift left: frame t sees t+1
     right = F.pad(x[:, :-1, fold : 2 * fold], (0, 0, 0, 0, 0, 0, 1, 0))  # shift right: sees t-1
     unchanged = x[:, :, 2 * fold :]
-    return torch.cat([left, right, unchanged], dim=2).view(nt, c, h, w)
+    shifted: torch.Tensor = torch.cat([left, right, unchanged], dim=2)
+    return shifted.view(nt, c, h, w)
 
 
 class BasicBlock(nn.Module):
@@ -56,11 +57,15 @@ class BasicBlock(nn.Module):
         out = temporal_shift(x, self.num_segments)  # residual shift: the identity path is untouched
         out = self.relu(self.bn1(self.conv1(out)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        result: torch.Tensor = self.relu(out + identity)
+        return result
 
 
 class GrayToNormalizedRGB(nn.Module):
     """uint8 or [0, 255] float gray frames -> ImageNet-normalised 3-channel frames."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
@@ -73,10 +78,15 @@ class GrayToNormalizedRGB(nn.Module):
 
 
 class TSMResNet(nn.Module):
-    """Clips ``(B, T, H, W)`` gray frames -> ``(B, num_outputs)`` logits (frame features averaged)."""
+    """Clips ``(B, T, H, W)`` of gray frames -> ``(B, num_outputs)`` logits, frames averaged."""
 
     def __init__(
-        self, *, num_outputs: int, spec: InputSpec, width: int = 64, layers: tuple[int, ...] = (2, 2, 2, 2)
+        self,
+        *,
+        num_outputs: int,
+        spec: InputSpec,
+        width: int = 64,
+        layers: tuple[int, ...] = (2, 2, 2, 2),
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -87,17 +97,18 @@ class TSMResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        channels = [width, width * 2, width * 4, width * 8]
-        in_ch = width
-        for i, (out_ch, blocks) in enumerate(zip(channels, layers, strict=True)):
-            stride = 1 if i == 0 else 2
-            stage = [BasicBlock(in_ch, out_ch, stride, self.num_segments)]
-            stage += [BasicBlock(out_ch, out_ch, 1, self.num_segments) for _ in range(blocks - 1)]
-            setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
-            in_ch = out_ch
+        self.layer1 = self._stage(width, width, 1, layers[0])
+        self.layer2 = self._stage(width, width * 2, 2, layers[1])
+        self.layer3 = self._stage(width * 2, width * 4, 2, layers[2])
+        self.layer4 = self._stage(width * 4, width * 8, 2, layers[3])
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.feature_dim = in_ch
-        self.fc = nn.Linear(in_ch, num_outputs)
+        self.feature_dim = width * 8
+        self.fc = nn.Linear(self.feature_dim, num_outputs)
+
+    def _stage(self, in_ch: int, out_ch: int, stride: int, blocks: int) -> nn.Sequential:
+        first = BasicBlock(in_ch, out_ch, stride, self.num_segments)
+        rest = [BasicBlock(out_ch, out_ch, 1, self.num_segments) for _ in range(blocks - 1)]
+        return nn.Sequential(first, *rest)
 
     def features(self, clips: torch.Tensor) -> torch.Tensor:
         """Penultimate features ``(B, feature_dim)``: per-frame features averaged over time."""
@@ -107,11 +118,12 @@ class TSMResNet(nn.Module):
         x = self.normalize(clips.reshape(b * t, h, w))
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        x = self.avgpool(x).flatten(1)
-        return x.view(b, t, -1).mean(dim=1)
+        per_frame: torch.Tensor = self.avgpool(x).flatten(1)
+        return per_frame.view(b, t, -1).mean(dim=1)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(clips))
+        logits: torch.Tensor = self.fc(self.features(clips))
+        return logits
 
 
 def load_torchvision_weights(model: TSMResNet, weights_path: Path) -> list[str]:
@@ -121,15 +133,25 @@ def load_torchvision_weights(model: TSMResNet, weights_path: Path) -> list[str]:
     """
     state = torch.load(weights_path, map_location="cpu", weights_only=True)  # no pickled code
     own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and not k.startswith("fc.")}
+    usable = {
+        k: v
+        for k, v in state.items()
+        if k in own and own[k].shape == v.shape and not k.startswith("fc.")
+    }
     if not usable:
-        raise ValueError(f"{weights_path} holds no ResNet-18 weights matching a width-{model.width} model")
+        raise ValueError(
+            f"{weights_path} holds no ResNet-18 weights matching a width-{model.width} model"
+        )
     model.load_state_dict(usable, strict=False)
     return sorted(set(own) - set(usable))
 
 
 def tsm_resnet18(
-    *, schema: BiomarkerSchema, spec: InputSpec | None = None, width: int = 64, weights_path: Path | None = None
+    *,
+    schema: BiomarkerSchema,
+    spec: InputSpec | None = None,
+    width: int = 64,
+    weights_path: Path | None = None,
 ) -> TSMResNet:
     """TSM ResNet-18 with one output per biomarker of ``schema`` (Gare et al., TSM ResNet-18).
 

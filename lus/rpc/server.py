@@ -51,9 +51,13 @@ def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> 
     reflection.enable_server_reflection(names, server)
 
 
-async def set_serving(health_servicer: health.aio.HealthServicer, services: Iterable[str], serving: bool) -> None:
+async def set_serving(
+    health_servicer: health.aio.HealthServicer, services: Iterable[str], serving: bool
+) -> None:
     status = (
-        health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
     )
     for name in ["", *services]:
         await health_servicer.set(name, status)
@@ -61,7 +65,7 @@ async def set_serving(health_servicer: health.aio.HealthServicer, services: Iter
 
 def bind(server: grpc.aio.Server, address: str) -> int:
     """Bind an insecure port; ``host:0`` gets an ephemeral port, which is returned."""
-    port = server.add_insecure_port(address)
+    port: int = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind gRPC server to {address}")
     return port

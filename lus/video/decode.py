@@ -38,12 +38,11 @@ def decode_video(source: bytes | Path, *, max_frames: int = MAX_FRAMES) -> Decod
     Raises:
         InvalidInput: empty input, no video stream, undecodable data, or too many frames.
     """
-    if isinstance(source, Path):
-        data = source.read_bytes()
-    else:
-        data = source
+    data = source.read_bytes() if isinstance(source, Path) else source
     if not data:
-        raise InvalidInput("video is empty (0 bytes); send the bytes of an MP4/AVI/GIF/MOV/MPEG file")
+        raise InvalidInput(
+            "video is empty (0 bytes); send the bytes of an MP4/AVI/GIF/MOV/MPEG file"
+        )
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.video:
@@ -60,7 +59,9 @@ def decode_video(source: bytes | Path, *, max_frames: int = MAX_FRAMES) -> Decod
                     )
                 frames.append(frame.to_ndarray(format="gray"))
                 if len(frames) > max_frames:
-                    raise InvalidInput(f"video has more than {max_frames} frames; send a shorter clip")
+                    raise InvalidInput(
+                        f"video has more than {max_frames} frames; send a shorter clip"
+                    )
     except InvalidInput:
         raise
     except (av.error.FFmpegError, ValueError, EOFError, MemoryError) as err:
@@ -84,11 +85,14 @@ def frames_from_raw(
     if count < 1 or height < 1 or width < 1:
         raise InvalidInput("raw frames need count, height and width of at least 1")
     if count > MAX_FRAMES or height * width > MAX_PIXELS_PER_FRAME:
-        raise InvalidInput(f"raw frames exceed the limits ({MAX_FRAMES} frames, {MAX_PIXELS_PER_FRAME} pixels)")
+        raise InvalidInput(
+            f"raw frames exceed the limits ({MAX_FRAMES} frames, {MAX_PIXELS_PER_FRAME} pixels)"
+        )
     expected = count * height * width * channels
     if len(pixels) != expected:
         raise InvalidInput(
-            f"raw frames hold {len(pixels)} bytes; {count}x{height}x{width}x{channels} needs {expected}"
+            f"raw frames hold {len(pixels)} bytes; "
+            f"{count}x{height}x{width}x{channels} needs {expected}"
         )
     array = np.frombuffer(pixels, dtype=np.uint8).reshape(count, height, width, channels)
     if channels == 3:  # ITU-R BT.601 luma, as FFmpeg's gray conversion

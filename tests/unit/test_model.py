@@ -7,7 +7,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from biomarker_service.artifact import ArtifactInfo, Provenance, load_artifact, read_info, save_artifact
+from biomarker_service.artifact import (
+    ArtifactInfo,
+    Provenance,
+    load_artifact,
+    read_info,
+    save_artifact,
+)
 from biomarker_service.model import temporal_shift, tsm_resnet18
 from biomarker_service.model.tsm import load_torchvision_weights
 from lus.schema import load_schema
@@ -18,7 +24,9 @@ SMALL = InputSpec(frames_per_clip=4, size=32, clips=2)
 
 def test_shift_moves_one_eighth_each_way_and_zero_fills() -> None:
     clips, frames, channels = 2, 3, 16
-    x = torch.arange(clips * frames * channels, dtype=torch.float32).view(clips * frames, channels, 1, 1)
+    x = torch.arange(clips * frames * channels, dtype=torch.float32).view(
+        clips * frames, channels, 1, 1
+    )
     out = temporal_shift(x, frames).view(clips, frames, channels)
     src = x.view(clips, frames, channels)
     assert torch.equal(out[:, :-1, :2], src[:, 1:, :2])  # shift left
@@ -76,7 +84,9 @@ def test_torchvision_weights_file_loads_all_but_head(tmp_path: Path) -> None:
 def test_artifact_round_trip_keeps_weights_schema_and_provenance(tmp_path: Path) -> None:
     schema = load_schema()
     model = tsm_resnet18(schema=schema, spec=SMALL, width=8).eval()
-    info = ArtifactInfo("v-test", schema, SMALL, 8, Provenance(training_data="unit test", notice="not clinical"))
+    info = ArtifactInfo(
+        "v-test", schema, SMALL, 8, Provenance(training_data="unit test", notice="not clinical")
+    )
     path = tmp_path / "model.safetensors"
     save_artifact(path, model, info)
     loaded, loaded_info = load_artifact(path)

@@ -9,7 +9,9 @@ from lus.video import clip_indices, segment_indices
 
 
 @given(frames=st.integers(1, 600), segments=st.integers(1, 32), clips=st.integers(1, 6))
-def test_indices_are_in_range_sorted_and_one_per_segment(frames: int, segments: int, clips: int) -> None:
+def test_indices_are_in_range_sorted_and_one_per_segment(
+    frames: int, segments: int, clips: int
+) -> None:
     idx = clip_indices(frames, segments, clips)
     assert idx.shape == (clips, segments)
     assert idx.min() >= 0 and idx.max() < frames

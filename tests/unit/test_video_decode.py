@@ -32,15 +32,22 @@ def ramp_frames(n: int = 12, size: int = 64) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("container", "codec", "pix_fmt"),
-    [("mp4", "mpeg4", "yuv420p"), ("avi", "mjpeg", "yuvj420p"), ("gif", "gif", "rgb8"),
-     ("mov", "mpeg4", "yuv420p"), ("mpeg", "mpeg1video", "yuv420p")],
+    [
+        ("mp4", "mpeg4", "yuv420p"),
+        ("avi", "mjpeg", "yuvj420p"),
+        ("gif", "gif", "rgb8"),
+        ("mov", "mpeg4", "yuv420p"),
+        ("mpeg", "mpeg1video", "yuv420p"),
+    ],
 )
 def test_each_container_decodes_to_gray_frames(container: str, codec: str, pix_fmt: str) -> None:
     frames = ramp_frames()
     video = decode_video(encode(frames, container, codec, pix_fmt))
     assert video.frames.dtype == np.uint8 and video.frames.shape[1:] == (64, 64)
     assert abs(video.num_frames - 12) <= 1
-    assert np.abs(video.frames[0].astype(int) - frames[0]).mean() < 12  # lossy, but the same picture
+    assert (
+        np.abs(video.frames[0].astype(int) - frames[0]).mean() < 12
+    )  # lossy, but the same picture
 
 
 def test_avi_extension_holding_mp4_is_probed_not_trusted(tmp_path: Path) -> None:
@@ -51,7 +58,11 @@ def test_avi_extension_holding_mp4_is_probed_not_trusted(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     ("data", "message"),
-    [(b"", "empty"), (b"definitely not a video" * 50, "could not decode"), (b"\x00" * 10, "could not decode")],
+    [
+        (b"", "empty"),
+        (b"definitely not a video" * 50, "could not decode"),
+        (b"\x00" * 10, "could not decode"),
+    ],
 )
 def test_bad_bytes_raise_invalid_input(data: bytes, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
@@ -75,9 +86,13 @@ def test_frame_limit_is_enforced() -> None:
 
 def test_raw_frames_gray_and_rgb() -> None:
     gray = ramp_frames(3, 8)
-    assert (frames_from_raw(gray.tobytes(), count=3, height=8, width=8, channels=1).frames == gray).all()
+    assert (
+        frames_from_raw(gray.tobytes(), count=3, height=8, width=8, channels=1).frames == gray
+    ).all()
     rgb = np.repeat(gray[..., None], 3, axis=3)
-    assert (frames_from_raw(rgb.tobytes(), count=3, height=8, width=8, channels=3).frames == gray).all()
+    assert (
+        frames_from_raw(rgb.tobytes(), count=3, height=8, width=8, channels=3).frames == gray
+    ).all()
     with pytest.raises(InvalidInput, match="needs 192"):
         frames_from_raw(gray.tobytes()[:-1], count=3, height=8, width=8, channels=1)
     with pytest.raises(InvalidInput, match="channels"):

@@ -1,0 +1,118 @@
+"""What each ``lus`` subcommand does; argument parsing lives in ``lus.cli``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run(args: argparse.Namespace) -> int:
+    handler = {
+        "synth": _synth,
+        "train": _train,
+        "extract": _extract,
+        "serve": _serve,
+        "analyze": _analyze,
+        "demo": _demo,
+    }[args.command]
+    return handler(args)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from lus.synthetic import generate_dataset
+
+    manifest = generate_dataset(
+        args.out,
+        n_videos=args.videos,
+        seed=args.seed,
+        frames=args.frames,
+        height=args.size,
+        width=args.size,
+        formats=tuple(args.formats.split(",")),
+    )
+    print(f"wrote {manifest} (synthetic data: NOT FOR CLINICAL USE)")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.what == "biomarker":
+        from trainer.biomarker_training import BiomarkerTrainingConfig, train_biomarker_model
+
+        config = BiomarkerTrainingConfig(
+            manifest=args.manifest,
+            out=args.out,
+            schema=args.schema,
+            frames=args.frames,
+            size=args.size,
+            clips=args.clips,
+            width=args.width,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            weights=args.weights,
+            device=args.device,
+        )
+        result = train_biomarker_model(config)
+        print(
+            f"wrote {result.artifact}: version {result.info.version}, "
+            f"metrics {result.info.provenance.metrics}"
+        )
+        print(f"notice: {result.info.provenance.notice}")
+        return 0
+    from expert_service.registry import LocalRegistry
+    from lus.schema import load_schema
+    from trainer.experts import train_expert_from_csv
+
+    card = train_expert_from_csv(
+        args.vectors,
+        task=args.task,
+        registry=LocalRegistry(args.registry),
+        schema=load_schema(args.schema),
+        label_column=args.label_column or args.task,
+        family=args.family,
+        owner=args.owner,
+        description=args.description,
+    )
+    print(
+        f"registered {card.task} v{card.version} ({card.model_family}) in {args.registry}: "
+        f"{card.metrics}"
+    )
+    return 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from trainer.vectors import extract_vectors
+
+    print(f"wrote {extract_vectors(args.artifact, args.manifest, args.out, device=args.device)}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from lus.serve_local import LocalStack, serve_forever
+
+    serve_forever(
+        LocalStack(args.artifact, args.registry, args.host, args.biomarker_port, args.expert_port)
+    )
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    import grpc
+
+    from lus.analyze import analyze, format_analysis
+
+    try:
+        result = analyze(args.video, args.biomarker, args.expert, timeout_s=args.timeout)
+    except grpc.RpcError as err:
+        print(f"error: {err.code().name}: {err.details()}")
+        return 1
+    print(format_analysis(args.video, result))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from lus.demo import run_demo
+
+    run_demo(args.workdir, n_videos=args.videos, epochs=args.epochs)
+    return 0

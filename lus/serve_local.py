@@ -1,0 +1,111 @@
+"""Both tiers in one process on localhost with the embedded registry: ``lus serve``, the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    artifact: Path
+    registry: Path
+    host: str = "127.0.0.1"
+    biomarker_port: int = 50051
+    expert_port: int = 50052
+
+
+async def run_stack(
+    stack: LocalStack,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+    ports: dict[str, int] | None = None,
+) -> None:
+    """Start both servers, signal ``ready`` (ports in ``ports``), run until ``stop``, then drain."""
+    from biomarker_service.server import create_server as create_biomarker
+    from biomarker_service.settings import BiomarkerSettings
+    from expert_service.server import create_server as create_expert
+    from expert_service.settings import ExpertSettings
+
+    stop = stop or asyncio.Event()
+    biomarker = await create_biomarker(
+        BiomarkerSettings(artifact=stack.artifact, host=stack.host, port=stack.biomarker_port)
+    )
+    _, expert_port, expert = await create_expert(
+        ExpertSettings(host=stack.host, port=stack.expert_port, registry_dir=stack.registry)
+    )
+    await expert.start()
+    if ports is not None:
+        ports.update(biomarker=biomarker.port, expert=expert_port)
+    logger.info(
+        "serving: biomarker %s:%d, expert %s:%d",
+        stack.host,
+        biomarker.port,
+        stack.host,
+        expert_port,
+    )
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    await asyncio.gather(biomarker.stop(5.0), expert.stop(5.0))
+
+
+def serve_forever(stack: LocalStack) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_stack(stack, stop=stop)
+
+    asyncio.run(main())
+
+
+@contextmanager
+def running_stack(stack: LocalStack, timeout_s: float = 120.0) -> Iterator[dict[str, int]]:
+    """Run the stack on a background thread; yields the bound ports."""
+    loop = asyncio.new_event_loop()
+    ready, stop = threading.Event(), None
+    ports: dict[str, int] = {}
+    errors: list[BaseException] = []
+
+    async def main() -> None:
+        nonlocal stop
+        stop = asyncio.Event()
+        started = asyncio.Event()
+        task = asyncio.create_task(run_stack(stack, started, stop, ports))
+        waiter = asyncio.create_task(started.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():  # failed while starting: re-raise here so target() records it
+            waiter.cancel()
+            await task
+        ready.set()
+        await task
+
+    def target() -> None:
+        try:
+            loop.run_until_complete(main())
+        except BaseException as err:  # surfaced to the caller below
+            errors.append(err)
+            ready.set()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=target, name="lus-stack", daemon=True)
+    thread.start()
+    if not ready.wait(timeout_s) or errors:
+        raise RuntimeError(f"local stack did not start: {errors[0] if errors else 'timeout'}")
+    try:
+        yield ports
+    finally:
+        if stop is not None:
+            loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout_s)

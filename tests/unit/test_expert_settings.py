@@ -1,0 +1,49 @@
+"""ExpertSettings: defaults, LUS_EXPERT_* environment variables and documented fields."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from expert_service.settings import ExpertSettings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("LUS_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults() -> None:
+    settings = ExpertSettings()
+    assert (settings.host, settings.port) == ("127.0.0.1", 50052)
+    assert settings.registry_dir == Path("./lus-registry")
+    assert settings.max_message_bytes == 4 * 1024 * 1024
+    assert settings.grace_s == 5.0
+    assert settings.address == "127.0.0.1:50052"
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LUS_EXPERT_PORT", "0")
+    monkeypatch.setenv("LUS_EXPERT_HOST", "::1")
+    monkeypatch.setenv("LUS_EXPERT_REGISTRY_DIR", str(tmp_path))
+    monkeypatch.setenv("LUS_EXPERT_GRACE_S", "1.5")
+    settings = ExpertSettings()
+    assert (settings.port, settings.registry_dir, settings.grace_s) == (0, tmp_path, 1.5)
+    assert settings.address == "[::1]:0"
+
+
+def test_invalid_values_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        ExpertSettings(port=70000)
+    with pytest.raises(ValidationError):
+        ExpertSettings(max_message_bytes=0)
+
+
+def test_every_field_is_documented() -> None:
+    for name, field in ExpertSettings.model_fields.items():
+        assert field.description, f"{name} has no docstring"

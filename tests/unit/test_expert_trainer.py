@@ -1,0 +1,195 @@
+"""fit_expert and train_expert_from_csv: ONNX fidelity, metrics, refusals and registration."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from expert_service.registry import LocalRegistry
+from expert_service.runner import ExpertRunner
+from lus.errors import AlreadyExists, InvalidInput
+from lus.provenance import RESEARCH_DATA_NOTICE, SYNTHETIC_DATA_NOTICE
+from lus.schema import load_schema
+from trainer.experts import fit_expert, train_expert_from_csv
+
+SCHEMA = load_schema()
+
+
+def _data(
+    n_patients: int = 40, per_patient: int = 3, seed: int = 0
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Synthetic vectors whose label depends on a few features; one label per patient."""
+    rng = np.random.default_rng(seed)
+    base = rng.random((n_patients, len(SCHEMA)))
+    x = np.repeat(base, per_patient, axis=0) + rng.normal(
+        0, 0.03, (n_patients * per_patient, len(SCHEMA))
+    )
+    x = np.clip(x, 0, 1).astype(np.float32)
+    score = base[:, 0] + base[:, 4] - base[:, 9]
+    cut = np.quantile(score, [1 / 3, 2 / 3])
+    labels = np.repeat(
+        np.array(["covid", "healthy", "other"])[np.searchsorted(cut, score)], per_patient
+    )
+    patients = [f"p{i:03d}" for i in range(n_patients) for _ in range(per_patient)]
+    return x, labels.tolist(), patients
+
+
+@pytest.mark.parametrize("family", ["mlp", "logreg"])
+def test_onnx_probabilities_match_sklearn(family: str) -> None:
+    x, labels, patients = _data()
+    fitted = fit_expert(x, labels, family=family, seed=0, patient_ids=patients)
+    assert fitted.classes == ("covid", "healthy", "other")
+    assert (fitted.model_family, fitted.n_features) == (family, len(SCHEMA))
+    fresh = np.random.default_rng(1).random((64, len(SCHEMA))).astype(np.float32)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(fitted.onnx_bytes, providers=["CPUExecutionProvider"])
+    (probabilities,) = session.run(["probabilities"], {session.get_inputs()[0].name: fresh})
+    np.testing.assert_allclose(probabilities, fitted.estimator.predict_proba(fresh), atol=1e-5)
+
+
+def test_heldout_metrics_with_patient_ids() -> None:
+    x, labels, patients = _data()
+    fitted = fit_expert(x, labels, family="logreg", seed=0, patient_ids=patients)
+    assert set(fitted.metrics) == {"heldout_accuracy", "heldout_roc_auc_macro", "n_train", "n_test"}
+    assert fitted.metrics["n_train"] + fitted.metrics["n_test"] == len(labels)
+    assert fitted.metrics["n_test"] % 3 == 0  # whole patients only
+    assert fitted.metrics["heldout_roc_auc_macro"] > 0.7  # labels depend on 3 features
+
+
+def test_training_metrics_without_patient_ids_and_determinism() -> None:
+    x, labels, _ = _data(n_patients=20)
+    first = fit_expert(x, labels, family="mlp", seed=3)
+    assert set(first.metrics) == {"train_accuracy", "train_roc_auc_macro", "n_train"}
+    assert fit_expert(x, labels, family="mlp", seed=3).onnx_bytes == first.onnx_bytes
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (["a"] * 6, "need at least 2 classes"),
+        (["a"] * 5 + ["b"], r"at least 2 examples each; got a: 5, b: 1"),
+        (["a", "b"] * 2, "need \\(n, n_features\\) vectors and n labels"),
+    ],
+)
+def test_fit_refuses_unusable_labels(labels: list[str], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        fit_expert(np.full((6, 4), 0.5), labels)
+
+
+def test_fit_refuses_unknown_family_and_nan() -> None:
+    x, labels, _ = _data(n_patients=10)
+    with pytest.raises(
+        InvalidInput, match="unknown expert family 'forest'; choose one of mlp, logreg"
+    ):
+        fit_expert(x, labels, family="forest")
+    x[0, 0] = np.nan
+    with pytest.raises(InvalidInput, match="NaN"):
+        fit_expert(x, labels)
+
+
+def _write_csv(
+    path: Path, x: np.ndarray, labels: list[str], patients: list[str], notice: str | None
+) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*SCHEMA.keys, "diagnosis", "patient_id", *(["notice"] if notice else [])])
+        for row, label, patient in zip(x, labels, patients, strict=True):
+            writer.writerow(
+                [*(f"{v:.6f}" for v in row), label, patient, *([notice] if notice else [])]
+            )
+
+
+def test_train_from_csv_registers_a_servable_expert(tmp_path: Path) -> None:
+    x, labels, patients = _data()
+    csv_path = tmp_path / "vectors.csv"
+    _write_csv(csv_path, x, labels, patients, SYNTHETIC_DATA_NOTICE)
+    registry = LocalRegistry(tmp_path / "reg")
+    card = train_expert_from_csv(
+        csv_path,
+        task="covid",
+        registry=registry,
+        schema=SCHEMA,
+        label_column="diagnosis",
+        family="logreg",
+    )
+    assert (card.task, card.version, card.schema_id) == ("covid", 1, SCHEMA.schema_id)
+    assert card.notice == SYNTHETIC_DATA_NOTICE
+    assert "vectors.csv" in card.training_data and "40 patients" in card.training_data
+    assert SYNTHETIC_DATA_NOTICE in card.training_data
+    assert "heldout_accuracy" in card.metrics
+    prediction = ExpertRunner(registry).predict("covid", 0, SCHEMA.schema_id, x[0].tolist())
+    assert prediction.notice == SYNTHETIC_DATA_NOTICE
+    with pytest.raises(AlreadyExists):  # same data and seed give the same bytes
+        train_expert_from_csv(
+            csv_path,
+            task="covid",
+            registry=registry,
+            schema=SCHEMA,
+            label_column="diagnosis",
+            family="logreg",
+        )
+
+
+def test_train_from_csv_defaults_to_research_notice(tmp_path: Path) -> None:
+    x, labels, patients = _data(n_patients=12)
+    csv_path = tmp_path / "vectors.csv"
+    _write_csv(csv_path, x, labels, patients, None)
+    card = train_expert_from_csv(
+        csv_path,
+        task="covid",
+        registry=LocalRegistry(tmp_path / "reg"),
+        schema=SCHEMA,
+        label_column="diagnosis",
+        patient_column=None,
+        family="logreg",
+    )
+    assert card.notice == RESEARCH_DATA_NOTICE
+    assert "train_accuracy" in card.metrics
+
+
+def test_train_from_csv_names_missing_columns_and_bad_values(tmp_path: Path) -> None:
+    x, labels, patients = _data(n_patients=6)
+    csv_path = tmp_path / "vectors.csv"
+    _write_csv(csv_path, x, labels, patients, None)
+    registry = LocalRegistry(tmp_path / "reg")
+    with pytest.raises(InvalidInput, match=r"vectors\.csv lacks column\(s\) label, visit"):
+        train_expert_from_csv(
+            csv_path,
+            task="covid",
+            registry=registry,
+            schema=SCHEMA,
+            label_column="label",
+            patient_column="visit",
+        )
+    text = csv_path.read_text().splitlines()
+    text[2] = "oops" + text[2][text[2].index(",") :]
+    csv_path.write_text("\n".join(text) + "\n")
+    with pytest.raises(
+        InvalidInput, match=f"vectors.csv line 3: {SCHEMA.keys[0]} is 'oops', not a number"
+    ):
+        train_expert_from_csv(
+            csv_path, task="covid", registry=registry, schema=SCHEMA, label_column="diagnosis"
+        )
+    with pytest.raises(InvalidInput, match="task name"):
+        train_expert_from_csv(
+            csv_path, task="Bad Name", registry=registry, schema=SCHEMA, label_column="diagnosis"
+        )
+    assert registry.tasks() == []
+
+
+def test_train_from_csv_refuses_a_single_class(tmp_path: Path) -> None:
+    x, _, patients = _data(n_patients=6)
+    csv_path = tmp_path / "vectors.csv"
+    _write_csv(csv_path, x, ["covid"] * len(patients), patients, None)
+    with pytest.raises(InvalidInput, match="need at least 2 classes"):
+        train_expert_from_csv(
+            csv_path,
+            task="covid",
+            registry=LocalRegistry(tmp_path),
+            schema=SCHEMA,
+            label_column="diagnosis",
+        )
