@@ -11,7 +11,7 @@ import grpc
 from lus.errors import LusError
 
 
-class CorruptArtifact(LusError):  # noqa: N818 - named like the shared tree (NotFound, ...)
+class CorruptArtifact(LusError):
     """A stored expert no longer matches its sha256 or cannot be read; re-register it."""
 
     code = grpc.StatusCode.DATA_LOSS

@@ -21,7 +21,7 @@ import numpy as np
 from skl2onnx import to_onnx
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.metrics import accuracy_score
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.neural_network import MLPClassifier
 
@@ -31,6 +31,7 @@ from expert_service.registry.base import ExpertRegistry
 from lus.errors import InvalidInput
 from lus.provenance import RESEARCH_DATA_NOTICE
 from lus.schema import BiomarkerSchema
+from trainer.metrics import macro_auc
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ FAMILIES = ("mlp", "logreg")
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 """Pinned so experts load on older onnxruntime releases too, not only the one that made them."""
 NOTICE_COLUMN = "notice"
+SOURCE_COLUMN = "model_version"
+"""Optional CSV column naming the biomarker model that made each vector (``lus extract``)."""
 ONNX_TOLERANCE = 1e-4
 """Largest allowed gap between ONNX and scikit-learn probabilities (float32 vs float64)."""
 
@@ -88,15 +91,12 @@ def _fit(family: str, seed: int, x: np.ndarray, y: np.ndarray) -> Any:
 def _scores(model: Any, x: np.ndarray, y: np.ndarray, prefix: str) -> dict[str, float]:
     probabilities = model.predict_proba(x)
     metrics = {f"{prefix}_accuracy": float(accuracy_score(y, model.predict(x)))}
-    # One-vs-rest AUC per class that has both positives and negatives here, then the mean;
-    # a held-out split may lack a class, where sklearn's multi-class AUC would fail.
-    aucs = [
-        float(roc_auc_score(y == label, probabilities[:, i]))
-        for i, label in enumerate(model.classes_)
-        if 0 < np.sum(y == label) < len(y)
-    ]
-    if aucs:
-        metrics[f"{prefix}_roc_auc_macro"] = float(np.mean(aucs))
+    # One-vs-rest AUC per class that has positives and negatives here, then the mean: a
+    # held-out split may lack a class, where sklearn's multi-class AUC would fail.
+    one_hot = (y[:, np.newaxis] == model.classes_[np.newaxis, :]).astype(np.float64)
+    auc = macro_auc(one_hot, probabilities)
+    if math.isfinite(auc):
+        metrics[f"{prefix}_roc_auc_macro"] = auc
     return metrics
 
 
@@ -185,31 +185,69 @@ def _check_onnx(onnx_bytes: bytes, model: Any, x: np.ndarray, classes: tuple[str
         raise RuntimeError(f"ONNX export differs from scikit-learn by {gap:.2e}")
 
 
+@dataclass(frozen=True)
+class _CsvData:
+    vectors: np.ndarray
+    labels: list[str]
+    patients: list[str] | None
+    notices: tuple[str, ...]  # distinct non-empty values of the notice column
+    sources: tuple[str, ...]  # distinct biomarker model versions that made the vectors
+    skipped: int  # rows without a label for this task
+
+
 def _read_csv(
     csv_path: Path, schema: BiomarkerSchema, label_column: str, patient_column: str | None
-) -> tuple[np.ndarray, list[str], list[str] | None, list[str]]:
-    """Vectors, labels, patient ids and notices from a CSV with one column per biomarker key."""
+) -> _CsvData:
+    """Read a CSV with one column per biomarker key, as written by ``lus extract``."""
     with csv_path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         wanted = [*schema.keys, label_column, *([patient_column] if patient_column else [])]
         missing = [name for name in wanted if name not in header]
         if missing:
-            shown = ", ".join(missing[:8]) + (
-                f" and {len(missing) - 8} more" if len(missing) > 8 else ""
-            )
-            raise InvalidInput(f"{csv_path.name} lacks column(s) {shown}")
-        rows, labels, patients, notices = [], [], [], []
+            more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+            raise InvalidInput(f"{csv_path.name} lacks column(s) {', '.join(missing[:8])}{more}")
+        rows, labels, patients, skipped = [], [], [], 0
+        notices: dict[str, None] = {}
+        sources: dict[str, None] = {}
         for line, row in enumerate(reader, start=2):  # line 1 is the header
+            label = (row[label_column] or "").strip()
+            if not label:  # a multi-task CSV need not label every video for every task
+                skipped += 1
+                continue
             rows.append([_number(row[key], csv_path.name, line, key) for key in schema.keys])
-            labels.append(_required(row[label_column], csv_path.name, line, label_column))
+            labels.append(label)
             if patient_column:
                 patients.append(_required(row[patient_column], csv_path.name, line, patient_column))
-            notices.append((row.get(NOTICE_COLUMN) or "").strip())
+            notices.update({(row.get(NOTICE_COLUMN) or "").strip(): None})
+            sources.update({(row.get(SOURCE_COLUMN) or "").strip(): None})
     if not rows:
-        raise InvalidInput(f"{csv_path.name} has a header but no rows")
-    vectors = np.asarray(rows, dtype=np.float32).reshape(len(rows), len(schema))
-    return vectors, labels, (patients if patient_column else None), notices
+        raise InvalidInput(f"{csv_path.name} has no rows with a {label_column!r} label")
+    return _CsvData(
+        vectors=np.asarray(rows, dtype=np.float32).reshape(len(rows), len(schema)),
+        labels=labels,
+        patients=patients if patient_column else None,
+        notices=tuple(n for n in notices if n),
+        sources=tuple(v for v in sources if v),
+        skipped=skipped,
+    )
+
+
+def _training_data(csv_path: Path, data: _CsvData) -> str:
+    """A plain-language line on what the expert was fitted on, for its card."""
+    digest = hashlib.sha256(csv_path.read_bytes()).hexdigest()[:12]
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(Counter(data.labels).items()))
+    text = f"{csv_path.name} (sha256 {digest}): {len(data.labels)} vectors"
+    if data.patients is not None:
+        text += f" from {len(set(data.patients))} patients"
+    text += f"; {counts}"
+    if data.skipped:
+        text += f"; {data.skipped} unlabelled rows skipped"
+    if data.sources:
+        text += f". Biomarker model: {', '.join(data.sources)}"
+    if data.notices:
+        text += f". Data notice: {' | '.join(data.notices)}"
+    return text
 
 
 def _number(text: str | None, name: str, line: int, column: str) -> float:
@@ -247,7 +285,8 @@ def train_expert_from_csv(
 
     Args:
         csv_path: One row per vector: a column per biomarker key of ``schema`` (probabilities),
-            ``label_column``, ``patient_column`` and optionally ``notice``.
+            ``label_column``, ``patient_column`` and optionally ``notice`` and
+            ``model_version``. Rows with an empty label are skipped (other tasks' rows).
         task: Task name, e.g. ``covid``.
         registry: Where to store the expert.
         schema: The schema the vectors were made with; the expert will only accept its vectors.
@@ -268,17 +307,10 @@ def train_expert_from_csv(
     """
     validate_task(task)  # fail before fitting, not after
     csv_path = Path(csv_path)
-    vectors, labels, patients, notices = _read_csv(csv_path, schema, label_column, patient_column)
-    fitted = fit_expert(vectors, labels, family=family, seed=seed, patient_ids=patients)
-    csv_notice = " | ".join(dict.fromkeys(n for n in notices if n))
-    digest = hashlib.sha256(csv_path.read_bytes()).hexdigest()[:12]
-    counts = ", ".join(f"{k}: {v}" for k, v in sorted(Counter(labels).items()))
-    patients_text = f" from {len(set(patients))} patients" if patients is not None else ""
-    training_data = (
-        f"{csv_path.name} (sha256 {digest}): {len(labels)} vectors{patients_text}; {counts}"
+    data = _read_csv(csv_path, schema, label_column, patient_column)
+    fitted = fit_expert(
+        data.vectors, data.labels, family=family, seed=seed, patient_ids=data.patients
     )
-    if csv_notice:
-        training_data += f". Data notice: {csv_notice}"
     return registry.register(
         task,
         fitted.onnx_bytes,
@@ -289,6 +321,6 @@ def train_expert_from_csv(
         metrics=fitted.metrics,
         owner=owner,
         description=description,
-        training_data=training_data,
-        notice=notice or csv_notice or RESEARCH_DATA_NOTICE,
+        training_data=_training_data(csv_path, data),
+        notice=notice or " | ".join(data.notices) or RESEARCH_DATA_NOTICE,
     )

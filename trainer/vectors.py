@@ -23,12 +23,12 @@ def extract_vectors(
     rows = read_manifest(manifest, info.schema)
     with ThreadPoolExecutor(max_workers=1) as pool:
         extractor = BiomarkerExtractor(TorchRunner(model, pick_device(device)), info, pool)
-        task_columns = list(rows[0].tasks)
+        task_columns = [c for c in rows[0].tasks if c != "notice"]
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(
-                ["video", "patient_id", *info.schema.keys, *task_columns, "model_version"]
+                ["video", "patient_id", *info.schema.keys, *task_columns, "model_version", "notice"]
             )
             for row in tqdm(rows, desc="extract", unit="video", disable=not progress):
                 result = extractor.extract_sync(decode_video(row.video))
@@ -39,6 +39,7 @@ def extract_vectors(
                         *(f"{v:.6f}" for v in result.vector),
                         *(row.tasks[c] for c in task_columns),
                         info.version,
+                        info.provenance.notice,  # experts fit on these vectors inherit it
                     ]
                 )
         extractor.runner.close()

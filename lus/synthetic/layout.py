@@ -86,9 +86,12 @@ SUBPLEURAL_GAP_MM = (4.0, 7.0)
 MIN_LUNG_MM = 8.0
 """Lung left visible below every finding so that B-lines always have some length."""
 
-A_LINE_MIN_MM = 1.3
+A_LINE_MIN_MM = 1.4
 A_LINE_WIDE_FACTOR = 1.7
 """A-lines copy the pleural thickness (at least :data:`A_LINE_MIN_MM`); wide ones are thicker."""
+
+A_LINE_FLOOR_MM = FOV_DEPTH_MM - 6.0
+"""Required A-lines end above this depth, clear of the fan's bottom arc and the image edge."""
 
 MIN_DEPTH_SPAN_MM = 1.0
 """A feasible case must leave the pleura at least this much room to move within its third."""
@@ -101,7 +104,7 @@ def lesion_max_mm(sizes: dict[str, LesionSize], level: str) -> float:
 
 def a_line_thickness_mm(pleura_mm: float, wide: bool) -> float:
     """Thickness of the A-line reverberations of a pleura ``pleura_mm`` thick."""
-    base = max(0.9 * pleura_mm, A_LINE_MIN_MM)
+    base = max(pleura_mm, A_LINE_MIN_MM)
     return base * (A_LINE_WIDE_FACTOR if wide else 1.0)
 
 
@@ -150,7 +153,8 @@ def pleural_depth_range(case: SyntheticCase) -> tuple[float, float] | None:
     if n_lines:
         pleura = THICKNESS_MM[case.levels["pleural_thickness"]] * (1 + THICKNESS_JITTER)
         a_thick = a_line_thickness_mm(pleura, case.a_lines_wide)
-        high = min(high, (bottom - a_thick - 1.0) / (n_lines + 1))
+        floor = min(bottom, A_LINE_FLOOR_MM)
+        high = min(high, (floor - a_thick - 1.0) / (n_lines + 1))
     if high - low < MIN_DEPTH_SPAN_MM:
         return None
     return low, high

@@ -67,7 +67,7 @@ def sample_style(rng: np.random.Generator) -> RenderStyle:
         fan_apex=float(rng.uniform(0.5, 0.9)),
         depth_u=float(rng.uniform(0.0, 1.0)),
         wall_seed=int(rng.integers(0, 2**31)),
-        lung_level=float(rng.uniform(0.07, 0.12)),
+        lung_level=float(rng.uniform(0.1, 0.16)),
         sliding_mm=float(rng.uniform(1.5, 4.0)),
         breathing_mm=float(rng.uniform(0.3, 1.0)),
         period_frames=float(rng.uniform(18.0, 40.0)),

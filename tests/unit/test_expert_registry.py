@@ -206,6 +206,22 @@ def test_models_that_do_not_fit_the_card_are_refused(
         )
 
 
+def test_zipmap_models_are_refused_with_a_hint(tmp_path: Path, models: list[FittedExpert]) -> None:
+    from skl2onnx import to_onnx
+
+    x = np.zeros((1, N_FEATURES), dtype=np.float32)
+    zipmap = to_onnx(models[0].estimator, x).SerializeToString()  # ZipMap on: a list of dicts
+    with pytest.raises(InvalidInput, match="ZipMap turned off"):
+        LocalRegistry(tmp_path).register(
+            "covid",
+            zipmap,
+            schema_id=SCHEMA_ID,
+            classes=models[0].classes,
+            n_features=N_FEATURES,
+            model_family="logreg",
+        )
+
+
 def test_sha256_mismatch_is_detected_on_read(tmp_path: Path, models: list[FittedExpert]) -> None:
     registry = LocalRegistry(tmp_path)
     _register(registry, "covid", models[0])

@@ -193,3 +193,25 @@ def test_train_from_csv_refuses_a_single_class(tmp_path: Path) -> None:
             schema=SCHEMA,
             label_column="diagnosis",
         )
+
+
+def test_train_from_csv_skips_unlabelled_rows_and_records_sources(tmp_path: Path) -> None:
+    x, labels, patients = _data(n_patients=12)
+    labels[:3] = ["", "", ""]  # a multi-task CSV need not label every video for every task
+    csv_path = tmp_path / "vectors.csv"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["video", "patient_id", *SCHEMA.keys, "diagnosis", "model_version"])
+        for i, (row, label, patient) in enumerate(zip(x, labels, patients, strict=True)):
+            writer.writerow([f"v{i}.mp4", patient, *(f"{v:.6f}" for v in row), label, "bio-v7"])
+    card = train_expert_from_csv(
+        csv_path,
+        task="covid",
+        registry=LocalRegistry(tmp_path / "reg"),
+        schema=SCHEMA,
+        label_column="diagnosis",
+        family="logreg",
+    )
+    assert f"{len(labels) - 3} vectors from 11 patients" in card.training_data
+    assert "3 unlabelled rows skipped" in card.training_data
+    assert "Biomarker model: bio-v7" in card.training_data
