@@ -46,8 +46,10 @@ def gaussian_blur(arr: np.ndarray, sigma: float, axis: int) -> np.ndarray:
     padded = np.pad(arr, pad, mode="reflect" if arr.shape[axis] > radius else "edge")
     n = arr.shape[axis]
     out = np.zeros(arr.shape, dtype=F32)
+    index: list[slice] = [slice(None)] * arr.ndim
     for i, weight in enumerate(taps):
-        out += weight * np.take(padded, np.arange(i, i + n), axis=axis)
+        index[axis] = slice(i, i + n)
+        out += weight * padded[tuple(index)]
     return out
 
 
