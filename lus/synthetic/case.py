@@ -1,7 +1,7 @@
 """One synthetic patient finding: a level per biomarker group, and the labels derived from it.
 
-A :class:`SyntheticCase` is what the renderer draws and what the manifest labels, so labels can
-never disagree with pixels. :func:`sample_case` draws clinically coherent cases around a lung
+A :class:`SyntheticCase` is both what the renderer draws and what the manifest labels, so labels
+and pixels come from one source. :func:`sample_case` draws clinically coherent cases around a lung
 severity score (0-3): it first picks a severity, then a disease pattern compatible with it, then
 the levels of that pattern. Severity, the S/F ratio range and the disease category are then
 *derived* from the levels, never stored, so they always follow the findings.
@@ -91,6 +91,11 @@ class SyntheticCase:
     def __hash__(self) -> int:
         return hash((self._frozen_items, self.a_lines_stacked, self.a_lines_wide, self.sf_noise))
 
+    def __reduce__(self) -> tuple[type[SyntheticCase], tuple[dict[str, str], bool, bool, float]]:
+        # A mappingproxy cannot be pickled; rebuild from a plain dict (multiprocessing, copy).
+        args = (dict(self.levels), self.a_lines_stacked, self.a_lines_wide, self.sf_noise)
+        return (SyntheticCase, args)
+
     def active_keys(self) -> tuple[str, ...]:
         """Biomarker keys (``group.level``) that are positive, in :data:`GROUP_LEVELS` order."""
         keys = [f"{group}.{level}" for group, level in self.levels.items()]
@@ -111,9 +116,7 @@ class SyntheticCase:
             from lus.schema import load_schema
 
             schema = load_schema()
-        unknown = [
-            b.key for b in schema.biomarkers if b.level not in GROUP_LEVELS.get(b.group, ())
-        ]
+        unknown = [b.key for b in schema.biomarkers if b.level not in GROUP_LEVELS.get(b.group, ())]
         if unknown:
             raise ValueError(f"the synthetic generator cannot render {unknown}")
         active = set(self.active_keys())
@@ -124,7 +127,11 @@ class SyntheticCase:
         lv = self.levels
         if lv["b_lines"] == "white" or lv["consolidation"] == "gt_10mm":
             return 3
-        if lv["pleural_break"] != "none" or lv["consolidation"] != "none" or lv["b_lines"] == "many":
+        if (
+            lv["pleural_break"] != "none"
+            or lv["consolidation"] != "none"
+            or lv["b_lines"] == "many"
+        ):
             return 2
         if lv["pleural_indent"] != "none" or lv["b_lines"] in ("few", "some"):
             return 1
@@ -359,6 +366,8 @@ def sample_case(
     )
 
 
-def label_rates(cases: Sequence[SyntheticCase], schema: BiomarkerSchema | None = None) -> np.ndarray:
+def label_rates(
+    cases: Sequence[SyntheticCase], schema: BiomarkerSchema | None = None
+) -> np.ndarray:
     """Fraction of ``cases`` positive for each biomarker of ``schema`` (a sanity check helper)."""
-    return np.mean([c.labels(schema) for c in cases], axis=0)
+    return np.asarray(np.mean([c.labels(schema) for c in cases], axis=0), dtype=np.float64)

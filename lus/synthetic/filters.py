@@ -17,7 +17,8 @@ def coverage(y: np.ndarray, top: np.ndarray | float, bottom: np.ndarray | float)
     Exact area coverage keeps sub-pixel thicknesses visible after downsampling: a band 0.6 px
     thick becomes a row at 60 % intensity instead of vanishing or snapping to one full pixel.
     """
-    return np.clip(np.minimum(y + 0.5, bottom) - np.maximum(y - 0.5, top), 0.0, 1.0).astype(F32)
+    covered: np.ndarray = np.clip(np.minimum(y + 0.5, bottom) - np.maximum(y - 0.5, top), 0.0, 1.0)
+    return covered.astype(F32)
 
 
 def below(y: np.ndarray, edge: np.ndarray | float) -> np.ndarray:
@@ -68,7 +69,7 @@ def rayleigh_speckle(
     """
     real = blur2d(rng.standard_normal(shape, dtype=F32), sigma_y, sigma_x)
     imag = blur2d(rng.standard_normal(shape, dtype=F32), sigma_y, sigma_x)
-    envelope = np.sqrt(real * real + imag * imag)
+    envelope: np.ndarray = np.sqrt(real * real + imag * imag)
     return (envelope / max(float(envelope.mean()), 1e-6)).astype(F32)
 
 
@@ -103,6 +104,7 @@ def shift_rows(frames: np.ndarray, shift: np.ndarray) -> np.ndarray:
     src = np.clip(np.arange(height, dtype=F32)[None, :] - shift[:, None], 0.0, height - 1.001)
     i0 = src.astype(np.intp)
     frac = (src - i0).astype(F32)[:, :, None]
-    upper = np.take_along_axis(frames, i0[:, :, None], axis=1)
-    lower = np.take_along_axis(frames, i0[:, :, None] + 1, axis=1)
-    return (upper * (1 - frac) + lower * frac).astype(F32)
+    upper: np.ndarray = np.take_along_axis(frames, i0[:, :, None], axis=1)
+    lower: np.ndarray = np.take_along_axis(frames, i0[:, :, None] + 1, axis=1)
+    shifted: np.ndarray = (upper * (1 - frac) + lower * frac).astype(F32)
+    return shifted

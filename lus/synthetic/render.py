@@ -50,7 +50,7 @@ MIN_SIZE = 16
 """Smallest frame side: below it the thinnest levels are sub-pixel noise."""
 
 _MAX_A_LINES = 4
-_B_LINE_COUNTS = {"few": (1, 3), "some": (4, 6), "many": (7, 10)}
+_B_LINE_COUNTS = {"few": (1, 3), "some": (4, 6), "many": (8, 12)}
 
 
 @dataclass(frozen=True)
@@ -158,16 +158,22 @@ def _consolidation(
     y, u = geo.y, geo.u[None, :]
     centres, depths = _draw_lesions(rng, geo, CONSOLIDATION_SIZES[level])
     shred = 0.0 if level in ("lt_5mm_few", "lt_5mm_multiple") else 0.15
+    rims = np.zeros(shape, dtype=F32)
     for centre, depth in zip(centres, depths, strict=True):
         half_width = depth * rng.uniform(1.0, 1.6)
         top = float(np.interp(centre, geo.u, pleura_bottom)) - 0.5
         # Irregular ("shred") lower border for the larger lesions.
         lower = depth * (1 + shred * filters.smooth_noise(rng, geo.u.size, geo.mm(3.0)))
         radius = np.sqrt(((u - centre) / half_width) ** 2 + ((y - top) / lower[None, :]) ** 2)
-        edge = np.clip((1 - radius) * min(half_width, depth), 0.0, 1.0) * (y >= top)
+        edge = np.clip((1 - radius) * min(half_width, depth) + 0.5, 0.0, 1.0) * (y >= top)
         alpha = np.maximum(alpha, edge.astype(F32))
-    tissue = rng.uniform(0.36, 0.48) * (1 + 0.12 * filters.smooth_noise(rng, geo.u.size, 6.0))
+        # Bright deep border where the lesion meets aerated lung: it outlines the lesion both
+        # on dark lung and inside bright B-lines, where the grey tissue alone would blend in.
+        rim = np.clip(1 - np.abs(radius - 0.88) / 0.14, 0.0, 1.0) * (y >= top + 0.3 * depth)
+        rims = np.maximum(rims, rim.astype(F32))
+    tissue = rng.uniform(0.3, 0.42) * (1 + 0.12 * filters.smooth_noise(rng, geo.u.size, 6.0))
     echo = np.broadcast_to(tissue[None, :], shape).astype(F32)
+    echo = np.maximum(echo, rng.uniform(0.7, 0.85) * rims)
     n_dots = {"lt_5mm_few": 0, "lt_5mm_multiple": 0, "5_10mm": 3, "gt_10mm": 9}[level]
     inside = np.argwhere(alpha > 0.9)
     if n_dots and inside.size:
@@ -183,6 +189,7 @@ def _consolidation(
 def _a_lines(
     rng: np.random.Generator,
     case: SyntheticCase,
+    *,
     geo: _Frame,
     depth: float,
     thickness_mm: float,
@@ -242,11 +249,16 @@ def _b_lines(
         n_clusters = int(rng.integers(1, 4))
         sizes = np.bincount(rng.integers(0, n_clusters, count - n_clusters), minlength=n_clusters)
         sizes += 1
-        spans = sizes * float(fwhm.mean()) * 0.9
-        starts = _stratified(rng, n_clusters, geo.pad + 0.05 * geo.width, geo.pad + 0.95 * geo.width)
+        spans = sizes * float(fwhm.mean()) * 1.2
+        starts = _stratified(
+            rng, n_clusters, geo.pad + 0.05 * geo.width, geo.pad + 0.95 * geo.width
+        )
         centres = np.concatenate(
             [
-                start - span / 2 + np.arange(n) * span / max(n, 1) + rng.normal(0, 0.1, n) * span / n
+                start
+                - span / 2
+                + np.arange(n) * span / max(n, 1)
+                + rng.normal(0, 0.1, n) * span / n
                 for start, span, n in zip(starts, spans, sizes, strict=True)
             ]
         ).astype(F32)
@@ -259,8 +271,9 @@ def _b_lines(
     xs = (centres - geo.pad)[:, None] + slide[None, :]
     xs = xs + sway[:, None] * np.sin(phase[None, :] + sway_phase[:, None])
     sigma = (fwhm / 2.355)[:, None, None]
-    lines = np.exp(-0.5 * ((geo.x[None, None, :] - xs[:, :, None]) / sigma) ** 2)
-    return (lines * brightness[:, None, None]).max(axis=0).astype(F32)
+    lines: np.ndarray = np.exp(-0.5 * ((geo.x[None, None, :] - xs[:, :, None]) / sigma) ** 2)
+    strongest: np.ndarray = (lines * brightness[:, None, None]).max(axis=0)
+    return strongest.astype(F32)
 
 
 def _deep_structures(
@@ -305,11 +318,12 @@ def _fan_mask(style: RenderStyle, geo: _Frame) -> np.ndarray:
     apex = style.fan_apex * geo.height
     dx = geo.x[None, :] - (geo.width - 1) / 2
     dy = geo.y + apex
-    radius = np.sqrt(dx * dx + dy * dy)
+    radius: np.ndarray = np.sqrt(dx * dx + dy * dy)
     angle = np.degrees(np.arctan2(np.abs(dx), dy))
     inside_angle = filters.ramp((style.fan_half_angle - angle) * radius * np.pi / 180, 1.0)
     inside_radius = filters.ramp(apex + geo.height - radius, 1.0)
-    return (inside_angle * inside_radius).astype(F32)
+    mask: np.ndarray = inside_angle * inside_radius
+    return mask.astype(F32)
 
 
 def render_frames(
@@ -380,7 +394,7 @@ def render_frames(
         + geo.mm(a_line_thickness_mm(thickness_mm, case.a_lines_wide) + 1.0),
     )
     deep_alpha, deep_echo, deep_top = _deep_structures(rng, case, style, geo, content_bottom)
-    a_lines = _a_lines(rng, case, geo, depth, thickness_mm, deep_top)
+    a_lines = _a_lines(rng, case, geo=geo, depth=depth, thickness_mm=thickness_mm, floor=deep_top)
 
     # Lung-space layers (they slide): speckle and consolidations.
     grain_y, grain_x = max(geo.mm(0.35), 0.0), max(geo.mm(0.7), 0.0)
@@ -401,7 +415,9 @@ def render_frames(
     if levels["b_line_origin"] == "sub_pleura":
         b_start = pleura_top + thickness + geo.mm(rng.uniform(*SUBPLEURAL_GAP_MM))
     else:
-        b_start = pleura_top + 0.5 * thickness
+        # Where the pleura is broken no artefact starts at its level, so the gap stays a dark
+        # notch even over a bright white lung.
+        b_start = pleura_top + 0.5 * thickness + (1 - pleura_seen) * (thickness + geo.mm(1.5))
     fade = 1 - 0.25 * np.clip((geo.y - depth) / max(height - depth, 1.0), 0.0, 1.0)
     b_lines = b_profile[:, None, :] * filters.ramp(y - b_start, geo.mm(1.0) + 1.0) * fade[None]
 
