@@ -82,8 +82,8 @@ def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="synthetic data -> train -> serve -> analyze, end to end")
     p.add_argument("--workdir", type=Path, default=Path("demo-output"))
-    p.add_argument("--videos", type=int, default=240)
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--videos", type=int, default=500)
+    p.add_argument("--epochs", type=int, default=20)
 
 
 def build_parser() -> argparse.ArgumentParser:

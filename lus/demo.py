@@ -21,7 +21,7 @@ def _step(number: int, text: str) -> None:
     print(f"\n[{number}/5] {text}", flush=True)
 
 
-def run_demo(workdir: Path, *, n_videos: int = 240, epochs: int = 12) -> None:
+def run_demo(workdir: Path, *, n_videos: int = 500, epochs: int = 20) -> None:
     from expert_service.registry import LocalRegistry
     from lus.schema import load_schema
     from lus.synthetic import generate_dataset
@@ -32,8 +32,12 @@ def run_demo(workdir: Path, *, n_videos: int = 240, epochs: int = 12) -> None:
     started = time.monotonic()
     print(SYNTHETIC_DATA_NOTICE)
     _step(1, f"generating {n_videos} synthetic cine loops (+ 6 held out for analysis)")
-    train_manifest = generate_dataset(workdir / "train", n_videos=n_videos, seed=0)
-    sample_manifest = generate_dataset(workdir / "samples", n_videos=6, seed=12345, progress=False)
+    train_manifest = generate_dataset(
+        workdir / "train", n_videos=n_videos, seed=0, height=96, width=96
+    )
+    sample_manifest = generate_dataset(
+        workdir / "samples", n_videos=6, seed=12345, height=96, width=96, progress=False
+    )
 
     _step(2, f"training a reduced TSM ResNet-18 for {epochs} epochs on CPU")
     artifact = workdir / "lus-biomarker.safetensors"
@@ -42,11 +46,11 @@ def run_demo(workdir: Path, *, n_videos: int = 240, epochs: int = 12) -> None:
             manifest=train_manifest,
             out=artifact,
             frames=8,
-            size=96,
+            size=80,
             clips=4,
             width=16,
             epochs=epochs,
-            batch_size=8,
+            batch_size=16,
             lr=1e-3,
             seed=0,
         )
