@@ -35,6 +35,45 @@ def utc_now() -> str:
 
 
 @dataclass(frozen=True)
+class TrainingSummary:
+    """What an expert was fit on: enough to explain answers and flag unfamiliar vectors.
+
+    Attributes:
+        class_counts: Training vectors per class.
+        n_patients: Distinct patients in the training set.
+        feature_mean: Mean of each input feature (the baseline for per-biomarker contributions).
+        feature_std: Standard deviation of each input feature.
+        ood_threshold: A vector whose distance from the training vectors (as computed by the
+            serving tier) exceeds this is flagged as out of distribution.
+    """
+
+    class_counts: Mapping[str, int]
+    n_patients: int
+    feature_mean: tuple[float, ...]
+    feature_std: tuple[float, ...]
+    ood_threshold: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "class_counts": dict(self.class_counts),
+            "n_patients": self.n_patients,
+            "feature_mean": list(self.feature_mean),
+            "feature_std": list(self.feature_std),
+            "ood_threshold": self.ood_threshold,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingSummary:
+        return cls(
+            class_counts={str(k): int(v) for k, v in data["class_counts"].items()},
+            n_patients=int(data["n_patients"]),
+            feature_mean=tuple(float(v) for v in data["feature_mean"]),
+            feature_std=tuple(float(v) for v in data["feature_std"]),
+            ood_threshold=float(data["ood_threshold"]),
+        )
+
+
+@dataclass(frozen=True)
 class ExpertCard:
     """Metadata of one immutable expert version, stored next to its ``model.onnx``.
 
@@ -52,6 +91,7 @@ class ExpertCard:
         notice: Plain-language use restriction returned with every answer.
         sha256: Hex digest of the ONNX bytes, checked on every read.
         n_features: Length of the input vector (the schema's size).
+        training_summary: Class counts, patients and feature statistics of the training set.
     """
 
     task: str
@@ -67,6 +107,7 @@ class ExpertCard:
     description: str = ""
     training_data: str = ""
     notice: str = ""
+    training_summary: TrainingSummary | None = None
 
     def __post_init__(self) -> None:
         validate_task(self.task)
@@ -87,6 +128,8 @@ class ExpertCard:
         data: dict[str, Any] = {"format": CARD_FORMAT, **asdict(self)}
         data["classes"] = list(self.classes)
         data["metrics"] = {k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()}
+        summary = self.training_summary
+        data["training_summary"] = summary.to_dict() if summary is not None else None
         return json.dumps(data, sort_keys=True, indent=2)
 
     @classmethod
@@ -102,7 +145,9 @@ class ExpertCard:
                 raise ValueError(f"unknown expert card format (this build reads {CARD_FORMAT})")
             metrics = data.pop("metrics", None) or {}
             classes = tuple(data.pop("classes"))
+            summary = data.pop("training_summary", None)
             return cls(
+                training_summary=TrainingSummary.from_dict(summary) if summary else None,
                 **data,
                 classes=classes,
                 metrics={k: (math.nan if v is None else float(v)) for k, v in metrics.items()},
