@@ -55,7 +55,9 @@ async def run_stack(
     if ready is not None:
         ready.set()
     await stop.wait()
+    logger.info("stopping: health NOT_SERVING, draining in-flight calls")
     await asyncio.gather(biomarker.stop(5.0), expert.stop(5.0))
+    logger.info("stopped")
 
 
 def serve_forever(stack: LocalStack) -> None:
