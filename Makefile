@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test pytest lint proto proto-check clean
+.PHONY: setup demo test pytest lint proto proto-check deploy-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ setup: $(BIN)/.installed  ## create .venv with the pinned dependencies
 demo: setup  ## synthetic data -> train -> serve -> analyze, on CPU, no Redis (~5 min on 2 cores)
 	$(BIN)/lus demo --workdir demo-output
 
-test: setup lint proto-check pytest  ## everything CI checks
+test: setup lint proto-check deploy-check pytest  ## everything CI checks
 
 pytest: setup
 	$(BIN)/python -m pytest
@@ -31,6 +31,9 @@ proto: setup  ## regenerate the gRPC stubs from proto/
 
 proto-check: setup
 	$(BIN)/python tools/gen_protos.py --check
+
+deploy-check: setup  ## render the Kustomize overlays and validate every manifest
+	bash deploy/validate.sh
 
 clean:
 	rm -rf $(VENV) demo-output .mypy_cache .ruff_cache .pytest_cache

@@ -84,6 +84,14 @@ def test_both_tiers_report_serving(stack: tuple[str, str, Path]) -> None:
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_container_health_probe(stack: tuple[str, str, Path]) -> None:
+    from lus.healthcheck import main
+
+    assert main([stack[0]]) == 0
+    assert main([stack[1], "lus.expert.v1.ExpertService"]) == 0
+    assert main(["127.0.0.1:1"]) == 1  # nothing listens there
+
+
 def test_mp4_on_disk_to_expert_answer(stack: tuple[str, str, Path]) -> None:
     biomarker, expert, video = stack
     result = analyze(video, biomarker, expert, timeout_s=60)

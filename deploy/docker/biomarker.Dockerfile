@@ -1,0 +1,23 @@
+# GPU tier: biomarker extraction. PyPI's torch 2.13.0 wheels for Linux bundle the CUDA runtime,
+# so this image runs on NVIDIA GPUs (with the NVIDIA container toolkit) and falls back to CPU.
+# Build from the repository root: docker build -f deploy/docker/biomarker.Dockerfile -t lus-biomarker .
+FROM python:3.11.14-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY deploy/constraints.txt deploy/constraints.txt
+COPY lus lus
+COPY biomarker_service biomarker_service
+COPY expert_service expert_service
+COPY trainer trainer
+RUN pip install -c deploy/constraints.txt '.[biomarker,redis]' \
+    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin lus
+
+USER 10001
+ENV LUS_BIOMARKER_HOST=0.0.0.0 LUS_BIOMARKER_PORT=50051 LUS_BIOMARKER_ARTIFACT=/models/lus-biomarker.safetensors
+EXPOSE 50051 9101
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
+  CMD ["python", "-m", "lus.healthcheck", "127.0.0.1:50051"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["python", "-m", "biomarker_service"]
