@@ -52,6 +52,9 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     e.add_argument("--family", default="mlp", help="classifier family")
     e.add_argument("--owner", default="local")
     e.add_argument("--description", default="")
+    e.add_argument("--patient-column", default="patient_id", help="for held-out metrics")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--notice", help="use restriction (default: the CSV's)")
 
 
 def _add_extract(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -73,6 +73,9 @@ def _train(args: argparse.Namespace) -> int:
         family=args.family,
         owner=args.owner,
         description=args.description,
+        patient_column=args.patient_column,
+        seed=args.seed,
+        notice=args.notice,
     )
     print(
         f"registered {card.task} v{card.version} ({card.model_family}) in {args.registry}: "
