@@ -1,4 +1,11 @@
-"""The transport-free core of the expert tier: validate a biomarker vector, run its expert."""
+"""The transport-free core of the expert tier: route a query to a loaded expert and answer it.
+
+Serving never waits on the registry for a loaded expert: ``version=0`` goes through a routing
+table (task, alias) -> version that ``refresh()`` rebuilds when the registry's revision changes.
+A refresh loads the new targets first and swaps the table after, so the old version answers
+until the new one is ready, and a failed load keeps the old route. Sessions live in a bounded
+LRU shared by every task.
+"""
 
 from __future__ import annotations
 
@@ -6,184 +13,348 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from expert_service.answers import (
+    DEFAULT_CONTRIBUTIONS,
+    Prediction,
+    PredictQuery,
+    TaskInfo,
+)
 from expert_service.artifact import ExpertCard
 from expert_service.errors import CorruptArtifact
+from expert_service.explain import Explainer, Explanation
 from expert_service.model import OnnxExpert
-from expert_service.registry.base import ExpertRegistry
-from lus.errors import InvalidInput, LusError, SchemaMismatch
-from lus.schema import builtin_schema_names, load_schema
+from expert_service.registry.base import PRODUCTION, STAGING, ExpertRegistry
+from expert_service.registry.common import resolve_alias
+from expert_service.validation import check_schema, check_vector, feature_names, valid_rows
+from lus.errors import InvalidInput, LusError, NotFound, NotReady
+
+if TYPE_CHECKING:  # the feature store is optional; its package is imported only when used
+    from lus.feature_store.base import FeatureStore
+
+__all__ = ["DEFAULT_CONTRIBUTIONS", "ExpertRunner", "PredictQuery", "Prediction", "TaskInfo"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_POSITIONS_NAMED = 5
-"""Error messages name this many bad positions, then say how many more there are."""
+NO_SUMMARY_NOTE = (
+    "expert {task} v{version} was registered without a training summary: no biomarker "
+    "contributions and no out-of-distribution check"
+)
 
 
 @dataclass(frozen=True)
-class Prediction:
-    """An expert's answer for one vector.
-
-    Attributes:
-        task: The task asked.
-        version: The version that answered (never 0).
-        label: The most probable class.
-        probabilities: ``(class, probability)`` pairs in the expert's class order.
-        notice: The expert's use restriction, to show with the answer.
-    """
-
-    task: str
-    version: int
-    label: str
-    probabilities: tuple[tuple[str, float], ...]
-    notice: str
-
-    def as_dict(self) -> dict[str, float]:
-        """Probabilities keyed by class."""
-        return dict(self.probabilities)
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    """One version's card plus every version of its task, oldest first."""
+class Served:
+    """A loaded version, ready to answer."""
 
     card: ExpertCard
-    versions: tuple[int, ...]
-
-
-@cache
-def _schema_keys(schema_id: str) -> tuple[str, ...] | None:
-    # Lets error messages name biomarkers ("b_lines.some") when the schema is a shipped one.
-    for name in builtin_schema_names():
-        schema = load_schema(name)
-        if schema.schema_id == schema_id:
-            return schema.keys
-    return None
-
-
-def _positions(schema_id: str, positions: np.ndarray) -> str:
-    keys = _schema_keys(schema_id)
-    named = [f"{i} ({keys[i]})" if keys else str(i) for i in positions[:_MAX_POSITIONS_NAMED]]
-    more = len(positions) - len(named)
-    return ", ".join(named) + (f" and {more} more" if more else "")
-
-
-def check_vector(card: ExpertCard, schema_id: str, values: Sequence[float]) -> np.ndarray:
-    """Return ``values`` as a float32 row if ``card``'s expert can take them.
-
-    Raises:
-        InvalidInput: No schema id, wrong length, or values that are not finite or not in [0, 1].
-        SchemaMismatch: The vector was made with another biomarker schema.
-    """
-    expert = f"expert {card.task} v{card.version}"
-    if not schema_id:
-        raise InvalidInput(f"vector has no schema_id; {expert} expects {card.schema_id}")
-    if schema_id != card.schema_id:
-        raise SchemaMismatch(
-            f"vector made with schema {schema_id}; {expert} expects {card.schema_id}"
-        )
-    try:
-        row = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InvalidInput("vector values must be numbers") from None
-    if row.ndim != 1 or row.size != card.n_features:
-        raise InvalidInput(
-            f"vector has {row.size} values; schema {card.schema_id} has {card.n_features}"
-        )
-    if not np.all(np.isfinite(row)):
-        bad = np.flatnonzero(~np.isfinite(row))
-        where = _positions(schema_id, bad)
-        raise InvalidInput(f"vector values at positions {where} are NaN or Inf")
-    if np.any((row < 0.0) | (row > 1.0)):
-        bad = np.flatnonzero((row < 0.0) | (row > 1.0))
-        raise InvalidInput(
-            f"vector values at positions {_positions(schema_id, bad)} are outside [0, 1]; "
-            "biomarker vectors hold probabilities"
-        )
-    return row.astype(np.float32)[np.newaxis, :]
+    expert: OnnxExpert
+    explainer: Explainer | None
+    no_summary_note: str
 
 
 class ExpertRunner:
-    """Answers ``predict`` from a registry, keeping recently used experts loaded.
+    """Answers predictions from a registry, keeping recently used experts loaded.
 
-    Thread-safe: the gRPC servicer calls it from worker threads.
+    Thread-safe: the gRPC servicer calls it from the event loop and worker threads, and a
+    watcher thread calls ``refresh``.
 
     Args:
         registry: Where experts are stored.
         max_loaded: How many ``(task, version)`` sessions stay in memory (least recently used
             ones are dropped first).
+        feature_store: Where vectors of already-analysed videos are found by pixel hash.
     """
 
-    def __init__(self, registry: ExpertRegistry, *, max_loaded: int = 32) -> None:
+    def __init__(
+        self,
+        registry: ExpertRegistry,
+        *,
+        max_loaded: int = 32,
+        feature_store: FeatureStore | None = None,
+    ) -> None:
         self.registry = registry
         self.max_loaded = max_loaded
-        self._loaded: OrderedDict[tuple[str, int], tuple[ExpertCard, OnnxExpert]] = OrderedDict()
+        self.feature_store = feature_store
+        self._loaded: OrderedDict[tuple[str, int], Served] = OrderedDict()
         self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        # (task, alias) -> (version, alias label); replaced whole, never mutated in place.
+        self._routes: dict[tuple[str, str], tuple[int, str]] = {}
+        self._revision = -1
 
     def predict(
-        self, task: str, version: int, schema_id: str, values: Sequence[float]
+        self,
+        task: str,
+        version: int,
+        schema_id: str,
+        values: Sequence[float],
+        *,
+        alias: str = "",
+        max_contributions: int = DEFAULT_CONTRIBUTIONS,
     ) -> Prediction:
-        """Run the expert ``task`` v``version`` (0 = newest) on one biomarker vector.
+        """Run the expert ``task`` v``version`` (0 = what ``alias`` points to) on one vector.
 
         Raises:
-            NotFound: Unknown task or version (the message lists the known ones).
+            NotFound: Unknown task, version or alias (the message lists the known ones).
             SchemaMismatch: The vector's schema is not the expert's.
             InvalidInput: Bad task name, wrong length, or values not finite / not in [0, 1].
+            NotReady: The expert is not loaded and the registry is unreachable.
         """
-        card, expert = self._expert(task, version)
-        row = check_vector(card, schema_id, values)
-        probabilities = expert.predict_proba(row)[0]
-        return Prediction(
-            task=card.task,
-            version=card.version,
-            label=card.classes[int(np.argmax(probabilities))],
-            probabilities=tuple(zip(card.classes, map(float, probabilities), strict=True)),
-            notice=card.notice,
+        served, label = self._served(task, version, alias)
+        row = check_vector(served.card, schema_id, values)
+        probabilities = served.expert.predict_proba(row)
+        return self._answers(served, label, row, probabilities, max_contributions)[0]
+
+    def predict_query(self, query: PredictQuery) -> Prediction:
+        """``predict`` for a query, looking its vector up first when it names a video hash."""
+        query = self._with_vector(query)
+        return self.predict(
+            query.task,
+            query.version,
+            query.schema_id,
+            query.values,
+            alias=query.alias,
+            max_contributions=query.max_contributions,
         )
 
-    def list_tasks(self) -> list[ExpertCard]:
-        """The newest card of every task, sorted by task."""
-        return [self.registry.card(task) for task in self.registry.tasks()]
+    def predict_batch(self, queries: Sequence[PredictQuery]) -> list[Prediction | LusError]:
+        """Answer many queries; vectors for the same expert run as one batch.
+
+        Returns one result per query, in order: a ``Prediction``, or the error for that query.
+        """
+        results: list[Prediction | LusError | None] = [None] * len(queries)
+        resolved = list(queries)
+        groups: dict[tuple[int, str, int], tuple[Served, list[int]]] = {}
+        for i, asked in enumerate(queries):
+            try:
+                resolved[i] = query = self._with_vector(asked)
+                served, label = self._served(query.task, query.version, query.alias)
+                check_schema(served.card, query.schema_id)
+                if len(query.values) != served.card.n_features:
+                    check_vector(served.card, query.schema_id, query.values)  # raises with why
+            except LusError as err:
+                results[i] = err
+                continue
+            key = (id(served), label, query.max_contributions)
+            groups.setdefault(key, (served, []))[1].append(i)
+        for (_, label, top_k), (served, indices) in groups.items():
+            group = [resolved[i] for i in indices]
+            self._answer_group(served, (label, top_k), group, indices, results)
+        return [r for r in results if r is not None]
+
+    def _answer_group(
+        self,
+        served: Served,
+        how: tuple[str, int],
+        group: list[PredictQuery],
+        indices: list[int],
+        results: list[Prediction | LusError | None],
+    ) -> None:
+        try:
+            matrix = np.asarray([q.values for q in group], dtype=np.float64)
+        except (TypeError, ValueError):
+            matrix = np.full((len(group), served.card.n_features), np.nan)
+        ok = valid_rows(matrix)
+        for position in np.flatnonzero(~ok).tolist():
+            query = group[position]
+            try:
+                check_vector(served.card, query.schema_id, query.values)
+                results[indices[position]] = InvalidInput("vector values must be numbers")
+            except LusError as err:
+                results[indices[position]] = err
+        if not ok.any():
+            return
+        rows = matrix[ok].astype(np.float32)
+        probabilities = served.expert.predict_proba(rows)
+        answers = self._answers(served, how[0], rows, probabilities, how[1])
+        for index, answer in zip(np.asarray(indices)[ok].tolist(), answers, strict=True):
+            results[index] = answer
+
+    def _answers(
+        self,
+        served: Served,
+        label: str,
+        rows: np.ndarray,
+        probabilities: np.ndarray,
+        top_k: int,
+    ) -> list[Prediction]:
+        card = served.card
+        explanations: list[Explanation | None]
+        if served.explainer is not None:
+            explanations = [*served.explainer.explain(served.expert, rows, probabilities, top_k)]
+        else:
+            explanations = [None] * len(rows)
+        top = np.argmax(probabilities, axis=1).tolist()
+        return [
+            Prediction(
+                task=card.task,
+                version=card.version,
+                label=card.classes[best],
+                probabilities=tuple(zip(card.classes, p, strict=True)),
+                notice=card.notice,
+                alias=label,
+                explanation=explanation,
+                explanation_note=served.no_summary_note,
+            )
+            for best, p, explanation in zip(top, probabilities.tolist(), explanations, strict=True)
+        ]
+
+    def list_tasks(self) -> list[TaskInfo]:
+        """The default version's card of every task, sorted by task."""
+        state = self.registry.state()
+        return [
+            TaskInfo(
+                card=self.registry.card(task),
+                versions=ts.versions,
+                aliases=dict(ts.aliases),
+                owner=ts.owner,
+            )
+            for task, ts in sorted(state.tasks.items())
+        ]
 
     def task_card(self, task: str, version: int = 0) -> TaskInfo:
-        """The card of ``task`` v``version`` (0 = newest) and the task's versions."""
+        """The card of ``task`` v``version`` (0 = default), with every version's card."""
+        state = self.registry.task_state(task)
         card = self.registry.card(task, version)
-        return TaskInfo(card=card, versions=tuple(self.registry.versions(task)))
+        history = tuple(self.registry.card(task, v) for v in state.versions)
+        return TaskInfo(card, state.versions, dict(state.aliases), state.owner, history)
 
     def warm_up(self) -> list[tuple[str, int]]:
-        """Load the newest version of every task; return those loaded, log those that fail."""
-        loaded = []
-        for task in self.registry.tasks():
-            try:
-                card, _ = self._expert(task, 0)
-            except LusError as err:
-                logger.error("expert %s not loaded: %s", task, err)
-                continue
-            loaded.append((card.task, card.version))
-        return loaded
+        """Build the routes and load every task's default version (up to ``max_loaded``)."""
+        self.refresh(preload_all=True)
+        with self._lock:
+            return sorted(self._loaded)
 
-    def _expert(self, task: str, version: int) -> tuple[ExpertCard, OnnxExpert]:
+    def refresh(self, *, preload_all: bool = False) -> bool:
+        """Re-read the registry if it changed; load new route targets, then swap the routes.
+
+        Args:
+            preload_all: Load every task's targets (start-up), not only tasks in use.
+
+        Returns:
+            Whether the registry had changed.
+
+        Raises:
+            NotReady: The registry is unreachable (routes and loaded experts stay as they were).
+        """
+        with self._refresh_lock:
+            if not preload_all and self.registry.revision() == self._revision:
+                return False
+            state = self.registry.state()
+            routes: dict[tuple[str, str], tuple[int, str]] = {}
+            for task, ts in state.tasks.items():
+                default = ts.default_version()
+                if default is not None:
+                    label = PRODUCTION if PRODUCTION in ts.aliases else ""
+                    routes[(task, PRODUCTION)] = (default, label)
+                if STAGING in ts.aliases:
+                    routes[(task, STAGING)] = (ts.aliases[STAGING], STAGING)
+            with self._lock:
+                gone = [
+                    (task, v)
+                    for task, v in self._loaded
+                    if task not in state.tasks or v not in state.tasks[task].versions
+                ]
+                for stale in gone:
+                    del self._loaded[stale]  # deleted versions stop answering
+                in_use = {task for task, _ in self._loaded}
+            old = self._routes
+            for key, (version, _) in routes.items():
+                task = key[0]
+                if (task, version) in self._loaded or not (preload_all or task in in_use):
+                    continue
+                if task not in in_use and len(self._loaded) >= self.max_loaded:
+                    continue
+                try:
+                    self._load(task, version)
+                except LusError as err:
+                    logger.error("expert %s v%d not loaded: %s", task, version, err)
+                    if key in old:
+                        routes[key] = old[key]  # keep serving what worked
+            self._routes = routes
+            self._revision = state.revision
+            return True
+
+    def ready(self, query: PredictQuery) -> bool:
+        """Whether ``query`` can be answered from memory alone (no registry or store I/O)."""
+        if query.video_hash:
+            return False
+        if query.version == 0:
+            route = self._routes.get((query.task, query.alias or PRODUCTION))
+            return route is not None and (query.task, route[0]) in self._loaded
+        return (query.task, query.version) in self._loaded
+
+    def loaded(self) -> list[tuple[str, int]]:
+        """``(task, version)`` of every loaded expert, least recently used first."""
+        with self._lock:
+            return list(self._loaded)
+
+    def _with_vector(self, query: PredictQuery) -> PredictQuery:
+        if not query.video_hash:
+            return query
+        if self.feature_store is None:
+            raise InvalidInput("this server has no feature store; send the vector instead")
+        stored = self.feature_store.get(query.video_hash, query.biomarker_model_version or None)
+        if stored is None:
+            which = query.biomarker_model_version or "any model version"
+            raise NotFound(
+                f"no vector stored for video hash {query.video_hash[:16]}... ({which}); "
+                "analyse the video first or send its vector"
+            )
+        return replace(query, schema_id=stored.schema_id, values=stored.vector)
+
+    def _served(self, task: str, version: int, alias: str) -> tuple[Served, str]:
         if version == 0:
-            # Resolve "newest" on every call: versions may be registered while serving.
-            version = (self.registry.versions(task) or [0])[-1]
-        key = (task, version)
+            route = self._routes.get((task, alias or PRODUCTION))
+            if route is not None:
+                served = self._loaded.get((task, route[0]))
+                if served is not None:
+                    self._touch((task, route[0]))
+                    return served, route[1]
+            state = self.registry.task_state(task)  # NotFound lists the known tasks
+            number = resolve_alias(task, state, alias)
+            wanted = alias or PRODUCTION
+            label = wanted if wanted in state.aliases else ""
+            return self._cached_or_load(task, number), label
+        if version < 0:
+            raise InvalidInput(f"version must be 0 (default) or a version number, got {version}")
+        return self._cached_or_load(task, version), ""
+
+    def _cached_or_load(self, task: str, version: int) -> Served:
+        served = self._loaded.get((task, version))
+        if served is not None:
+            self._touch((task, version))
+            return served
+        return self._load(task, version)
+
+    def _touch(self, key: tuple[str, int]) -> None:
         with self._lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
-                return self._loaded[key]
-        card, onnx_bytes = self.registry.get(task, version)  # NotFound lists tasks / versions
+
+    def _load(self, task: str, version: int) -> Served:
+        try:
+            card, onnx_bytes = self.registry.get(task, version)
+        except NotReady as err:
+            raise NotReady(f"expert {task} is not loaded and {err}") from err
         try:
             expert = OnnxExpert(onnx_bytes, n_features=card.n_features, classes=card.classes)
         except InvalidInput as err:
             # Stored bytes passed this check at registration; failing now is not the caller's fault.
             raise CorruptArtifact(f"expert {task} v{card.version} cannot be loaded") from err
+        summary = card.training_summary
+        explainer = None
+        if summary is not None:
+            explainer = Explainer(summary, feature_names(card.schema_id, card.n_features))
+        note = "" if summary else NO_SUMMARY_NOTE.format(task=card.task, version=card.version)
+        served = Served(card, expert, explainer, note)
         logger.info("loaded expert %s v%d", card.task, card.version)
         with self._lock:
-            self._loaded[(card.task, card.version)] = (card, expert)
+            self._loaded[(card.task, card.version)] = served
             while len(self._loaded) > self.max_loaded:
                 self._loaded.popitem(last=False)
-        return card, expert
+        return served

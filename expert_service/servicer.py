@@ -1,4 +1,10 @@
-"""The gRPC ExpertService: converts messages and delegates to ``ExpertRunner`` in a thread."""
+"""The gRPC ExpertService: converts messages and delegates to ``ExpertRunner``.
+
+A query for an expert that is loaded runs inline on the event loop: it is pure compute of tens
+of microseconds, and a hop to a worker thread would cost more than the model. Anything that
+may wait on I/O (loading from the registry, a feature-store lookup, listing cards) runs in a
+worker thread so it never stalls the loop that serves every other call and health check.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +20,12 @@ from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
 if TYPE_CHECKING:  # messages are built and read only in ``converters``
     from lus.expert.v1 import expert_service_pb2 as pb
 
+INLINE_BATCH_LIMIT = 512
+"""Batches up to this many ready vectors run inline; bigger ones go to a worker thread."""
+
 
 class ExpertServicer(pb_grpc.ExpertServiceServicer):  # type: ignore[misc]
-    """Handles ``lus.expert.v1.ExpertService``; domain errors become statuses in the interceptor.
-
-    The runner's work (reading a model, onnxruntime) runs in worker threads so one slow load
-    never stalls the event loop that serves every other call and health check.
-    """
+    """Handles ``lus.expert.v1.ExpertService``; domain errors become statuses in the interceptor."""
 
     def __init__(self, runner: ExpertRunner) -> None:
         self._runner = runner
@@ -29,16 +34,27 @@ class ExpertServicer(pb_grpc.ExpertServiceServicer):  # type: ignore[misc]
         self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
     ) -> pb.PredictResponse:
         query = converters.predict_query(request)
-        prediction = await asyncio.to_thread(
-            self._runner.predict, query.task, query.version, query.schema_id, query.values
-        )
+        if self._runner.ready(query):
+            prediction = self._runner.predict_query(query)
+        else:
+            prediction = await asyncio.to_thread(self._runner.predict_query, query)
         return converters.prediction_to_pb(prediction)
+
+    async def PredictBatch(  # noqa: N802 - names fixed by the proto
+        self, request: pb.PredictBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PredictBatchResponse:
+        queries = converters.batch_queries(request)
+        if len(queries) <= INLINE_BATCH_LIMIT and all(map(self._runner.ready, queries)):
+            results = self._runner.predict_batch(queries)
+        else:
+            results = await asyncio.to_thread(self._runner.predict_batch, queries)
+        return converters.batch_to_pb(results)
 
     async def ListTasks(  # noqa: N802 - names fixed by the proto
         self, request: pb.ListTasksRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListTasksResponse:
-        cards = await asyncio.to_thread(self._runner.list_tasks)
-        return converters.task_list_to_pb(cards)
+        infos = await asyncio.to_thread(self._runner.list_tasks)
+        return converters.task_list_to_pb(infos)
 
     async def GetTask(  # noqa: N802 - names fixed by the proto
         self, request: pb.GetTaskRequest, context: grpc.aio.ServicerContext

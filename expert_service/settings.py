@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lus.rpc.server import MiB
 
 
 class ExpertSettings(BaseSettings):
-    """How the expert tier listens and where it finds its experts.
+    """How the expert tier listens, where it finds its experts and who may change them.
 
     Built once in ``main()`` and passed down; nothing reads the environment after that.
     """
@@ -27,7 +28,49 @@ class ExpertSettings(BaseSettings):
     """TCP port for gRPC; 0 picks a free (ephemeral) port. Default 50052."""
 
     registry_dir: Path = Path("./lus-registry")
-    """Folder of the local expert registry (``<task>/<version>/``). Default ./lus-registry."""
+    """Folder of the local expert registry (``<task>/<version>/``), used when no
+    ``registry_url`` is set. Default ./lus-registry."""
+
+    registry_url: str | None = None
+    """Redis URL of a shared registry, e.g. redis://127.0.0.1:6379/0; unset = local folder."""
+
+    registry_prefix: str = "lus:expert:"
+    """Prefix of every registry key in Redis, so registries can share one server."""
+
+    registry_timeout_s: float = Field(default=1.0, gt=0.0)
+    """Redis connect/read timeout in seconds: how fast calls fail when Redis is gone. 1.0."""
+
+    resync_interval_s: float = Field(default=1.0, gt=0.0)
+    """Seconds between polls of the registry for changes (push notices come sooner). 1.0."""
+
+    max_loaded: int = Field(default=128, ge=1)
+    """Expert sessions kept in memory across all tasks (least recently used dropped). 128."""
+
+    admin_tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    """Team -> bearer token for admin RPCs, as JSON ({"radiology": "..."}); empty disables
+    RegisterExpert/Promote/Rollback/DeleteVersion. Default {}."""
+
+    feature_store: Literal["none", "sqlite", "redis"] = "none"
+    """Where Predict finds vectors by video hash: "sqlite", "redis" or "none" (Predict by hash
+    then answers INVALID_ARGUMENT). Default none."""
+
+    feature_store_path: Path = Path("./lus-features.sqlite")
+    """SQLite feature-store file (the biomarker tier's) when feature_store is "sqlite"."""
+
+    feature_store_url: str = "redis://127.0.0.1:6379/0"
+    """Redis server of the feature store when feature_store is "redis". Default local, db 0."""
+
+    feature_store_prefix: str = "lus:fs:"
+    """Prefix of every feature-store key in Redis (the biomarker tier's). Default "lus:fs:"."""
+
+    tls_cert_file: Path | None = None
+    """PEM certificate chain of the server; with ``tls_key_file`` it serves TLS only."""
+
+    tls_key_file: Path | None = None
+    """PEM private key matching ``tls_cert_file``."""
+
+    tls_client_ca_file: Path | None = None
+    """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
 
     max_message_bytes: int = Field(default=4 * MiB, gt=0)
     """Largest gRPC message sent or received, in bytes. Default 4 MiB."""
@@ -35,8 +78,20 @@ class ExpertSettings(BaseSettings):
     grace_s: float = Field(default=5.0, ge=0.0)
     """Seconds in-flight calls get to finish on shutdown (SIGTERM/SIGINT). Default 5.0."""
 
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ExpertSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both tls_cert_file and tls_key_file, or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
+
     @property
     def address(self) -> str:
         """``host:port`` for binding; IPv6 hosts get brackets."""
         host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
         return f"{host}:{self.port}"
+
+    def team_tokens(self) -> dict[str, str]:
+        """``admin_tokens`` with the secrets revealed, for ``auth.TeamTokens``."""
+        return {team: token.get_secret_value() for team, token in self.admin_tokens.items()}

@@ -6,7 +6,10 @@
      ├── NotFound              NOT_FOUND           (unknown task or version)
      ├── AlreadyExists         ALREADY_EXISTS      (registering a version twice)
      ├── Overloaded            RESOURCE_EXHAUSTED  (queue full; retry later)
-     └── NotReady              UNAVAILABLE         (model not loaded yet)
+     ├── NotReady              UNAVAILABLE         (model not loaded yet, registry unreachable)
+     ├── FailedPrecondition    FAILED_PRECONDITION (state forbids it: delete a promoted version)
+     ├── Unauthenticated       UNAUTHENTICATED     (no bearer token, or an unknown one)
+     └── PermissionDenied      PERMISSION_DENIED   (a team changing another team's task)
 
 Domain code raises these; one interceptor (``lus.rpc.interceptors``) turns them into statuses.
 Messages must tell the caller what to change, e.g. "vector has 12 values; schema X has 38".
@@ -45,3 +48,21 @@ class Overloaded(LusError):
 
 class NotReady(LusError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class FailedPrecondition(LusError):
+    """The system is not in a state that allows the call; the message says what to change."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unauthenticated(LusError):
+    """The call needs credentials (a bearer token) that are missing or not recognised."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(LusError):
+    """The caller is known but may not do this, e.g. change another team's task."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED

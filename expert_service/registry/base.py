@@ -1,22 +1,77 @@
-"""The registry contract every store (local folder, Redis) implements."""
+"""The registry contract every store (local folder, Redis) implements, and its value types."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from expert_service.artifact import ExpertCard
+from expert_service.artifact import ExpertCard, TrainingSummary
+
+PRODUCTION = "production"
+STAGING = "staging"
+ALIASES = (PRODUCTION, STAGING)
+"""The aliases a task may have; ``production`` is what ``version=0`` serves once set."""
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """Where a task's aliases point and which versions exist.
+
+    Attributes:
+        versions: Stored versions, oldest first (deleted numbers are never reused).
+        aliases: Alias -> version, e.g. ``{"production": 3}``.
+        owner: The team that registered the task's first version; only it may change the task.
+    """
+
+    versions: tuple[int, ...]
+    aliases: Mapping[str, int] = field(default_factory=dict)
+    owner: str = ""
+
+    def default_version(self) -> int | None:
+        """What ``version=0`` serves: the production alias, else the newest version."""
+        return self.aliases.get(PRODUCTION) or (self.versions[-1] if self.versions else None)
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """A consistent-enough snapshot for routing: every task's state at one revision.
+
+    Attributes:
+        revision: Counts up on every write; equal revisions mean nothing changed.
+        tasks: Task -> state, for tasks with at least one version.
+    """
+
+    revision: int
+    tasks: Mapping[str, TaskState]
+
+
+class Subscription(Protocol):
+    """A change subscription; ``close()`` ends it."""
+
+    def close(self) -> None: ...
+
+
+class NoSubscription:
+    """For stores that cannot push changes: servers then rely on polling ``revision()``."""
+
+    def close(self) -> None:
+        """Nothing to stop."""
 
 
 @runtime_checkable
 class ExpertRegistry(Protocol):
     """Stores experts by ``(task, version)``; a stored version never changes.
 
-    Versions count up from 1 per task; ``version=0`` in a read means the newest one. Errors
-    come from ``lus.errors``: ``InvalidInput`` (bad task name, bytes that are not a fitting ONNX
-    model), ``NotFound`` (unknown task or version, naming the known ones), ``AlreadyExists``
-    (the same model bytes are already a version of the task), and
-    ``expert_service.errors.CorruptArtifact`` (stored bytes no longer match their sha256).
+    Versions count up from 1 per task and a number is never given out twice, even after a
+    delete; ``version=0`` in a read means the default one (production alias, else newest).
+    Errors come from ``lus.errors``: ``InvalidInput`` (bad task name or alias, bytes that are not
+    a fitting ONNX model), ``NotFound`` (unknown task or version, naming the known ones),
+    ``AlreadyExists`` (the same model bytes are already a version of the task),
+    ``PermissionDenied`` (registering onto another owner's task), ``FailedPrecondition``
+    (deleting a version an alias points to, rolling back with no history), ``NotReady`` (the
+    store is unreachable; nothing was written) and ``expert_service.errors.CorruptArtifact``
+    (stored bytes no longer match their sha256).
     """
 
     def register(
@@ -33,16 +88,21 @@ class ExpertRegistry(Protocol):
         description: str = "",
         training_data: str = "",
         notice: str = "",
+        training_summary: TrainingSummary | None = None,
     ) -> ExpertCard:
-        """Validate the model, store it as the task's next version and return its card."""
+        """Validate the model, store it as the task's next version and return its card.
+
+        Model and card are committed together or not at all. The first registration of a task
+        makes ``owner`` its owner; a later one with another non-empty owner is refused.
+        """
         ...
 
     def get(self, task: str, version: int = 0) -> tuple[ExpertCard, bytes]:
-        """The card and ONNX bytes of a version (0 = newest), verified against the sha256."""
+        """The card and ONNX bytes of a version (0 = default), verified against the sha256."""
         ...
 
     def card(self, task: str, version: int = 0) -> ExpertCard:
-        """The card of a version (0 = newest) without reading the model."""
+        """The card of a version (0 = default) without reading the model."""
         ...
 
     def versions(self, task: str) -> list[int]:
@@ -51,4 +111,35 @@ class ExpertRegistry(Protocol):
 
     def tasks(self) -> list[str]:
         """Every task with at least one version, sorted."""
+        ...
+
+    def task_state(self, task: str) -> TaskState:
+        """Versions, aliases and owner of a task (``NotFound`` when it has no version)."""
+        ...
+
+    def state(self) -> RegistryState:
+        """Every task's state and the revision it was read at."""
+        ...
+
+    def revision(self) -> int:
+        """A number that changes whenever anything is written (cheap: polled for changes)."""
+        ...
+
+    def promote(self, task: str, version: int, alias: str = PRODUCTION) -> tuple[int, int]:
+        """Point ``alias`` at ``version`` atomically; returns ``(version, previous or 0)``."""
+        ...
+
+    def rollback(self, task: str, alias: str = PRODUCTION) -> tuple[int, int]:
+        """Point ``alias`` back where it pointed before its last promote; ``(now, before)``."""
+        ...
+
+    def delete_version(self, task: str, version: int) -> list[int]:
+        """Remove a version no alias points to; returns the remaining versions."""
+        ...
+
+    def watch(self, on_change: Callable[[], None]) -> Subscription:
+        """Call ``on_change`` (from another thread) when any writer changes the registry.
+
+        Stores that cannot push changes return a ``NoSubscription``; readers poll ``revision()``.
+        """
         ...

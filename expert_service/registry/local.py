@@ -1,8 +1,10 @@
 """A registry in a local folder: ``<root>/<task>/<version>/{model.onnx,card.json}``.
 
 A version is written into a hidden temporary folder and renamed into place in one step, so a
-reader sees a whole version or none. Registrations of one task take turns on an advisory file
-lock (``<root>/<task>/.lock``), which also serializes processes sharing the folder.
+reader sees a whole version or none. Writes to one task take turns on an advisory file lock
+(``<root>/<task>/.lock``), which also serializes processes sharing the folder; aliases and the
+owner live in ``<task>/task.json`` (see ``local_meta``), and ``<root>/.revision`` counts writes
+so serving processes can poll for changes cheaply.
 """
 
 from __future__ import annotations
@@ -10,19 +12,30 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from expert_service.artifact import ExpertCard, validate_task
+from expert_service.artifact import ExpertCard, TrainingSummary, validate_task
 from expert_service.errors import CorruptArtifact
-from expert_service.model import OnnxExpert
-from lus.errors import AlreadyExists, InvalidInput, NotFound
+from expert_service.registry import common
+from expert_service.registry.base import (
+    PRODUCTION,
+    NoSubscription,
+    RegistryState,
+    TaskState,
+)
+from expert_service.registry.local_meta import (
+    bump_revision,
+    read_meta,
+    read_revision,
+    write_meta,
+)
+from lus.errors import AlreadyExists, FailedPrecondition, InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -75,64 +88,57 @@ class LocalRegistry:
         description: str = "",
         training_data: str = "",
         notice: str = "",
+        training_summary: TrainingSummary | None = None,
     ) -> ExpertCard:
         """Validate the model, store it as the task's next version and return its card."""
-        validate_task(task)
-        if not schema_id or not model_family:
-            raise InvalidInput("an expert needs a schema_id and a model_family")
-        try:
-            draft = ExpertCard(
-                task=task,
-                version=1,
-                schema_id=schema_id,
-                classes=tuple(classes),
-                model_family=model_family,
-                sha256=hashlib.sha256(onnx_bytes).hexdigest(),
-                n_features=n_features,
-                metrics=dict(metrics or {}),
-                owner=owner,
-                description=description,
-                training_data=training_data,
-                notice=notice,
-            )
-        except ValueError as err:
-            raise InvalidInput(f"cannot register expert {task!r}: {err}") from None
-        # Load it the way the server will: this refuses non-ONNX bytes without executing them.
-        OnnxExpert(onnx_bytes, n_features=n_features, classes=draft.classes)
+        draft = common.draft_card(
+            task,
+            onnx_bytes,
+            schema_id=schema_id,
+            classes=classes,
+            n_features=n_features,
+            model_family=model_family,
+            metrics=metrics,
+            owner=owner,
+            description=description,
+            training_data=training_data,
+            notice=notice,
+            training_summary=training_summary,
+        )
         task_dir = self.root / task
         task_dir.mkdir(exist_ok=True)
         with self._locked(task_dir):
+            meta = read_meta(task_dir)
+            common.check_owner(task, meta.owner, owner)
             self._refuse_duplicate(task, draft.sha256)
-            card = replace(draft, version=max(self.versions(task), default=0) + 1)
+            number = max([meta.next_version, *(v + 1 for v in self.versions(task))])
+            card = replace(draft, version=number)
             self._commit(task_dir, card, onnx_bytes)
+            meta.next_version = number + 1
+            meta.owner = meta.owner or owner
+            write_meta(task_dir, meta)
+        self._bump()
         logger.info("registered expert %s v%d (sha256 %s)", task, card.version, card.sha256[:12])
         return card
 
     def get(self, task: str, version: int = 0) -> tuple[ExpertCard, bytes]:
-        """The card and ONNX bytes of a version (0 = newest), verified against the sha256."""
+        """The card and ONNX bytes of a version (0 = default), verified against the sha256."""
         card = self.card(task, version)
         try:
             onnx_bytes = (self.root / task / str(card.version) / MODEL_FILE).read_bytes()
         except OSError:
             raise CorruptArtifact(f"expert {task} v{card.version} has no readable model") from None
-        if hashlib.sha256(onnx_bytes).hexdigest() != card.sha256:
-            raise CorruptArtifact(
-                f"expert {task} v{card.version} fails its integrity check (model sha256 differs "
-                "from its card); register it again"
-            )
+        common.verify(card, onnx_bytes)
         return card, onnx_bytes
 
     def card(self, task: str, version: int = 0) -> ExpertCard:
-        """The card of a version (0 = newest) without reading the model."""
-        number = self._resolve(task, version)
+        """The card of a version (0 = default) without reading the model."""
+        number = common.resolve(task, self.task_state(task), version)
         try:
             text = (self.root / task / str(number) / CARD_FILE).read_text(encoding="utf-8")
-            card = ExpertCard.from_json(text)
-        except (OSError, ValueError):
+        except OSError:
             raise CorruptArtifact(f"expert {task} v{number} has an unreadable card") from None
-        if card.task != task or card.version != number:
-            raise CorruptArtifact(f"expert {task} v{number} holds the card of another version")
-        return card
+        return common.parse_card(task, number, text)
 
     def versions(self, task: str) -> list[int]:
         """The task's versions, oldest first; empty for an unknown task."""
@@ -149,27 +155,92 @@ class LocalRegistry:
         names = (p.name for p in self.root.iterdir() if p.is_dir())
         return sorted(n for n in names if _valid_task(n) and self.versions(n))
 
-    def _resolve(self, task: str, version: int) -> int:
-        if version < 0:
-            raise InvalidInput(f"version must be 0 (newest) or a version number, got {version}")
+    def task_state(self, task: str) -> TaskState:
+        """Versions, aliases and owner of a task (``NotFound`` when it has no version)."""
         versions = self.versions(task)
         if not versions:
-            known = ", ".join(self.tasks()) or "none registered yet"
-            raise NotFound(f"no expert for task {task!r}; known tasks: {known}")
-        if version == 0:
-            return versions[-1]
-        if version not in versions:
-            listed = ", ".join(map(str, versions))
-            raise NotFound(f"task {task!r} has no version {version}; its versions: {listed}")
-        return version
+            raise common.unknown_task(task, self.tasks)
+        meta = read_meta(self.root / task)
+        return TaskState(versions=tuple(versions), aliases=dict(meta.aliases), owner=meta.owner)
+
+    def state(self) -> RegistryState:
+        """Every task's state and the revision it was read at."""
+        revision = self.revision()  # read first: a write during the scan shows up next poll
+        return RegistryState(revision, {task: self.task_state(task) for task in self.tasks()})
+
+    def revision(self) -> int:
+        """Counts writes; ``state()`` callers compare it to skip re-reading the folder."""
+        return read_revision(self.root)
+
+    def promote(self, task: str, version: int, alias: str = PRODUCTION) -> tuple[int, int]:
+        """Point ``alias`` at ``version`` atomically; returns ``(version, previous or 0)``."""
+        alias = common.check_alias(alias)
+        if version < 1:
+            raise InvalidInput(f"promote needs a version number >= 1, got {version}")
+        task_dir = self.root / validate_task(task)
+        with self._locked(task_dir):
+            common.resolve(task, self.task_state(task), version)  # NotFound names the versions
+            meta = read_meta(task_dir)
+            previous = meta.aliases.get(alias, 0)
+            if previous != version:
+                if previous:
+                    meta.history.setdefault(alias, []).append(previous)
+                meta.aliases[alias] = version
+                write_meta(task_dir, meta)
+        self._bump()
+        return version, previous
+
+    def rollback(self, task: str, alias: str = PRODUCTION) -> tuple[int, int]:
+        """Point ``alias`` back where it pointed before its last promote; ``(now, before)``."""
+        alias = common.check_alias(alias)
+        task_dir = self.root / validate_task(task)
+        with self._locked(task_dir):
+            self.task_state(task)  # NotFound for an unknown task
+            meta = read_meta(task_dir)
+            history = meta.history.get(alias, [])
+            if not history:
+                raise FailedPrecondition(
+                    f"task {task!r} {alias} has no earlier version to roll back to; "
+                    "promote a version instead"
+                )
+            previous = meta.aliases.get(alias, 0)
+            meta.aliases[alias] = history.pop()
+            write_meta(task_dir, meta)
+        self._bump()
+        return meta.aliases[alias], previous
+
+    def delete_version(self, task: str, version: int) -> list[int]:
+        """Remove a version no alias points to; returns the remaining versions."""
+        task_dir = self.root / validate_task(task)
+        with self._locked(task_dir):
+            state = self.task_state(task)
+            if version not in state.versions:
+                raise common.no_version(task, state, version)
+            pointing = sorted(a for a, v in state.aliases.items() if v == version)
+            if pointing:
+                raise FailedPrecondition(
+                    f"task {task!r} v{version} is {' and '.join(pointing)}; promote another "
+                    "version (or roll back) before deleting it"
+                )
+            meta = read_meta(task_dir)
+            meta.history = {a: [v for v in h if v != version] for a, h in meta.history.items()}
+            meta.next_version = max(meta.next_version, max(state.versions) + 1)
+            write_meta(task_dir, meta)  # first: the number stays used even if the rename fails
+            doomed = task_dir / f"{_TMP_PREFIX}deleted-{version}"
+            (task_dir / str(version)).rename(doomed)  # gone for readers in one step
+            shutil.rmtree(doomed, ignore_errors=True)
+        self._bump()
+        logger.info("deleted expert %s v%d", task, version)
+        return self.versions(task)
+
+    def watch(self, on_change: Callable[[], None]) -> NoSubscription:
+        """A folder cannot push changes; servers poll ``revision()`` instead."""
+        return NoSubscription()
 
     def _refuse_duplicate(self, task: str, sha256: str) -> None:
         for number in self.versions(task):
             if self.card(task, number).sha256 == sha256:
-                raise AlreadyExists(
-                    f"task {task!r} v{number} already holds this exact model "
-                    f"(sha256 {sha256[:12]}); versions are immutable"
-                )
+                common.refuse_duplicate(task, number, sha256)
 
     def _commit(self, task_dir: Path, card: ExpertCard, onnx_bytes: bytes) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=task_dir))
@@ -190,15 +261,26 @@ class LocalRegistry:
             raise
         _fsync_dir(task_dir)
 
+    def _bump(self) -> None:
+        with (self.root / ".lock").open("a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                bump_revision(self.root)
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
     @contextlib.contextmanager
     def _locked(self, task_dir: Path) -> Iterator[None]:
         with (task_dir / ".lock").open("a") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
-                # Temporary folders are only made while this lock is held, so any found now
-                # were left by a registration that crashed.
+                # Temporary files are only made while this lock is held, so any found now
+                # were left by a write that crashed.
                 for stale in task_dir.glob(f"{_TMP_PREFIX}*"):
-                    shutil.rmtree(stale, ignore_errors=True)
+                    if stale.is_dir():
+                        shutil.rmtree(stale, ignore_errors=True)
+                    else:
+                        stale.unlink(missing_ok=True)
                 yield
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)

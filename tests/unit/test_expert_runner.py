@@ -128,17 +128,25 @@ def test_values_outside_unit_interval_are_refused(runner: ExpertRunner) -> None:
         runner.predict("covid", 0, SCHEMA.schema_id, values)
 
 
-def test_newest_version_is_resolved_per_call(tmp_path: Path, fitted: list[FittedExpert]) -> None:
+def test_new_versions_are_served_after_refresh_and_old_until_then(
+    tmp_path: Path, fitted: list[FittedExpert]
+) -> None:
     registry = LocalRegistry(tmp_path)
     _register(registry, "covid", fitted[0])
     runner = ExpertRunner(registry)
+    assert runner.warm_up() == [("covid", 1)]
     assert runner.predict("covid", 0, SCHEMA.schema_id, [0.5] * N).version == 1
     _register(registry, "covid", fitted[1])  # registered while serving
+    assert runner.predict("covid", 0, SCHEMA.schema_id, [0.5] * N).version == 1  # old route
+    assert runner.predict("covid", 2, SCHEMA.schema_id, [0.5] * N).version == 2  # explicit
+    assert runner.refresh() is True
+    assert runner.refresh() is False  # revision unchanged: nothing re-read
     assert runner.predict("covid", 0, SCHEMA.schema_id, [0.5] * N).version == 2
     assert runner.predict("covid", 1, SCHEMA.schema_id, [0.5] * N).version == 1
     info = runner.task_card("covid", 1)
     assert (info.card.version, info.versions) == (1, (1, 2))
-    assert [c.version for c in runner.list_tasks()] == [2]
+    assert [c.version for c in info.history] == [1, 2]
+    assert [i.card.version for i in runner.list_tasks()] == [2]
 
 
 def test_sessions_are_cached_and_evicted_lru(tmp_path: Path, fitted: list[FittedExpert]) -> None:
@@ -146,11 +154,11 @@ def test_sessions_are_cached_and_evicted_lru(tmp_path: Path, fitted: list[Fitted
     _register(registry, "covid", fitted[0])
     _register(registry, "pneumonia", fitted[1])
     runner = ExpertRunner(registry, max_loaded=1)
-    first = runner._expert("covid", 1)[1]
-    assert runner._expert("covid", 0)[1] is first  # no reload for the same (task, version)
-    runner._expert("pneumonia", 1)
-    assert list(runner._loaded) == [("pneumonia", 1)]
-    assert runner._expert("covid", 1)[1] is not first
+    first = runner._served("covid", 1, "")[0]
+    assert runner._served("covid", 0, "")[0] is first  # no reload for the same (task, version)
+    runner._served("pneumonia", 1, "")
+    assert runner.loaded() == [("pneumonia", 1)]
+    assert runner._served("covid", 1, "")[0] is not first
 
 
 def test_warm_up_loads_newest_and_skips_corrupt(tmp_path: Path, fitted: list[FittedExpert]) -> None:

@@ -39,3 +39,19 @@ def test_invalid_values_are_refused() -> None:
 def test_every_field_is_documented() -> None:
     for name, field in ExpertSettings.model_fields.items():
         assert field.description, f"{name} has no docstring"
+
+
+def test_team_tokens_and_registry_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LUS_EXPERT_ADMIN_TOKENS", '{"radiology": "s3cret"}')
+    monkeypatch.setenv("LUS_EXPERT_REGISTRY_URL", "redis://127.0.0.1:6379/0")
+    settings = ExpertSettings()
+    assert settings.team_tokens() == {"radiology": "s3cret"}
+    assert "s3cret" not in repr(settings)  # tokens never show up in logs of the settings
+    assert settings.registry_url == "redis://127.0.0.1:6379/0"
+
+
+def test_tls_needs_both_certificate_and_key(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="tls_cert_file and tls_key_file"):
+        ExpertSettings(tls_cert_file=tmp_path / "cert.pem")
+    with pytest.raises(ValidationError, match="tls_client_ca_file needs"):
+        ExpertSettings(tls_client_ca_file=tmp_path / "ca.pem")

@@ -1,5 +1,6 @@
 from lus.biomarker.v1 import schema_pb2 as _schema_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -7,15 +8,44 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Distribution(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DISTRIBUTION_UNASSESSED: _ClassVar[Distribution]
+    DISTRIBUTION_IN: _ClassVar[Distribution]
+    DISTRIBUTION_OUT: _ClassVar[Distribution]
+DISTRIBUTION_UNASSESSED: Distribution
+DISTRIBUTION_IN: Distribution
+DISTRIBUTION_OUT: Distribution
+
 class PredictRequest(_message.Message):
-    __slots__ = ("task", "version", "vector")
+    __slots__ = ("task", "version", "vector", "video_hash", "biomarker_model_version", "alias", "max_contributions")
     TASK_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_HASH_FIELD_NUMBER: _ClassVar[int]
+    BIOMARKER_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     task: str
     version: int
     vector: _schema_pb2.BiomarkerVector
-    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., vector: _Optional[_Union[_schema_pb2.BiomarkerVector, _Mapping]] = ...) -> None: ...
+    video_hash: str
+    biomarker_model_version: str
+    alias: str
+    max_contributions: int
+    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., vector: _Optional[_Union[_schema_pb2.BiomarkerVector, _Mapping]] = ..., video_hash: _Optional[str] = ..., biomarker_model_version: _Optional[str] = ..., alias: _Optional[str] = ..., max_contributions: _Optional[int] = ...) -> None: ...
+
+class Contribution(_message.Message):
+    __slots__ = ("biomarker", "contribution", "value", "baseline")
+    BIOMARKER_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    biomarker: str
+    contribution: float
+    value: float
+    baseline: float
+    def __init__(self, biomarker: _Optional[str] = ..., contribution: _Optional[float] = ..., value: _Optional[float] = ..., baseline: _Optional[float] = ...) -> None: ...
 
 class ClassProbability(_message.Message):
     __slots__ = ("label", "probability")
@@ -26,36 +56,87 @@ class ClassProbability(_message.Message):
     def __init__(self, label: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("task", "version", "label", "probabilities", "notice")
+    __slots__ = ("task", "version", "label", "probabilities", "notice", "contributions", "distribution", "ood_score", "ood_threshold", "explanation_note", "alias")
     TASK_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     NOTICE_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    OOD_SCORE_FIELD_NUMBER: _ClassVar[int]
+    OOD_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_NOTE_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
     task: str
     version: int
     label: str
     probabilities: _containers.RepeatedCompositeFieldContainer[ClassProbability]
     notice: str
-    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ..., probabilities: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., notice: _Optional[str] = ...) -> None: ...
+    contributions: _containers.RepeatedCompositeFieldContainer[Contribution]
+    distribution: Distribution
+    ood_score: float
+    ood_threshold: float
+    explanation_note: str
+    alias: str
+    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ..., probabilities: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., notice: _Optional[str] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., distribution: _Optional[_Union[Distribution, str]] = ..., ood_score: _Optional[float] = ..., ood_threshold: _Optional[float] = ..., explanation_note: _Optional[str] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class PredictBatchRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[PredictRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[PredictRequest, _Mapping]]] = ...) -> None: ...
+
+class PredictError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class PredictResult(_message.Message):
+    __slots__ = ("response", "error")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response: PredictResponse
+    error: PredictError
+    def __init__(self, response: _Optional[_Union[PredictResponse, _Mapping]] = ..., error: _Optional[_Union[PredictError, _Mapping]] = ...) -> None: ...
+
+class PredictBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[PredictResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[PredictResult, _Mapping]]] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class TaskSummary(_message.Message):
-    __slots__ = ("task", "latest_version", "schema_id", "classes", "description")
+    __slots__ = ("task", "latest_version", "schema_id", "classes", "description", "aliases", "owner")
+    class AliasesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     TASK_FIELD_NUMBER: _ClassVar[int]
     LATEST_VERSION_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     task: str
     latest_version: int
     schema_id: str
     classes: _containers.RepeatedScalarFieldContainer[str]
     description: str
-    def __init__(self, task: _Optional[str] = ..., latest_version: _Optional[int] = ..., schema_id: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ...) -> None: ...
+    aliases: _containers.ScalarMap[str, int]
+    owner: str
+    def __init__(self, task: _Optional[str] = ..., latest_version: _Optional[int] = ..., schema_id: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., aliases: _Optional[_Mapping[str, int]] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class ListTasksResponse(_message.Message):
     __slots__ = ("tasks",)
@@ -72,7 +153,7 @@ class GetTaskRequest(_message.Message):
     def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class TaskCard(_message.Message):
-    __slots__ = ("task", "version", "schema_id", "classes", "model_family", "metrics", "created_at", "owner", "description", "versions", "training_data", "notice", "sha256")
+    __slots__ = ("task", "version", "schema_id", "classes", "model_family", "metrics", "created_at", "owner", "description", "versions", "training_data", "notice", "sha256", "aliases", "training_summary", "history")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +161,13 @@ class TaskCard(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class AliasesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     TASK_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +181,9 @@ class TaskCard(_message.Message):
     TRAINING_DATA_FIELD_NUMBER: _ClassVar[int]
     NOTICE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     task: str
     version: int
     schema_id: str
@@ -106,4 +197,132 @@ class TaskCard(_message.Message):
     training_data: str
     notice: str
     sha256: str
-    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., schema_id: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., model_family: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., created_at: _Optional[str] = ..., owner: _Optional[str] = ..., description: _Optional[str] = ..., versions: _Optional[_Iterable[int]] = ..., training_data: _Optional[str] = ..., notice: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+    aliases: _containers.ScalarMap[str, int]
+    training_summary: TrainingSummary
+    history: _containers.RepeatedCompositeFieldContainer[VersionEntry]
+    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., schema_id: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., model_family: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., created_at: _Optional[str] = ..., owner: _Optional[str] = ..., description: _Optional[str] = ..., versions: _Optional[_Iterable[int]] = ..., training_data: _Optional[str] = ..., notice: _Optional[str] = ..., sha256: _Optional[str] = ..., aliases: _Optional[_Mapping[str, int]] = ..., training_summary: _Optional[_Union[TrainingSummary, _Mapping]] = ..., history: _Optional[_Iterable[_Union[VersionEntry, _Mapping]]] = ...) -> None: ...
+
+class TrainingSummary(_message.Message):
+    __slots__ = ("class_counts", "n_patients", "feature_mean", "feature_std", "ood_threshold")
+    class ClassCountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    CLASS_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    N_PATIENTS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_MEAN_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_STD_FIELD_NUMBER: _ClassVar[int]
+    OOD_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    class_counts: _containers.ScalarMap[str, int]
+    n_patients: int
+    feature_mean: _containers.RepeatedScalarFieldContainer[float]
+    feature_std: _containers.RepeatedScalarFieldContainer[float]
+    ood_threshold: float
+    def __init__(self, class_counts: _Optional[_Mapping[str, int]] = ..., n_patients: _Optional[int] = ..., feature_mean: _Optional[_Iterable[float]] = ..., feature_std: _Optional[_Iterable[float]] = ..., ood_threshold: _Optional[float] = ...) -> None: ...
+
+class VersionEntry(_message.Message):
+    __slots__ = ("version", "created_at", "owner", "sha256", "model_family", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FAMILY_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    created_at: str
+    owner: str
+    sha256: str
+    model_family: str
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, version: _Optional[int] = ..., created_at: _Optional[str] = ..., owner: _Optional[str] = ..., sha256: _Optional[str] = ..., model_family: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class RegisterExpertRequest(_message.Message):
+    __slots__ = ("task", "onnx_model", "schema_id", "classes", "n_features", "model_family", "metrics", "description", "training_data", "notice", "training_summary", "promote_to")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ONNX_MODEL_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    N_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FAMILY_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_DATA_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    PROMOTE_TO_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    onnx_model: bytes
+    schema_id: str
+    classes: _containers.RepeatedScalarFieldContainer[str]
+    n_features: int
+    model_family: str
+    metrics: _containers.ScalarMap[str, float]
+    description: str
+    training_data: str
+    notice: str
+    training_summary: TrainingSummary
+    promote_to: str
+    def __init__(self, task: _Optional[str] = ..., onnx_model: _Optional[bytes] = ..., schema_id: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., n_features: _Optional[int] = ..., model_family: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., description: _Optional[str] = ..., training_data: _Optional[str] = ..., notice: _Optional[str] = ..., training_summary: _Optional[_Union[TrainingSummary, _Mapping]] = ..., promote_to: _Optional[str] = ...) -> None: ...
+
+class PromoteRequest(_message.Message):
+    __slots__ = ("task", "version", "alias")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    version: int
+    alias: str
+    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class RollbackRequest(_message.Message):
+    __slots__ = ("task", "alias")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    alias: str
+    def __init__(self, task: _Optional[str] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class AliasResponse(_message.Message):
+    __slots__ = ("task", "alias", "version", "previous_version")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    alias: str
+    version: int
+    previous_version: int
+    def __init__(self, task: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[int] = ..., previous_version: _Optional[int] = ...) -> None: ...
+
+class DeleteVersionRequest(_message.Message):
+    __slots__ = ("task", "version")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    version: int
+    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class DeleteVersionResponse(_message.Message):
+    __slots__ = ("task", "versions")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    versions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, task: _Optional[str] = ..., versions: _Optional[_Iterable[int]] = ...) -> None: ...

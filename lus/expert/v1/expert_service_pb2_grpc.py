@@ -39,6 +39,11 @@ class ExpertServiceStub:
                 request_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.PredictRequest.SerializeToString,
                 response_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.PredictResponse.FromString,
                 _registered_method=True)
+        self.PredictBatch = channel.unary_unary(
+                '/lus.expert.v1.ExpertService/PredictBatch',
+                request_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.PredictBatchRequest.SerializeToString,
+                response_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.PredictBatchResponse.FromString,
+                _registered_method=True)
         self.ListTasks = channel.unary_unary(
                 '/lus.expert.v1.ExpertService/ListTasks',
                 request_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.ListTasksRequest.SerializeToString,
@@ -56,6 +61,13 @@ class ExpertServiceServicer:
 
     def Predict(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PredictBatch(self, request, context):
+        """Many vectors and/or many tasks in one call; one result per request, in order.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -79,6 +91,11 @@ def add_ExpertServiceServicer_to_server(servicer, server):
                     servicer.Predict,
                     request_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.PredictRequest.FromString,
                     response_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.PredictResponse.SerializeToString,
+            ),
+            'PredictBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.PredictBatch,
+                    request_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.PredictBatchRequest.FromString,
+                    response_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.PredictBatchResponse.SerializeToString,
             ),
             'ListTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTasks,
@@ -118,6 +135,33 @@ class ExpertService:
             '/lus.expert.v1.ExpertService/Predict',
             lus_dot_expert_dot_v1_dot_expert__service__pb2.PredictRequest.SerializeToString,
             lus_dot_expert_dot_v1_dot_expert__service__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PredictBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lus.expert.v1.ExpertService/PredictBatch',
+            lus_dot_expert_dot_v1_dot_expert__service__pb2.PredictBatchRequest.SerializeToString,
+            lus_dot_expert_dot_v1_dot_expert__service__pb2.PredictBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -172,6 +216,216 @@ class ExpertService:
             '/lus.expert.v1.ExpertService/GetTask',
             lus_dot_expert_dot_v1_dot_expert__service__pb2.GetTaskRequest.SerializeToString,
             lus_dot_expert_dot_v1_dot_expert__service__pb2.TaskCard.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ExpertAdminServiceStub:
+    """Changes the registry. Every call needs metadata "authorization: Bearer <team token>"
+    (UNAUTHENTICATED without a known token); a team may change only its own tasks
+    (PERMISSION_DENIED otherwise). A task belongs to the team that registered its first version.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RegisterExpert = channel.unary_unary(
+                '/lus.expert.v1.ExpertAdminService/RegisterExpert',
+                request_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.RegisterExpertRequest.SerializeToString,
+                response_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.TaskCard.FromString,
+                _registered_method=True)
+        self.Promote = channel.unary_unary(
+                '/lus.expert.v1.ExpertAdminService/Promote',
+                request_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.PromoteRequest.SerializeToString,
+                response_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.AliasResponse.FromString,
+                _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/lus.expert.v1.ExpertAdminService/Rollback',
+                request_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.RollbackRequest.SerializeToString,
+                response_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.AliasResponse.FromString,
+                _registered_method=True)
+        self.DeleteVersion = channel.unary_unary(
+                '/lus.expert.v1.ExpertAdminService/DeleteVersion',
+                request_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.DeleteVersionRequest.SerializeToString,
+                response_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.DeleteVersionResponse.FromString,
+                _registered_method=True)
+
+
+class ExpertAdminServiceServicer:
+    """Changes the registry. Every call needs metadata "authorization: Bearer <team token>"
+    (UNAUTHENTICATED without a known token); a team may change only its own tasks
+    (PERMISSION_DENIED otherwise). A task belongs to the team that registered its first version.
+    """
+
+    def RegisterExpert(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Promote(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rollback(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ExpertAdminServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RegisterExpert': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterExpert,
+                    request_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.RegisterExpertRequest.FromString,
+                    response_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.TaskCard.SerializeToString,
+            ),
+            'Promote': grpc.unary_unary_rpc_method_handler(
+                    servicer.Promote,
+                    request_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.PromoteRequest.FromString,
+                    response_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.AliasResponse.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.RollbackRequest.FromString,
+                    response_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.AliasResponse.SerializeToString,
+            ),
+            'DeleteVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVersion,
+                    request_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.DeleteVersionRequest.FromString,
+                    response_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.DeleteVersionResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'lus.expert.v1.ExpertAdminService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('lus.expert.v1.ExpertAdminService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ExpertAdminService:
+    """Changes the registry. Every call needs metadata "authorization: Bearer <team token>"
+    (UNAUTHENTICATED without a known token); a team may change only its own tasks
+    (PERMISSION_DENIED otherwise). A task belongs to the team that registered its first version.
+    """
+
+    @staticmethod
+    def RegisterExpert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lus.expert.v1.ExpertAdminService/RegisterExpert',
+            lus_dot_expert_dot_v1_dot_expert__service__pb2.RegisterExpertRequest.SerializeToString,
+            lus_dot_expert_dot_v1_dot_expert__service__pb2.TaskCard.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Promote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lus.expert.v1.ExpertAdminService/Promote',
+            lus_dot_expert_dot_v1_dot_expert__service__pb2.PromoteRequest.SerializeToString,
+            lus_dot_expert_dot_v1_dot_expert__service__pb2.AliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lus.expert.v1.ExpertAdminService/Rollback',
+            lus_dot_expert_dot_v1_dot_expert__service__pb2.RollbackRequest.SerializeToString,
+            lus_dot_expert_dot_v1_dot_expert__service__pb2.AliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lus.expert.v1.ExpertAdminService/DeleteVersion',
+            lus_dot_expert_dot_v1_dot_expert__service__pb2.DeleteVersionRequest.SerializeToString,
+            lus_dot_expert_dot_v1_dot_expert__service__pb2.DeleteVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,118 @@
+"""The gRPC ExpertAdminService: authenticated writes to the registry.
+
+Each call names its team by bearer token (``auth.TeamTokens``); a team changes only tasks it
+owns. After a write this replica refreshes its routes at once; the others follow through the
+registry's change feed or their next re-sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import grpc
+
+from expert_service import converters
+from expert_service.auth import TeamTokens
+from expert_service.registry.common import check_alias
+from expert_service.runner import ExpertRunner
+from lus.errors import LusError
+from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from lus.expert.v1 import expert_service_pb2 as pb
+
+logger = logging.getLogger(__name__)
+
+
+class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[misc]
+    """Handles ``lus.expert.v1.ExpertAdminService``.
+
+    Args:
+        runner: The serving core (its registry is written to; its routes refreshed after).
+        tokens: Which bearer token belongs to which team.
+    """
+
+    def __init__(self, runner: ExpertRunner, tokens: TeamTokens) -> None:
+        self._runner = runner
+        self._registry = runner.registry
+        self._tokens = tokens
+
+    async def RegisterExpert(  # noqa: N802 - names fixed by the proto
+        self, request: pb.RegisterExpertRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TaskCard:
+        team = self._tokens.team(context.invocation_metadata())
+        arguments = converters.register_arguments(request)
+        promote_to = check_alias(request.promote_to) if request.promote_to else ""
+
+        def register() -> pb.TaskCard:
+            # The registry refuses another team's task inside its own transaction.
+            card = self._registry.register(owner=team, **arguments)
+            logger.info("team %s registered %s v%d", team, card.task, card.version)
+            if promote_to:
+                self._registry.promote(card.task, card.version, promote_to)
+                logger.info(
+                    "team %s promoted %s v%d to %s", team, card.task, card.version, promote_to
+                )
+            self._refresh()
+            return converters.task_info_to_pb(self._runner.task_card(card.task, card.version))
+
+        return await asyncio.to_thread(register)
+
+    async def Promote(  # noqa: N802 - names fixed by the proto
+        self, request: pb.PromoteRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AliasResponse:
+        team = self._tokens.team(context.invocation_metadata())
+        alias = check_alias(request.alias)
+
+        def promote() -> pb.AliasResponse:
+            self._authorize(team, request.task)
+            version, previous = self._registry.promote(request.task, request.version, alias)
+            logger.info("team %s promoted %s v%d to %s", team, request.task, version, alias)
+            self._refresh()
+            return converters.alias_to_pb(request.task, alias, version, previous)
+
+        return await asyncio.to_thread(promote)
+
+    async def Rollback(  # noqa: N802 - names fixed by the proto
+        self, request: pb.RollbackRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AliasResponse:
+        team = self._tokens.team(context.invocation_metadata())
+        alias = check_alias(request.alias)
+
+        def rollback() -> pb.AliasResponse:
+            self._authorize(team, request.task)
+            version, previous = self._registry.rollback(request.task, alias)
+            logger.info("team %s rolled %s %s back to v%d", team, request.task, alias, version)
+            self._refresh()
+            return converters.alias_to_pb(request.task, alias, version, previous)
+
+        return await asyncio.to_thread(rollback)
+
+    async def DeleteVersion(  # noqa: N802 - names fixed by the proto
+        self, request: pb.DeleteVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteVersionResponse:
+        team = self._tokens.team(context.invocation_metadata())
+
+        def delete() -> pb.DeleteVersionResponse:
+            self._authorize(team, request.task)
+            remaining = self._registry.delete_version(request.task, request.version)
+            logger.info("team %s deleted %s v%d", team, request.task, request.version)
+            self._refresh()
+            return converters.deleted_to_pb(request.task, remaining)
+
+        return await asyncio.to_thread(delete)
+
+    def _authorize(self, team: str, task: str) -> None:
+        self._tokens.authorize(team, task, self._registry.task_state(task).owner)
+
+    def _refresh(self) -> None:
+        try:
+            self._runner.refresh()
+        except LusError as err:  # the write is committed; the watcher re-syncs later
+            logger.warning("routes not refreshed after a write: %s", err)
+
+
+def add_to_server(servicer: ExpertAdminServicer, server: grpc.aio.Server) -> None:
+    pb_grpc.add_ExpertAdminServiceServicer_to_server(servicer, server)

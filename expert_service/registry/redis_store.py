@@ -1,0 +1,339 @@
+"""A registry in Redis, shared by every replica; writes are WATCH/MULTI/EXEC transactions.
+
+Keys under ``prefix`` (default ``lus:expert:``)::
+
+    tasks                      SET   task names with at least one version
+    task:<t>                   HASH  owner, next_version, alias:<alias> -> version
+    task:<t>:versions          SET   stored version numbers
+    task:<t>:sha               HASH  sha256 -> version (refuses the same bytes twice)
+    task:<t>:v:<n>             HASH  card (JSON), model (ONNX bytes): written in one command
+    task:<t>:history:<alias>   LIST  where the alias pointed before each promote (rollback)
+    revision                   INT   counts writes; replicas poll it as a safety net
+    events                     channel: a write publishes the task name after it commits
+
+Every write (version, sha index, counters, revision and the change event) is one MULTI/EXEC,
+so it is applied whole or not at all, and the next version number is never reused. Redis errors
+become ``NotReady`` (UNAVAILABLE): nothing is retried blindly, since a lost reply is ambiguous;
+a caller that retries a registration gets ``AlreadyExists`` if the first attempt landed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, ParamSpec, TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from expert_service.artifact import ExpertCard, TrainingSummary, validate_task
+from expert_service.errors import CorruptArtifact
+from expert_service.registry import common
+from expert_service.registry.base import ALIASES, PRODUCTION, RegistryState, TaskState
+from expert_service.registry.redis_events import ChangeFeed
+from lus.errors import FailedPrecondition, InvalidInput, LusError, NotReady
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _unavailable(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn Redis failures into ``NotReady`` so callers see UNAVAILABLE, not INTERNAL."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except LusError:
+            raise
+        except redis.RedisError as err:
+            raise NotReady(
+                f"the expert registry (Redis) is unavailable ({type(err).__name__}); "
+                "retry later - nothing was changed"
+            ) from err
+
+    return wrapper
+
+
+def _int(value: bytes | str | None, default: int = 0) -> int:
+    return int(value) if value is not None else default
+
+
+class RedisRegistry:
+    """An ``ExpertRegistry`` in Redis.
+
+    Args:
+        url: e.g. ``redis://127.0.0.1:6379/0``.
+        prefix: Prepended to every key and the change channel, so registries can share a server.
+        timeout_s: Socket connect/read timeout; short, so an outage fails calls fast.
+    """
+
+    def __init__(self, url: str, *, prefix: str = "lus:expert:", timeout_s: float = 1.0) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.timeout_s = timeout_s
+        self.client: redis.Redis = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self.channel = f"{prefix}events"
+
+    def __repr__(self) -> str:
+        return f"RedisRegistry({self.url!r}, prefix={self.prefix!r})"
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _key(self, task: str, *parts: object) -> str:
+        return ":".join([f"{self.prefix}task", task, *map(str, parts)])
+
+    @_unavailable
+    def register(
+        self,
+        task: str,
+        onnx_bytes: bytes,
+        *,
+        schema_id: str,
+        classes: Sequence[str],
+        n_features: int,
+        model_family: str,
+        metrics: Mapping[str, float] | None = None,
+        owner: str = "",
+        description: str = "",
+        training_data: str = "",
+        notice: str = "",
+        training_summary: TrainingSummary | None = None,
+    ) -> ExpertCard:
+        """Validate the model, store it as the task's next version and return its card."""
+        draft = common.draft_card(
+            task,
+            onnx_bytes,
+            schema_id=schema_id,
+            classes=classes,
+            n_features=n_features,
+            model_family=model_family,
+            metrics=metrics,
+            owner=owner,
+            description=description,
+            training_data=training_data,
+            notice=notice,
+            training_summary=training_summary,
+        )
+        task_key, sha_key = self._key(task), self._key(task, "sha")
+
+        def commit(pipe: Any) -> ExpertCard:
+            current_owner = (pipe.hget(task_key, "owner") or b"").decode()
+            common.check_owner(task, current_owner, owner)
+            existing = pipe.hget(sha_key, draft.sha256)
+            common.refuse_duplicate(task, _int(existing) if existing else None, draft.sha256)
+            card = replace(draft, version=_int(pipe.hget(task_key, "next_version"), 1))
+            pipe.multi()
+            pipe.hset(
+                self._key(task, "v", card.version),
+                mapping={"card": card.to_json(), "model": onnx_bytes},
+            )
+            pipe.sadd(self._key(task, "versions"), card.version)
+            pipe.hset(sha_key, card.sha256, card.version)
+            pipe.hset(
+                task_key,
+                mapping={"next_version": card.version + 1, "owner": current_owner or owner},
+            )
+            pipe.sadd(f"{self.prefix}tasks", task)
+            self._announce(pipe, task)
+            return card
+
+        card: ExpertCard = self._transaction(commit, task_key, sha_key)
+        logger.info("registered expert %s v%d (sha256 %s)", task, card.version, card.sha256[:12])
+        return card
+
+    @_unavailable
+    def get(self, task: str, version: int = 0) -> tuple[ExpertCard, bytes]:
+        """The card and ONNX bytes of a version (0 = default), verified against the sha256."""
+        number = common.resolve(task, self.task_state(task), version)
+        text, model = self.client.hmget(self._key(task, "v", number), ["card", "model"])
+        if not isinstance(text, bytes) or not isinstance(model, bytes):
+            raise CorruptArtifact(f"expert {task} v{number} has no stored model or card")
+        card = common.parse_card(task, number, text)
+        common.verify(card, model)
+        return card, model
+
+    @_unavailable
+    def card(self, task: str, version: int = 0) -> ExpertCard:
+        """The card of a version (0 = default) without reading the model."""
+        number = common.resolve(task, self.task_state(task), version)
+        text = self.client.hget(self._key(task, "v", number), "card")
+        if not isinstance(text, bytes):
+            raise CorruptArtifact(f"expert {task} v{number} has no stored card")
+        return common.parse_card(task, number, text)
+
+    @_unavailable
+    def versions(self, task: str) -> list[int]:
+        """The task's versions, oldest first; empty for an unknown task."""
+        return sorted(map(_int, self.client.smembers(self._key(validate_task(task), "versions"))))
+
+    @_unavailable
+    def tasks(self) -> list[str]:
+        """Every task with at least one version, sorted."""
+        names: set[bytes] = self.client.smembers(f"{self.prefix}tasks")  # type: ignore[assignment]
+        return sorted(name.decode() for name in names)
+
+    @_unavailable
+    def task_state(self, task: str) -> TaskState:
+        """Versions, aliases and owner of a task (``NotFound`` when it has no version)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.smembers(self._key(validate_task(task), "versions"))
+        pipe.hgetall(self._key(task))
+        versions, fields = pipe.execute()
+        if not versions:
+            raise common.unknown_task(task, self.tasks)
+        return _task_state(versions, fields)
+
+    @_unavailable
+    def state(self) -> RegistryState:
+        """Every task's state and the revision it was read at (one round trip per call)."""
+        revision = self.revision()
+        tasks = self.tasks()
+        pipe = self.client.pipeline(transaction=False)
+        for task in tasks:
+            pipe.smembers(self._key(task, "versions"))
+            pipe.hgetall(self._key(task))
+        replies = pipe.execute()
+        states = {
+            task: _task_state(replies[2 * i], replies[2 * i + 1])
+            for i, task in enumerate(tasks)
+            if replies[2 * i]
+        }
+        return RegistryState(revision, states)
+
+    @_unavailable
+    def revision(self) -> int:
+        """Counts writes; pollers compare it to skip re-reading every task."""
+        return _int(self.client.get(f"{self.prefix}revision"))
+
+    @_unavailable
+    def promote(self, task: str, version: int, alias: str = PRODUCTION) -> tuple[int, int]:
+        """Point ``alias`` at ``version`` atomically; returns ``(version, previous or 0)``."""
+        alias = common.check_alias(alias)
+        if version < 1:
+            raise InvalidInput(f"promote needs a version number >= 1, got {version}")
+        task_key, versions_key = self._key(validate_task(task)), self._key(task, "versions")
+
+        def commit(pipe: Any) -> tuple[int, int]:
+            state = self._watched_state(pipe, task, versions_key, task_key)
+            common.resolve(task, state, version)
+            previous = state.aliases.get(alias, 0)
+            pipe.multi()
+            if previous != version:
+                if previous:
+                    pipe.rpush(self._key(task, "history", alias), previous)
+                pipe.hset(task_key, f"alias:{alias}", version)
+                self._announce(pipe, task)
+            return version, previous
+
+        result: tuple[int, int] = self._transaction(commit, task_key, versions_key)
+        return result
+
+    @_unavailable
+    def rollback(self, task: str, alias: str = PRODUCTION) -> tuple[int, int]:
+        """Point ``alias`` back where it pointed before its last promote; ``(now, before)``."""
+        alias = common.check_alias(alias)
+        task_key, versions_key = self._key(validate_task(task)), self._key(task, "versions")
+        history_key = self._key(task, "history", alias)
+
+        def commit(pipe: Any) -> tuple[int, int]:
+            state = self._watched_state(pipe, task, versions_key, task_key)
+            earlier = pipe.lindex(history_key, -1)
+            if earlier is None:
+                raise FailedPrecondition(
+                    f"task {task!r} {alias} has no earlier version to roll back to; "
+                    "promote a version instead"
+                )
+            pipe.multi()
+            pipe.rpop(history_key)
+            pipe.hset(task_key, f"alias:{alias}", _int(earlier))
+            self._announce(pipe, task)
+            return _int(earlier), state.aliases.get(alias, 0)
+
+        result: tuple[int, int] = self._transaction(commit, task_key, versions_key, history_key)
+        return result
+
+    @_unavailable
+    def delete_version(self, task: str, version: int) -> list[int]:
+        """Remove a version no alias points to; returns the remaining versions."""
+        task_key, versions_key = self._key(validate_task(task)), self._key(task, "versions")
+        histories = [self._key(task, "history", alias) for alias in ALIASES]
+
+        def commit(pipe: Any) -> list[int]:
+            state = self._watched_state(pipe, task, versions_key, task_key)
+            if version not in state.versions:
+                raise common.no_version(task, state, version)
+            pointing = sorted(a for a, v in state.aliases.items() if v == version)
+            if pointing:
+                raise FailedPrecondition(
+                    f"task {task!r} v{version} is {' and '.join(pointing)}; promote another "
+                    "version (or roll back) before deleting it"
+                )
+            text = pipe.hget(self._key(task, "v", version), "card")
+            pipe.multi()
+            if text is not None:
+                pipe.hdel(self._key(task, "sha"), common.parse_card(task, version, text).sha256)
+            pipe.delete(self._key(task, "v", version))
+            pipe.srem(versions_key, version)
+            for key in histories:
+                pipe.lrem(key, 0, version)
+            if state.versions == (version,):
+                pipe.srem(f"{self.prefix}tasks", task)
+            self._announce(pipe, task)
+            return [v for v in state.versions if v != version]
+
+        remaining: list[int] = self._transaction(commit, task_key, versions_key, *histories)
+        logger.info("deleted expert %s v%d", task, version)
+        return remaining
+
+    def _transaction(self, commit: Callable[[Any], R], *keys: str) -> R:
+        """Run ``commit`` under WATCH of ``keys`` until no other writer raced it."""
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(*keys)  # type: ignore[no-untyped-call]
+                    value = commit(pipe)
+                    pipe.execute()
+                    return value
+                except redis.WatchError:
+                    continue  # another writer changed a watched key first: read again
+
+    def watch(self, on_change: Callable[[], None]) -> ChangeFeed:
+        """Call ``on_change`` after every write by any replica (and after each reconnect)."""
+        return ChangeFeed(self.client, self.channel, on_change)
+
+    def _watched_state(self, pipe: Any, task: str, versions_key: str, task_key: str) -> TaskState:
+        versions = pipe.smembers(versions_key)
+        if not versions:
+            raise common.unknown_task(task, self.tasks)
+        return _task_state(versions, pipe.hgetall(task_key))
+
+    def _announce(self, pipe: Any, task: str) -> None:
+        # Inside MULTI: the revision and the event go out only if the write itself commits.
+        pipe.incr(f"{self.prefix}revision")
+        pipe.publish(self.channel, task)
+
+
+def _task_state(versions: set[bytes], fields: Mapping[bytes, bytes]) -> TaskState:
+    aliases = {
+        key.decode().removeprefix("alias:"): _int(value)
+        for key, value in fields.items()
+        if key.startswith(b"alias:")
+    }
+    return TaskState(
+        versions=tuple(sorted(map(_int, versions))),
+        aliases=aliases,
+        owner=(fields.get(b"owner") or b"").decode(),
+    )
