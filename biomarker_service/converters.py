@@ -6,6 +6,7 @@ from biomarker_service.artifact import ArtifactInfo
 from biomarker_service.extractor import Extraction
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import schema_pb2
+from lus.errors import InvalidInput
 from lus.schema import BiomarkerSchema
 from lus.video import DecodedVideo, frames_from_raw
 
@@ -75,4 +76,26 @@ def extraction_to_proto(result: Extraction, info: ArtifactInfo) -> pb.ExtractRes
         video=pb.VideoSummary(
             frames=result.num_frames, height=result.height, width=result.width, fps=result.fps
         ),
+        pixel_hash=result.pixel_hash,
+        cached=result.cached,
+        sop_instance_uid=result.sop_instance_uid or "",
     )
+
+
+def lookup_keys(request: pb.LookupRequest) -> tuple[str, str]:
+    """``(pixel_hash, sop_instance_uid)`` of a lookup, checked for shape only."""
+    digest = request.pixel_hash.strip().lower()
+    uid = request.sop_instance_uid.strip()
+    if not digest and not uid:
+        raise InvalidInput("Lookup needs a pixel_hash or a sop_instance_uid")
+    if digest and (len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)):
+        raise InvalidInput("pixel_hash must be 64 hex digits (sha256 of the decoded frames)")
+    if len(uid) > 64 or any(c not in "0123456789." for c in uid):
+        raise InvalidInput("sop_instance_uid must be a DICOM UID: digits and dots, 64 at most")
+    return digest, uid
+
+
+def lookup_to_proto(result: Extraction | None, info: ArtifactInfo) -> pb.LookupResponse:
+    if result is None:
+        return pb.LookupResponse(found=False)
+    return pb.LookupResponse(found=True, result=extraction_to_proto(result, info))

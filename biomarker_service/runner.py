@@ -1,4 +1,4 @@
-"""Runs the video model on whole clips. The dynamic batcher (later) sits in front of this."""
+"""Runs a model backend on whole clips in one dedicated thread; the batcher sits in front."""
 
 from __future__ import annotations
 
@@ -8,31 +8,38 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from biomarker_service.backend import Backend
 from biomarker_service.model import TSMResNet
+from biomarker_service.torch_backend import TorchBackend, pick_device
+
+__all__ = ["ModelRunner", "TorchRunner", "pick_device"]
 
 
-def pick_device(requested: str = "auto") -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
-class TorchRunner:
+class ModelRunner:
     """Sigmoid probabilities for clips ``(N, T, H, W)`` uint8, one forward pass at a time."""
 
-    def __init__(self, model: TSMResNet, device: torch.device) -> None:
-        self.device = device
-        self.model = model.to(device).eval()
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.device = backend.device
         # One thread owns the model: forward passes never interleave and the event loop stays free.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
 
-    @torch.inference_mode()
     def predict(self, clips: np.ndarray) -> np.ndarray:
-        batch = torch.from_numpy(clips).to(self.device, non_blocking=True)
-        return torch.sigmoid(self.model(batch)).float().cpu().numpy()
+        """Run the backend in the calling thread (trainer, CLI, benchmarks)."""
+        return self.backend.predict(clips)
 
     async def run(self, clips: np.ndarray) -> np.ndarray:
+        """Run the backend on the model thread without blocking the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.predict, clips)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self.backend.close()
+
+
+class TorchRunner(ModelRunner):
+    """A runner over ``TorchBackend``: what the trainer and the walking skeleton construct."""
+
+    def __init__(self, model: TSMResNet, device: torch.device, *, bf16: bool = True) -> None:
+        super().__init__(TorchBackend(model, device, bf16=bf16))
+        self.model = model

@@ -11,13 +11,20 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health
 
-from biomarker_service.artifact import load_artifact
+from biomarker_service.artifact import read_info
+from biomarker_service.backend import Backend
+from biomarker_service.batcher import DynamicBatcher
 from biomarker_service.extractor import BiomarkerExtractor
-from biomarker_service.runner import TorchRunner, pick_device
+from biomarker_service.loading import load_backend
+from biomarker_service.metrics import BiomarkerMetrics
+from biomarker_service.runner import ModelRunner
 from biomarker_service.servicer import BiomarkerServicer
 from biomarker_service.settings import BiomarkerSettings
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
+from lus.feature_store import FeatureStore, open_feature_store
+from lus.rpc.logging import RequestIdInterceptor
+from lus.rpc.metrics import MetricsInterceptor, MetricsServer, start_metrics_server
 from lus.rpc.server import bind, create_aio_server, enable_reflection, set_serving
 
 logger = logging.getLogger(__name__)
@@ -26,40 +33,114 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BiomarkerService"].full_name
 
 @dataclass
 class RunningServer:
+    """A started server and the parts tests and ``serve`` need to reach."""
+
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
     extractor: BiomarkerExtractor
+    batcher: DynamicBatcher
+    metrics: BiomarkerMetrics
+    decode_pool: ThreadPoolExecutor
+    store: FeatureStore | None = None
+    metrics_server: MetricsServer | None = None
+    stopping: bool = False
+    """True once ``stop`` has begun; a second ``stop`` does nothing."""
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self.metrics_server is None else self.metrics_server.port
 
     async def stop(self, grace_s: float) -> None:
-        """NOT_SERVING first so balancers drain us, then let in-flight calls finish."""
+        """NOT_SERVING first so balancers drain us, let in-flight calls finish, then release."""
+        if self.stopping:
+            return
+        self.stopping = True
         await set_serving(self.health, [SERVICE_NAME], serving=False)
-        await self.server.stop(grace_s)
+        await self.server.stop(grace_s)  # refuses new calls, waits for running ones
+        await self.batcher.close()
         self.extractor.runner.close()
+        self.decode_pool.shutdown(wait=True)
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
 
 
-async def create_server(settings: BiomarkerSettings) -> RunningServer:
-    """Bind, start NOT_SERVING, load the model, then report SERVING."""
-    server, health_servicer = create_aio_server(max_message_bytes=settings.max_message_bytes)
+async def create_server(
+    settings: BiomarkerSettings, *, backend: Backend | None = None
+) -> RunningServer:
+    """Bind, start NOT_SERVING, load the model, then report SERVING.
+
+    Args:
+        settings: listening address, model, batching, store and limits.
+        backend: a ready backend to serve instead of loading ``settings.backend`` (its metadata
+            still comes from ``settings.artifact``).
+    """
+    metrics = BiomarkerMetrics()
+    server, health_servicer = create_aio_server(
+        max_message_bytes=settings.max_message_bytes,
+        extra_interceptors=[RequestIdInterceptor(), MetricsInterceptor(metrics.rpc)],
+        keepalive_s=settings.keepalive_s,
+        keepalive_timeout_s=settings.keepalive_timeout_s,
+    )
     await set_serving(health_servicer, [SERVICE_NAME], serving=False)
+    servicer = BiomarkerServicer(None, max_video_bytes=settings.max_video_bytes)
+    pb_grpc.add_BiomarkerServiceServicer_to_server(servicer, server)
     enable_reflection(server, [SERVICE_NAME])
     port = bind(server, settings.address)
     await server.start()
 
-    # Handlers added after start() are served from then on; until then health says NOT_SERVING.
-    model, info = await asyncio.to_thread(load_artifact, settings.artifact)
-    runner = TorchRunner(model, pick_device(settings.device))
-    pool = ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="decode")
-    extractor = BiomarkerExtractor(runner, info, pool)
-    pb_grpc.add_BiomarkerServiceServicer_to_server(
-        BiomarkerServicer(extractor, max_video_bytes=settings.max_video_bytes), server
+    # Until the model is loaded, health says NOT_SERVING and the servicer answers UNAVAILABLE.
+    if backend is None:
+        loaded, info = await asyncio.to_thread(load_backend, settings)
+    else:
+        loaded, info = backend, await asyncio.to_thread(read_info, settings.artifact)
+    backend = loaded
+    metrics.backend = backend.name
+    runner = ModelRunner(backend)
+    batcher = DynamicBatcher(
+        runner.run,
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+        max_queue=settings.max_queue,
+        observer=metrics,
     )
+    batcher.start()
+    store = open_feature_store(
+        settings.feature_store,
+        path=settings.store_path,
+        redis_url=settings.redis_url,
+        prefix=settings.redis_prefix,
+    )
+    pool = ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="decode")
+    extractor = BiomarkerExtractor(
+        runner, info, pool, batcher=batcher, store=store, metrics=metrics
+    )
+    servicer.attach(extractor)
+    metrics_server = None
+    if settings.metrics_port is not None:
+        metrics_server = start_metrics_server(
+            settings.metrics_host, settings.metrics_port, metrics.registry
+        )
     await set_serving(health_servicer, [SERVICE_NAME], serving=True)
-    logger.info("biomarker service on port %d, model %s on %s", port, info.version, runner.device)
-    return RunningServer(server, port, health_servicer, extractor)
+    logger.info(
+        "biomarker service on port %d, model %s on %s (%s), store %s, metrics port %s",
+        port,
+        info.version,
+        backend.device,
+        backend.name,
+        settings.feature_store,
+        metrics_server.port if metrics_server else "off",
+    )
+    return RunningServer(
+        server, port, health_servicer, extractor, batcher, metrics, pool, store, metrics_server
+    )
 
 
 async def serve(settings: BiomarkerSettings) -> None:
+    """Run until SIGTERM or SIGINT, then drain within ``settings.grace_s`` and stop."""
     running = await create_server(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

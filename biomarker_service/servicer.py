@@ -2,38 +2,89 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import grpc
 
 from biomarker_service import converters
-from biomarker_service.extractor import BiomarkerExtractor
+from biomarker_service.extractor import BiomarkerExtractor, Extraction
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
-from lus.errors import InvalidInput
+from lus.errors import InvalidInput, NotReady
+
+logger = logging.getLogger(__name__)
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The caller's deadline on this loop's clock, for the batcher to drop expired work."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return None
+    return asyncio.get_running_loop().time() + float(remaining)
+
+
+def _log_result(method: str, result: Extraction, size: int) -> None:
+    # Hash prefix, sizes and flags only: nothing that identifies a patient.
+    logger.info(
+        "%s: %d bytes, %d frames %dx%d, hash %s, cached %s",
+        method,
+        size,
+        result.num_frames,
+        result.width,
+        result.height,
+        result.pixel_hash[:12],
+        result.cached,
+    )
 
 
 class BiomarkerServicer(pb_grpc.BiomarkerServiceServicer):  # type: ignore[misc]
-    def __init__(self, extractor: BiomarkerExtractor, *, max_video_bytes: int) -> None:
-        self.extractor = extractor
+    """Registered before the server starts; answers UNAVAILABLE until ``attach`` (model loaded)."""
+
+    def __init__(self, extractor: BiomarkerExtractor | None, *, max_video_bytes: int) -> None:
+        self._extractor = extractor
         self.max_video_bytes = max_video_bytes
+
+    def attach(self, extractor: BiomarkerExtractor) -> None:
+        """Start answering with ``extractor`` (called once the model is loaded)."""
+        self._extractor = extractor
+
+    @property
+    def extractor(self) -> BiomarkerExtractor:
+        if self._extractor is None:
+            raise NotReady("the model is still loading; retry in a few seconds")
+        return self._extractor
 
     async def Extract(  # noqa: N802 (gRPC method name)
         self, request: pb.ExtractRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExtractResponse:
+        deadline = _deadline(context)
         source = request.WhichOneof("source")
         if source == "frames":
-            result = await self.extractor.extract(converters.raw_frames_from_proto(request.frames))
+            video = converters.raw_frames_from_proto(request.frames)
+            result = await self.extractor.extract(video, deadline=deadline)
+            size = len(request.frames.pixels)
         else:  # an unset oneof is treated as empty video bytes, which decode refuses clearly
-            result = await self.extractor.extract(request.video)
+            result = await self.extractor.extract(request.video, deadline=deadline)
+            size = len(request.video)
+        _log_result("Extract", result, size)
         return converters.extraction_to_proto(result, self.extractor.info)
 
     async def ExtractStream(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.ExtractChunk], context: grpc.aio.ServicerContext
     ) -> pb.ExtractResponse:
         data = await self._collect(request_iterator)
-        result = await self.extractor.extract(data)
+        result = await self.extractor.extract(data, deadline=_deadline(context))
+        _log_result("ExtractStream", result, len(data))
         return converters.extraction_to_proto(result, self.extractor.info)
+
+    async def Lookup(  # noqa: N802
+        self, request: pb.LookupRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LookupResponse:
+        digest, uid = converters.lookup_keys(request)
+        result = await self.extractor.lookup(digest=digest, sop_instance_uid=uid)
+        return converters.lookup_to_proto(result, self.extractor.info)
 
     async def _collect(self, chunks: AsyncIterator[pb.ExtractChunk]) -> bytes:
         header: pb.ExtractHeader | None = None

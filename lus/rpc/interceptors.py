@@ -9,17 +9,20 @@ from typing import Any
 import grpc
 
 from lus.errors import LusError
+from lus.rpc.handlers import Behavior, wrap_handler
 
 logger = logging.getLogger(__name__)
 
 
-def _wrap_unary(
-    behavior: Callable[..., Awaitable[Any]], method: str
-) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(behavior: Behavior, method: str) -> Behavior:
     async def handler(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await behavior(request_or_iterator, context)
         except LusError as err:
+            # An error may carry a hint for the caller, e.g. QueueFull's retry-after-ms.
+            trailing = getattr(err, "trailing_metadata", None)
+            if trailing:
+                context.set_trailing_metadata(tuple(trailing))
             await context.abort(err.code, str(err))
         except (grpc.aio.AbortError, grpc.RpcError):
             raise  # already a status, set by the servicer or by context.abort
@@ -39,19 +42,4 @@ class ErrorToStatusInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return wrap_handler(handler, handler_call_details.method, _wrap_unary)

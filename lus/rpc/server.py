@@ -31,15 +31,23 @@ def keepalive_options(interval_s: float = 30.0, timeout_s: float = 10.0) -> list
 
 
 def create_aio_server(
-    *, max_message_bytes: int, extra_interceptors: Iterable[grpc.aio.ServerInterceptor] = ()
+    *,
+    max_message_bytes: int,
+    extra_interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+    keepalive_s: float = 30.0,
+    keepalive_timeout_s: float = 10.0,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     """A server with error mapping, keepalive, message limits and a health service.
 
+    ``extra_interceptors`` run inside the error mapping, so they still see domain errors.
     Every service starts NOT_SERVING; the caller sets SERVING once its model is loaded.
     """
     server = grpc.aio.server(
         interceptors=[ErrorToStatusInterceptor(), *extra_interceptors],
-        options=[*message_size_options(max_message_bytes), *keepalive_options()],
+        options=[
+            *message_size_options(max_message_bytes),
+            *keepalive_options(keepalive_s, keepalive_timeout_s),
+        ],
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -96,16 +96,38 @@ class ModelProvenance(_message.Message):
     def __init__(self, model_version: _Optional[str] = ..., architecture: _Optional[str] = ..., training_data: _Optional[str] = ..., created_at: _Optional[str] = ..., clinical_use: _Optional[bool] = ..., notice: _Optional[str] = ...) -> None: ...
 
 class ExtractResponse(_message.Message):
-    __slots__ = ("vector", "clip_vectors", "model", "video")
+    __slots__ = ("vector", "clip_vectors", "model", "video", "pixel_hash", "cached", "sop_instance_uid")
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     CLIP_VECTORS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FIELD_NUMBER: _ClassVar[int]
+    PIXEL_HASH_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     vector: _schema_pb2.BiomarkerVector
     clip_vectors: _containers.RepeatedCompositeFieldContainer[_schema_pb2.BiomarkerVector]
     model: ModelProvenance
     video: VideoSummary
-    def __init__(self, vector: _Optional[_Union[_schema_pb2.BiomarkerVector, _Mapping]] = ..., clip_vectors: _Optional[_Iterable[_Union[_schema_pb2.BiomarkerVector, _Mapping]]] = ..., model: _Optional[_Union[ModelProvenance, _Mapping]] = ..., video: _Optional[_Union[VideoSummary, _Mapping]] = ...) -> None: ...
+    pixel_hash: str
+    cached: bool
+    sop_instance_uid: str
+    def __init__(self, vector: _Optional[_Union[_schema_pb2.BiomarkerVector, _Mapping]] = ..., clip_vectors: _Optional[_Iterable[_Union[_schema_pb2.BiomarkerVector, _Mapping]]] = ..., model: _Optional[_Union[ModelProvenance, _Mapping]] = ..., video: _Optional[_Union[VideoSummary, _Mapping]] = ..., pixel_hash: _Optional[str] = ..., cached: _Optional[bool] = ..., sop_instance_uid: _Optional[str] = ...) -> None: ...
+
+class LookupRequest(_message.Message):
+    __slots__ = ("pixel_hash", "sop_instance_uid")
+    PIXEL_HASH_FIELD_NUMBER: _ClassVar[int]
+    SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    pixel_hash: str
+    sop_instance_uid: str
+    def __init__(self, pixel_hash: _Optional[str] = ..., sop_instance_uid: _Optional[str] = ...) -> None: ...
+
+class LookupResponse(_message.Message):
+    __slots__ = ("found", "result")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    result: ExtractResponse
+    def __init__(self, found: _Optional[bool] = ..., result: _Optional[_Union[ExtractResponse, _Mapping]] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()

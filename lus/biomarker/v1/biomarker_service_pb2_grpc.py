@@ -49,6 +49,11 @@ class BiomarkerServiceStub:
                 request_serializer=lus_dot_biomarker_dot_v1_dot_biomarker__service__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=lus_dot_biomarker_dot_v1_dot_biomarker__service__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.Lookup = channel.unary_unary(
+                '/lus.biomarker.v1.BiomarkerService/Lookup',
+                request_serializer=lus_dot_biomarker_dot_v1_dot_biomarker__service__pb2.LookupRequest.SerializeToString,
+                response_deserializer=lus_dot_biomarker_dot_v1_dot_biomarker__service__pb2.LookupResponse.FromString,
+                _registered_method=True)
 
 
 class BiomarkerServiceServicer:
@@ -75,6 +80,14 @@ class BiomarkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Lookup(self, request, context):
+        """The stored answer for a video the service has seen, by pixel hash or SOP Instance UID:
+        callers send this first and upload the video only when found is false.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BiomarkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +105,11 @@ def add_BiomarkerServiceServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=lus_dot_biomarker_dot_v1_dot_biomarker__service__pb2.GetModelInfoRequest.FromString,
                     response_serializer=lus_dot_biomarker_dot_v1_dot_biomarker__service__pb2.ModelInfo.SerializeToString,
+            ),
+            'Lookup': grpc.unary_unary_rpc_method_handler(
+                    servicer.Lookup,
+                    request_deserializer=lus_dot_biomarker_dot_v1_dot_biomarker__service__pb2.LookupRequest.FromString,
+                    response_serializer=lus_dot_biomarker_dot_v1_dot_biomarker__service__pb2.LookupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +193,33 @@ class BiomarkerService:
             '/lus.biomarker.v1.BiomarkerService/GetModelInfo',
             lus_dot_biomarker_dot_v1_dot_biomarker__service__pb2.GetModelInfoRequest.SerializeToString,
             lus_dot_biomarker_dot_v1_dot_biomarker__service__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Lookup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lus.biomarker.v1.BiomarkerService/Lookup',
+            lus_dot_biomarker_dot_v1_dot_biomarker__service__pb2.LookupRequest.SerializeToString,
+            lus_dot_biomarker_dot_v1_dot_biomarker__service__pb2.LookupResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,231 @@
+"""Python client of the biomarker service, for PACS integrations and ``lus analyze``.
+
+    with BiomarkerClient("biomarker.hospital.local:50051") as client:
+        reply = client.extract_path(Path("study/IM0001.dcm"))
+        print(reply.vector.values, reply.cached)
+
+What it does for the caller:
+
+* deadlines on every call (``timeout_s``);
+* retries UNAVAILABLE and RESOURCE_EXHAUSTED with exponential backoff: unary calls through
+  gRPC's own retry policy (service config, honouring the server's pushback hint), streamed
+  uploads by an explicit loop, since gRPC only replays streams that fit its retry buffer;
+* round-robin load balancing over every address a DNS name resolves to;
+* keepalive pings and message-size limits matching the server's;
+* hash first: for DICOM it asks ``Lookup`` by SOP Instance UID (read without pixel data), and
+  with ``hash_pixels`` it decodes locally and asks by pixel hash, uploading only on a miss;
+* files above ``stream_threshold`` go through ``ExtractStream`` in chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+
+from lus.biomarker.v1 import biomarker_service_pb2 as pb
+from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
+from lus.rpc.server import MiB, keepalive_options, message_size_options
+
+logger = logging.getLogger(__name__)
+SERVICE = "lus.biomarker.v1.BiomarkerService"
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+T = TypeVar("T")
+
+
+def service_config(max_attempts: int = 5, initial_backoff_s: float = 0.1) -> str:
+    """gRPC service config: round-robin balancing and a retry policy for transient statuses."""
+    return json.dumps(
+        {
+            "loadBalancingConfig": [{"round_robin": {}}],
+            "methodConfig": [
+                {
+                    "name": [{"service": SERVICE}],
+                    "retryPolicy": {
+                        "maxAttempts": max(2, min(max_attempts, 5)),  # gRPC caps it at 5
+                        "initialBackoff": f"{initial_backoff_s}s",
+                        "maxBackoff": "5s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": [c.name for c in RETRYABLE],
+                    },
+                }
+            ],
+        }
+    )
+
+
+def channel_options(
+    *, max_message_bytes: int = 64 * MiB, max_attempts: int = 5, keepalive_s: float = 30.0
+) -> list[tuple[str, int | str]]:
+    """Channel options: limits, keepalive (within the server's ping policy), retries."""
+    return [
+        *message_size_options(max_message_bytes),
+        *keepalive_options(keepalive_s, 10.0),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", service_config(max_attempts)),
+        ("grpc.per_rpc_retry_buffer_size", 8 * MiB),  # small uploads replay on retry
+    ]
+
+
+def is_dicom(data: bytes) -> bool:
+    """Part-10 DICOM files carry "DICM" after a 128-byte preamble."""
+    return len(data) >= 132 and data[128:132] == b"DICM"
+
+
+def sop_instance_uid(path: Path) -> str:
+    """The SOP Instance UID of a DICOM file, read without its pixel data ("" if absent)."""
+    import pydicom
+
+    dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+    return str(getattr(dataset, "SOPInstanceUID", "") or "")
+
+
+def local_pixel_hash(data: bytes) -> str:
+    """The pixel hash the server will compute, by decoding here with the same code."""
+    from lus.feature_store import pixel_hash
+    from lus.video import decode_video
+
+    return pixel_hash(decode_video(data).frames)
+
+
+class BiomarkerClient:
+    """A blocking client over one channel; safe to share between threads."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout_s: float = 120.0,
+        max_message_bytes: int = 64 * MiB,
+        stream_threshold: int = 3 * MiB,
+        chunk_bytes: int = 1 * MiB,
+        max_attempts: int = 5,
+        hash_first: bool = True,
+        hash_pixels: bool = False,
+    ) -> None:
+        """Open a channel (connections are made lazily).
+
+        Args:
+            target: "host:port" or any gRPC target, e.g. "dns:///biomarker:50051".
+            timeout_s: deadline of each call, retries included.
+            max_message_bytes: send/receive limit; keep it at or below the server's.
+            stream_threshold: files above this many bytes are streamed in chunks.
+            chunk_bytes: size of each streamed chunk.
+            max_attempts: attempts per call for UNAVAILABLE / RESOURCE_EXHAUSTED (2..5).
+            hash_first: ask ``Lookup`` by SOP Instance UID before uploading DICOM.
+            hash_pixels: also decode non-DICOM files locally to ask by pixel hash first.
+        """
+        self.timeout_s = timeout_s
+        self.stream_threshold = stream_threshold
+        self.chunk_bytes = chunk_bytes
+        self.max_attempts = max_attempts
+        self.hash_first = hash_first
+        self.hash_pixels = hash_pixels
+        self._channel = grpc.insecure_channel(
+            target,
+            options=channel_options(max_message_bytes=max_message_bytes, max_attempts=max_attempts),
+        )
+        self._stub = pb_grpc.BiomarkerServiceStub(self._channel)
+
+    def __enter__(self) -> BiomarkerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def model_info(self) -> pb.ModelInfo:
+        info: pb.ModelInfo = self._stub.GetModelInfo(
+            pb.GetModelInfoRequest(), timeout=self.timeout_s
+        )
+        return info
+
+    def lookup(
+        self, *, pixel_hash: str = "", sop_instance_uid: str = ""
+    ) -> pb.ExtractResponse | None:
+        """The stored answer for a video, or None when the service has not seen it."""
+        reply: pb.LookupResponse = self._stub.Lookup(
+            pb.LookupRequest(pixel_hash=pixel_hash, sop_instance_uid=sop_instance_uid),
+            timeout=self.timeout_s,
+        )
+        return reply.result if reply.found else None
+
+    def extract_path(self, path: Path) -> pb.ExtractResponse:
+        """Biomarkers for a DICOM, MP4, AVI, GIF, MOV or MPEG file on disk."""
+        data = path.read_bytes()
+        uid = ""
+        if self.hash_first and is_dicom(data):
+            uid = sop_instance_uid(path)
+        return self.extract_bytes(data, sop_instance_uid=uid)
+
+    def extract_bytes(self, data: bytes, *, sop_instance_uid: str = "") -> pb.ExtractResponse:
+        """Biomarkers for a file's bytes: lookup first when a key is known, else upload."""
+        digest = ""
+        if self.hash_first and self.hash_pixels and not is_dicom(data):
+            digest = local_pixel_hash(data)
+        if sop_instance_uid or digest:
+            found = self.lookup(pixel_hash=digest, sop_instance_uid=sop_instance_uid)
+            if found is not None:
+                return found
+        video_format: pb.VideoFormat = (
+            pb.VIDEO_FORMAT_DICOM if is_dicom(data) else pb.VIDEO_FORMAT_UNSPECIFIED
+        )
+        if len(data) > self.stream_threshold:
+            return self._with_backoff(lambda timeout: self._stream(data, video_format, timeout))
+        reply: pb.ExtractResponse = self._stub.Extract(
+            pb.ExtractRequest(video=data, format=video_format), timeout=self.timeout_s
+        )
+        return reply
+
+    def _stream(
+        self, data: bytes, video_format: pb.VideoFormat, timeout: float
+    ) -> pb.ExtractResponse:
+        def chunks() -> Iterator[pb.ExtractChunk]:
+            header = pb.ExtractHeader(format=video_format, total_bytes=len(data))
+            yield pb.ExtractChunk(header=header)
+            for start in range(0, len(data), self.chunk_bytes):
+                yield pb.ExtractChunk(data=data[start : start + self.chunk_bytes])
+
+        reply: pb.ExtractResponse = self._stub.ExtractStream(chunks(), timeout=timeout)
+        return reply
+
+    def _with_backoff(self, call: Callable[[float], T]) -> T:
+        """Retry ``call(remaining_timeout)`` on transient statuses, within the overall deadline."""
+        deadline = time.monotonic() + self.timeout_s
+        delay = 0.1
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return call(max(0.001, deadline - time.monotonic()))
+            except grpc.RpcError as err:
+                code = err.code() if isinstance(err, grpc.Call) else None
+                if code not in RETRYABLE or attempt == self.max_attempts:
+                    raise
+                hint = _retry_hint_s(err)
+                wait = max(hint, random.uniform(0, delay))  # full jitter, at least the hint
+                if time.monotonic() + wait >= deadline:
+                    raise
+                logger.info("attempt %d got %s; retrying in %.2f s", attempt, code, wait)
+                time.sleep(wait)
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+
+def _retry_hint_s(err: grpc.RpcError) -> float:
+    """The server's ``retry-after-ms`` trailing metadata, in seconds (0 when absent)."""
+    if not isinstance(err, grpc.Call):
+        return 0.0
+    for key, value in err.trailing_metadata() or ():
+        if key == "retry-after-ms":
+            try:
+                return float(value) / 1000.0
+            except ValueError:
+                return 0.0
+    return 0.0

@@ -1,0 +1,35 @@
+"""Wrapping the behaviour of a gRPC method handler, shared by every interceptor of both tiers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+Wrapper = Callable[[Behavior, str], Behavior]
+
+
+def wrap_handler(
+    handler: grpc.RpcMethodHandler | None, method: str, wrap: Wrapper
+) -> grpc.RpcMethodHandler | None:
+    """The same handler with its unary-response behaviour wrapped by ``wrap(behavior, method)``.
+
+    Streaming-response handlers (none in this project) are returned unchanged.
+    """
+    if handler is None:
+        return None
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            wrap(handler.unary_unary, method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            wrap(handler.stream_unary, method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
