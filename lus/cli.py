@@ -65,6 +65,18 @@ def _add_extract(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--device", default="auto")
 
 
+def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("export-onnx", help="export a biomarker artifact to ONNX (optionally int8)")
+    p.add_argument("--artifact", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument(
+        "--quantize",
+        choices=["none", "dynamic", "static"],
+        default="none",
+        help="int8 quantisation; static calibrates on synthetic clips",
+    )
+
+
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="start both tiers on localhost (embedded registry, CPU)")
     p.add_argument("--artifact", type=Path, required=True)
@@ -93,7 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lus", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_train, _add_extract, _add_serve, _add_analyze, _add_demo):
+    for add in (
+        _add_synth,
+        _add_train,
+        _add_extract,
+        _add_export,
+        _add_serve,
+        _add_analyze,
+        _add_demo,
+    ):
         add(sub)
     return parser
 

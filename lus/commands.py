@@ -10,6 +10,7 @@ def run(args: argparse.Namespace) -> int:
         "synth": _synth,
         "train": _train,
         "extract": _extract,
+        "export-onnx": _export_onnx,
         "serve": _serve,
         "analyze": _analyze,
         "demo": _demo,
@@ -88,6 +89,13 @@ def _extract(args: argparse.Namespace) -> int:
     from trainer.vectors import extract_vectors
 
     print(f"wrote {extract_vectors(args.artifact, args.manifest, args.out, device=args.device)}")
+    return 0
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    from biomarker_service.onnx_export import export_onnx
+
+    print(f"wrote {export_onnx(args.artifact, args.out, quantization=args.quantize)}")
     return 0
 
 
