@@ -19,7 +19,6 @@ What it does for the caller:
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -31,7 +30,8 @@ import grpc
 
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
-from lus.rpc.server import MiB, keepalive_options, message_size_options
+from lus.rpc.client import balanced_channel_options
+from lus.rpc.server import MiB
 
 logger = logging.getLogger(__name__)
 SERVICE = "lus.biomarker.v1.BiomarkerService"
@@ -39,38 +39,13 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 T = TypeVar("T")
 
 
-def service_config(max_attempts: int = 5, initial_backoff_s: float = 0.1) -> str:
-    """gRPC service config: round-robin balancing and a retry policy for transient statuses."""
-    return json.dumps(
-        {
-            "loadBalancingConfig": [{"round_robin": {}}],
-            "methodConfig": [
-                {
-                    "name": [{"service": SERVICE}],
-                    "retryPolicy": {
-                        "maxAttempts": max(2, min(max_attempts, 5)),  # gRPC caps it at 5
-                        "initialBackoff": f"{initial_backoff_s}s",
-                        "maxBackoff": "5s",
-                        "backoffMultiplier": 2,
-                        "retryableStatusCodes": [c.name for c in RETRYABLE],
-                    },
-                }
-            ],
-        }
-    )
-
-
 def channel_options(
-    *, max_message_bytes: int = 64 * MiB, max_attempts: int = 5, keepalive_s: float = 30.0
+    *, max_message_bytes: int = 64 * MiB, max_attempts: int = 5
 ) -> list[tuple[str, int | str]]:
-    """Channel options: limits, keepalive (within the server's ping policy), retries."""
-    return [
-        *message_size_options(max_message_bytes),
-        *keepalive_options(keepalive_s, 10.0),
-        ("grpc.enable_retries", 1),
-        ("grpc.service_config", service_config(max_attempts)),
-        ("grpc.per_rpc_retry_buffer_size", 8 * MiB),  # small uploads replay on retry
-    ]
+    """Limits matching the server's, keepalive, round-robin balancing and retries."""
+    return balanced_channel_options(
+        [SERVICE], max_message_bytes=max_message_bytes, max_attempts=max_attempts
+    )
 
 
 def is_dicom(data: bytes) -> bool:
