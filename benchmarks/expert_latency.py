@@ -3,7 +3,11 @@
 Fits an MLP-large expert (hidden layers 128, 64, 32) on synthetic 38-d biomarker vectors,
 registers it (plus 99 more tasks for the memory figure) in a local registry, starts
 ``python -m expert_service`` as its own process and drives it from this one with grpc.aio.
-Optionally serves the same scikit-learn model with Seldon MLServer for a peer comparison.
+Batches are measured in the column-oriented form (one ``VectorMatrix`` of 64 vectors) and as
+64 ``PredictRequest`` messages. Every line also gives the server's CPU time per call, which
+other load on the machine disturbs far less than latency. Prints each issue-4 target next to
+its figure, and serves the same scikit-learn model with Seldon MLServer for a peer comparison
+when its venv exists.
 
     python benchmarks/expert_latency.py [--seconds 3] [--mlserver-venv /tmp/mlserver-venv]
 
@@ -114,6 +118,12 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (robust to other load, unlike wall time)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def drive(
     call: Callable[[], Awaitable[object]], concurrency: int, seconds: float
 ) -> tuple[np.ndarray, float]:
@@ -134,54 +144,105 @@ async def drive(
     return np.asarray(latencies), time.perf_counter() - began
 
 
-def report(name: str, latencies: np.ndarray, wall: float, per_call: int = 1) -> dict[str, float]:
+async def measure(
+    name: str,
+    call: Callable[[], Awaitable[object]],
+    concurrency: int,
+    seconds: float,
+    server_pid: int,
+    *,
+    per_call: int = 1,
+) -> dict[str, float]:
+    """Drive ``call`` and print p50/p99, calls/s (predictions/s) and server CPU per call."""
+    before = cpu_s(server_pid)
+    latencies, wall = await drive(call, concurrency, seconds)
+    server_us = (cpu_s(server_pid) - before) / len(latencies) * 1e6
     p50, p99 = np.percentile(latencies, [50, 99])
     rate = len(latencies) / wall
-    print(f"{name:<48} p50 {p50:6.3f} ms  p99 {p99:6.3f} ms  {rate:9.0f} calls/s"
-          + (f"  {rate * per_call:9.0f} predictions/s" if per_call > 1 else ""))  # fmt: skip
-    return {"p50": float(p50), "p99": float(p99), "rate": rate * per_call}
+    print(f"{name:<52} p50 {p50:6.3f} ms  p99 {p99:6.3f} ms  {rate:7.0f} calls/s"
+          + (f"  {rate * per_call:8.0f} pred/s" if per_call > 1 else "")
+          + f"  server CPU {server_us:5.0f} us/call")  # fmt: skip
+    return {"p50": float(p50), "p99": float(p99), "rate": rate * per_call, "cpu_us": server_us}
 
 
-async def bench_ours(port: int, x: np.ndarray, seconds: float) -> dict[str, dict[str, float]]:
+async def bench_ours(
+    port: int, x: np.ndarray, seconds: float, pid: int
+) -> dict[str, dict[str, float]]:
     results = {}
     vector = schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=x[0].tolist())
     explained = pb.PredictRequest(task="mlp-large", vector=vector)
     plain = pb.PredictRequest(task="mlp-large", vector=vector, max_contributions=0)
-    batch = pb.PredictBatchRequest(
+    rows = x[:64]
+    matrix = pb.PredictBatchRequest(
+        matrices=[
+            pb.VectorMatrix(
+                task="mlp-large",
+                schema_id=SCHEMA.schema_id,
+                n_vectors=len(rows),
+                values=rows.ravel().tolist(),
+            )
+        ]
+    )
+    matrix_explained = pb.PredictBatchRequest()
+    matrix_explained.CopyFrom(matrix)
+    matrix_explained.matrices[0].max_contributions = 5
+    requests = pb.PredictBatchRequest(
         requests=[
             pb.PredictRequest(
                 task="mlp-large",
                 vector=schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=row.tolist()),
                 max_contributions=0,
             )
-            for row in x[:64]
+            for row in rows
         ]
     )
-    batch_explained = pb.PredictBatchRequest(requests=[
-        pb.PredictRequest(task=r.task, vector=r.vector) for r in batch.requests
-    ])  # fmt: skip
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = pb_grpc.ExpertServiceStub(channel)
         for c in (1, 16, 64):
-            lat, wall = await drive(lambda: stub.Predict(explained), c, seconds)
-            results[f"predict_c{c}"] = report(
-                f"Predict (top-5 contributions + OOD) c={c}", lat, wall
-            )
+            results[f"predict_c{c}"] = await measure(
+                f"Predict (default: top-5 contributions + OOD) c={c}",
+                lambda: stub.Predict(explained), c, seconds, pid,
+            )  # fmt: skip
         for c in (1, 16):
-            lat, wall = await drive(lambda: stub.Predict(plain), c, seconds)
-            results[f"predict_plain_c{c}"] = report(f"Predict (no contributions) c={c}", lat, wall)
+            results[f"predict_plain_c{c}"] = await measure(
+                f"Predict (max_contributions=0) c={c}",
+                lambda: stub.Predict(plain), c, seconds, pid,
+            )  # fmt: skip
         for c in (1, 4):
-            lat, wall = await drive(lambda: stub.PredictBatch(batch), c, seconds)
-            results[f"batch_c{c}"] = report(
-                f"PredictBatch x64 (no contributions) c={c}", lat, wall, 64
-            )
-        lat, wall = await drive(lambda: stub.PredictBatch(batch_explained), 4, seconds)
-        results["batch_explained"] = report(
-            "PredictBatch x64 (top-5 contributions) c=4", lat, wall, 64
-        )
+            results[f"batch_c{c}"] = await measure(
+                f"PredictBatch 1 matrix x64 (no contributions) c={c}",
+                lambda: stub.PredictBatch(matrix), c, seconds, pid, per_call=64,
+            )  # fmt: skip
+        results["batch_matrix_explained"] = await measure(
+            "PredictBatch 1 matrix x64 (top-5 contributions) c=4",
+            lambda: stub.PredictBatch(matrix_explained), 4, seconds, pid, per_call=64,
+        )  # fmt: skip
+        results["batch_requests"] = await measure(
+            "PredictBatch 64 PredictRequests (no contrib.) c=4",
+            lambda: stub.PredictBatch(requests), 4, seconds, pid, per_call=64,
+        )  # fmt: skip
         for i in range(1, N_TASKS):  # touch every task so all 100 are loaded
             await stub.Predict(pb.PredictRequest(task=f"task-{i:03d}", vector=vector))
     return results
+
+
+def print_targets(ours: dict[str, dict[str, float]], rss: float) -> None:
+    """Each issue-4 target next to the figure measured for it."""
+    print("\ntargets (issue 4; 2 cores, client on the same machine, MLP-large):")
+    rows = [
+        ("Predict p50 c=1 (default request)", ours["predict_c1"]["p50"], "<=", 0.7, "ms"),
+        ("Predict p99 c=1 (default request)", ours["predict_c1"]["p99"], "<=", 1.5, "ms"),
+        ("Predict/s c=16 (default request)", ours["predict_c16"]["rate"], ">=", 3000, "/s"),
+        ("Predict/s c=16 (max_contributions=0)", ours["predict_plain_c16"]["rate"], ">=", 3000,
+         "/s"),
+        ("predictions/s, PredictBatch of 64 (matrix, c=4)", ours["batch_c4"]["rate"], ">=",
+         100_000, "/s"),
+        ("RSS with 100 tasks loaded", rss, "<=", 500, "MB"),
+    ]  # fmt: skip
+    for name, value, op, target, unit in rows:
+        met = value <= target if op == "<=" else value >= target
+        print(f"  {name:<50} {value:10.3f} {unit:<3} target {op} {target:g} {unit:<3}"
+              f"  {'met' if met else 'NOT met'}")  # fmt: skip
 
 
 def main() -> None:
@@ -210,8 +271,10 @@ def main() -> None:
             print(
                 f"expert server pid {proc.pid}, port {port}; RSS at start {rss_mb(proc.pid):.0f} MB"
             )
-            ours = asyncio.run(bench_ours(port, x, args.seconds))
-            print(f"RSS with {N_TASKS} tasks loaded: {rss_mb(proc.pid):.0f} MB")
+            ours = asyncio.run(bench_ours(port, x, args.seconds, proc.pid))
+            rss = rss_mb(proc.pid)
+            print(f"RSS with {N_TASKS} tasks loaded: {rss:.0f} MB")
+            print_targets(ours, rss)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)

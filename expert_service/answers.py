@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from expert_service.artifact import ExpertCard
 from expert_service.explain import Contribution, Explanation
 
@@ -79,3 +81,57 @@ class TaskInfo:
     aliases: dict[str, int]
     owner: str
     history: tuple[ExpertCard, ...] = ()
+
+
+@dataclass(frozen=True)
+class MatrixQuery:
+    """Many vectors for one expert, as one flat row-major matrix (the column-oriented batch).
+
+    Attributes:
+        task: The task asked.
+        version: A version number, or 0 for the one ``alias`` points to.
+        alias: ``production`` (when empty) or ``staging``; used with ``version=0``.
+        schema_id: Schema of every vector.
+        n_vectors: How many vectors ``values`` holds.
+        values: ``n_vectors * n_features`` float32 values, vector after vector.
+        max_contributions: Biomarker contributions per vector (0 = none, the default).
+    """
+
+    task: str
+    version: int
+    alias: str
+    schema_id: str
+    n_vectors: int
+    values: np.ndarray
+    max_contributions: int = 0
+
+
+@dataclass(frozen=True)
+class MatrixPrediction:
+    """An expert's answers for a ``MatrixQuery``, as arrays.
+
+    Attributes:
+        task: The task asked.
+        version: The version that answered.
+        alias: The alias that chose the version, or empty.
+        classes: The expert's classes, the columns of ``probabilities``.
+        probabilities: ``(n_vectors, n_classes)`` float32.
+        labels: ``(n_vectors,)`` index of each vector's predicted class.
+        notice: The expert's use restriction.
+        ood_scores: ``(n_vectors,)`` RMS z-scores, or None without a training summary.
+        threshold: The expert's out-of-distribution threshold (0 without a summary).
+        contributions: Per vector, its largest contributions (empty tuples when not asked).
+        explanation_note: Why the explanation is missing, else empty.
+    """
+
+    task: str
+    version: int
+    alias: str
+    classes: tuple[str, ...]
+    probabilities: np.ndarray
+    labels: np.ndarray
+    notice: str
+    ood_scores: np.ndarray | None
+    threshold: float
+    contributions: tuple[tuple[Contribution, ...], ...]
+    explanation_note: str

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 from expert_service.artifact import ExpertCard, TrainingSummary
-from expert_service.runner import DEFAULT_CONTRIBUTIONS, Prediction, PredictQuery, TaskInfo
+from expert_service.explain import Contribution
+from expert_service.runner import (
+    DEFAULT_CONTRIBUTIONS,
+    MatrixPrediction,
+    MatrixQuery,
+    Prediction,
+    PredictQuery,
+    TaskInfo,
+)
 from lus.errors import LusError
 from lus.expert.v1 import expert_service_pb2 as pb
 
@@ -43,47 +53,95 @@ def predict_query(request: pb.PredictRequest) -> PredictQuery:
 
 
 def prediction_to_pb(prediction: Prediction) -> pb.PredictResponse:
+    # ``add(**fields)`` builds each item in place: about half the cost of building the
+    # messages first and copying them in, which matters at tens of microseconds per call.
     explanation = prediction.explanation
     response = pb.PredictResponse(
         task=prediction.task,
         version=prediction.version,
         label=prediction.label,
-        probabilities=[
-            pb.ClassProbability(label=label, probability=p) for label, p in prediction.probabilities
-        ],
         notice=prediction.notice,
         alias=prediction.alias,
         explanation_note=prediction.explanation_note,
     )
+    add_probability = response.probabilities.add
+    for label, probability in prediction.probabilities:
+        add_probability(label=label, probability=probability)
     if explanation is not None:
         response.distribution = _DISTRIBUTION[explanation.out_of_distribution]
         response.ood_score = explanation.ood_score
         response.ood_threshold = explanation.threshold
-        response.contributions.extend(
-            pb.Contribution(
-                biomarker=c.biomarker,
-                contribution=c.contribution,
-                value=c.value,
-                baseline=c.baseline,
-            )
-            for c in explanation.contributions
-        )
+        _add_contributions(response.contributions, explanation.contributions)
     return response
+
+
+def _add_contributions(field: Any, contributions: Iterable[Contribution]) -> None:
+    add = field.add
+    for c in contributions:
+        add(biomarker=c.biomarker, contribution=c.contribution, value=c.value, baseline=c.baseline)
 
 
 def batch_queries(request: pb.PredictBatchRequest) -> list[PredictQuery]:
     return [predict_query(r) for r in request.requests]
 
 
-def batch_to_pb(results: Sequence[Prediction | LusError]) -> pb.PredictBatchResponse:
+def matrix_queries(request: pb.PredictBatchRequest) -> list[MatrixQuery]:
+    """The column-oriented part of a batch; values stay flat (the runner knows the width)."""
+    return [
+        MatrixQuery(
+            task=m.task,
+            version=m.version,
+            alias=m.alias,
+            schema_id=m.schema_id,
+            n_vectors=m.n_vectors,
+            values=np.asarray(m.values, dtype=np.float32),
+            max_contributions=m.max_contributions,
+        )
+        for m in request.matrices
+    ]
+
+
+def _error(error: LusError) -> pb.PredictError:
+    return pb.PredictError(code=error.code.value[0], message=str(error))
+
+
+def batch_to_pb(
+    results: Sequence[Prediction | LusError],
+    matrices: Sequence[MatrixPrediction | LusError] = (),
+) -> pb.PredictBatchResponse:
     items = []
     for result in results:
         if isinstance(result, LusError):
-            error = pb.PredictError(code=result.code.value[0], message=str(result))
-            items.append(pb.PredictResult(error=error))
+            items.append(pb.PredictResult(error=_error(result)))
         else:
             items.append(pb.PredictResult(response=prediction_to_pb(result)))
-    return pb.PredictBatchResponse(results=items)
+    return pb.PredictBatchResponse(
+        results=items, matrix_results=[matrix_to_pb(m) for m in matrices]
+    )
+
+
+def matrix_to_pb(result: MatrixPrediction | LusError) -> pb.MatrixResult:
+    """Flat arrays straight into packed repeated fields: no message per vector."""
+    if isinstance(result, LusError):
+        return pb.MatrixResult(error=_error(result))
+    message = pb.MatrixResult()
+    response = message.response
+    response.task = result.task
+    response.version = result.version
+    response.alias = result.alias
+    response.classes.extend(result.classes)
+    response.probabilities.extend(result.probabilities.ravel().tolist())
+    response.labels.extend(result.labels.tolist())
+    response.notice = result.notice
+    response.ood_threshold = result.threshold
+    response.explanation_note = result.explanation_note
+    if result.ood_scores is not None:
+        response.ood_scores.extend(result.ood_scores.tolist())
+        response.out_of_distribution.extend((result.ood_scores > result.threshold).tolist())
+    if result.contributions:
+        response.contributions_per_vector = len(result.contributions[0])
+        _add_contributions(response.contributions, (c for row in result.contributions for c in row))
+    return message
 
 
 def task_list_to_pb(infos: Sequence[TaskInfo]) -> pb.ListTasksResponse:

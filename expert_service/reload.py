@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from expert_service.registry.base import Subscription
 from expert_service.runner import ExpertRunner
@@ -25,12 +26,20 @@ class RegistryWatcher:
         runner: The runner whose routes to keep current.
         resync_interval_s: Seconds between polls of the registry's revision.
         max_backoff_s: Longest wait between attempts while the registry is unreachable.
+        on_synced: Called once, on the refresher thread, after the first successful refresh
+            (a server that could not load its experts at start turns SERVING then).
     """
 
     def __init__(
-        self, runner: ExpertRunner, *, resync_interval_s: float = 1.0, max_backoff_s: float = 5.0
+        self,
+        runner: ExpertRunner,
+        *,
+        resync_interval_s: float = 1.0,
+        max_backoff_s: float = 5.0,
+        on_synced: Callable[[], None] | None = None,
     ) -> None:
         self.runner = runner
+        self.on_synced = on_synced
         self.resync_interval_s = resync_interval_s
         self.max_backoff_s = max_backoff_s
         self._wake = threading.Event()
@@ -63,6 +72,9 @@ class RegistryWatcher:
             try:
                 if self.runner.refresh():
                     logger.debug("expert routes refreshed")
+                if self.on_synced is not None:
+                    synced, self.on_synced = self.on_synced, None
+                    synced()
             except Exception as err:  # keep the thread alive whatever the store raised
                 delay = min(max(delay, self.resync_interval_s) * 2, self.max_backoff_s)
                 if not failing:

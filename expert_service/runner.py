@@ -9,34 +9,51 @@ LRU shared by every task.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from expert_service.answers import (
     DEFAULT_CONTRIBUTIONS,
+    MatrixPrediction,
+    MatrixQuery,
     Prediction,
     PredictQuery,
     TaskInfo,
 )
-from expert_service.artifact import ExpertCard
 from expert_service.errors import CorruptArtifact
-from expert_service.explain import Explainer, Explanation
+from expert_service.explain import Explainer
 from expert_service.model import OnnxExpert
 from expert_service.registry.base import PRODUCTION, STAGING, ExpertRegistry
 from expert_service.registry.common import resolve_alias
-from expert_service.validation import check_schema, check_vector, feature_names, valid_rows
+from expert_service.serving import Served, answer_matrix, answer_rows
+from expert_service.validation import (
+    check_matrix,
+    check_schema,
+    check_vector,
+    feature_names,
+    valid_rows,
+)
 from lus.errors import InvalidInput, LusError, NotFound, NotReady
 
 if TYPE_CHECKING:  # the feature store is optional; its package is imported only when used
     from lus.feature_store.base import FeatureStore
 
-__all__ = ["DEFAULT_CONTRIBUTIONS", "ExpertRunner", "PredictQuery", "Prediction", "TaskInfo"]
+__all__ = [
+    "DEFAULT_CONTRIBUTIONS",
+    "ExpertRunner",
+    "MatrixPrediction",
+    "MatrixQuery",
+    "PredictQuery",
+    "Prediction",
+    "TaskInfo",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +61,6 @@ NO_SUMMARY_NOTE = (
     "expert {task} v{version} was registered without a training summary: no biomarker "
     "contributions and no out-of-distribution check"
 )
-
-
-@dataclass(frozen=True)
-class Served:
-    """A loaded version, ready to answer."""
-
-    card: ExpertCard
-    expert: OnnxExpert
-    explainer: Explainer | None
-    no_summary_note: str
 
 
 class ExpertRunner:
@@ -106,8 +113,7 @@ class ExpertRunner:
         """
         served, label = self._served(task, version, alias)
         row = check_vector(served.card, schema_id, values)
-        probabilities = served.expert.predict_proba(row)
-        return self._answers(served, label, row, probabilities, max_contributions)[0]
+        return answer_rows(served, label, row, max_contributions)[0]
 
     def predict_query(self, query: PredictQuery) -> Prediction:
         """``predict`` for a query, looking its vector up first when it names a video hash."""
@@ -169,39 +175,30 @@ class ExpertRunner:
         if not ok.any():
             return
         rows = matrix[ok].astype(np.float32)
-        probabilities = served.expert.predict_proba(rows)
-        answers = self._answers(served, how[0], rows, probabilities, how[1])
+        answers = answer_rows(served, how[0], rows, how[1])
         for index, answer in zip(np.asarray(indices)[ok].tolist(), answers, strict=True):
             results[index] = answer
 
-    def _answers(
-        self,
-        served: Served,
-        label: str,
-        rows: np.ndarray,
-        probabilities: np.ndarray,
-        top_k: int,
-    ) -> list[Prediction]:
-        card = served.card
-        explanations: list[Explanation | None]
-        if served.explainer is not None:
-            explanations = [*served.explainer.explain(served.expert, rows, probabilities, top_k)]
-        else:
-            explanations = [None] * len(rows)
-        top = np.argmax(probabilities, axis=1).tolist()
-        return [
-            Prediction(
-                task=card.task,
-                version=card.version,
-                label=card.classes[best],
-                probabilities=tuple(zip(card.classes, p, strict=True)),
-                notice=card.notice,
-                alias=label,
-                explanation=explanation,
-                explanation_note=served.no_summary_note,
-            )
-            for best, p, explanation in zip(top, probabilities.tolist(), explanations, strict=True)
-        ]
+    def predict_matrix(self, query: MatrixQuery) -> MatrixPrediction:
+        """Answer many vectors for one expert at once (one model run, arrays out).
+
+        Raises:
+            NotFound, SchemaMismatch, InvalidInput, NotReady: As ``predict``; one bad vector
+                fails the whole matrix, and the message names it.
+        """
+        served, label = self._served(query.task, query.version, query.alias)
+        rows = check_matrix(served.card, query.schema_id, query.values, query.n_vectors)
+        return answer_matrix(served, label, rows, query.max_contributions)
+
+    def predict_matrices(self, queries: Sequence[MatrixQuery]) -> list[MatrixPrediction | LusError]:
+        """``predict_matrix`` for each query; a failing matrix gives its error, in order."""
+        results: list[MatrixPrediction | LusError] = []
+        for query in queries:
+            try:
+                results.append(self.predict_matrix(query))
+            except LusError as err:
+                results.append(err)
+        return results
 
     def list_tasks(self) -> list[TaskInfo]:
         """The default version's card of every task, sorted by task."""
@@ -242,6 +239,9 @@ class ExpertRunner:
             NotReady: The registry is unreachable (routes and loaded experts stay as they were).
         """
         with self._refresh_lock:
+            # Until one refresh has succeeded (e.g. Redis was down at start) every refresh is
+            # the start-up one, loading every task.
+            preload_all = preload_all or self._revision < 0
             if not preload_all and self.registry.revision() == self._revision:
                 return False
             state = self.registry.state()
@@ -279,9 +279,14 @@ class ExpertRunner:
             self._revision = state.revision
             return True
 
-    def ready(self, query: PredictQuery) -> bool:
+    @property
+    def synced(self) -> bool:
+        """Whether the routes have been built from the registry at least once."""
+        return self._revision >= 0
+
+    def ready(self, query: PredictQuery | MatrixQuery) -> bool:
         """Whether ``query`` can be answered from memory alone (no registry or store I/O)."""
-        if query.video_hash:
+        if isinstance(query, PredictQuery) and query.video_hash:
             return False
         if query.version == 0:
             route = self._routes.get((query.task, query.alias or PRODUCTION))
@@ -332,9 +337,10 @@ class ExpertRunner:
         return self._load(task, version)
 
     def _touch(self, key: tuple[str, int]) -> None:
-        with self._lock:
-            if key in self._loaded:
-                self._loaded.move_to_end(key)
+        # No lock on the hot path: each OrderedDict operation is atomic under the GIL, and an
+        # entry dropped by another thread in between only makes this a no-op.
+        with contextlib.suppress(KeyError):
+            self._loaded.move_to_end(key)
 
     def _load(self, task: str, version: int) -> Served:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import grpc
@@ -31,35 +31,65 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ServerControl:
-    """Starts and stops a server made by ``create_server`` in step with its health status."""
+    """Starts and stops the servers made by ``create_server`` in step with their health status.
+
+    The public server (``server``) serves ExpertService; the admin server (``admin_server``,
+    on ``admin_port``) serves ExpertAdminService only, so a NetworkPolicy can fence it off.
+    Both answer health checks and reflection.
+    """
 
     server: grpc.aio.Server
     health: health.aio.HealthServicer
     runner: ExpertRunner
     watcher: RegistryWatcher
+    admin_server: grpc.aio.Server
+    admin_health: health.aio.HealthServicer
+    admin_port: int
+    _stopping: bool = field(default=False, init=False)
 
     async def start(self) -> None:
-        """Start serving RPCs, load the experts, then report SERVING."""
+        """Start serving RPCs on both ports, load the experts, then report SERVING."""
         await self.server.start()
+        await self.admin_server.start()
         await self.open()
 
     async def open(self) -> None:
-        """Load every task's default version, start hot reload, then report SERVING."""
+        """Load every task's default version, start hot reload, then report SERVING.
+
+        When the registry cannot be read (e.g. Redis down at start), health stays NOT_SERVING
+        until the watcher's first successful sync, so readiness probes send no traffic this
+        replica could only answer with UNAVAILABLE.
+        """
         try:
             loaded = await asyncio.to_thread(self.runner.warm_up)
-        except LusError as err:  # e.g. Redis down at start: serve what we can, re-sync later
-            logger.error("experts not loaded at start: %s", err)
-            loaded = []
+        except LusError as err:
+            logger.error("registry unreadable at start (%s); NOT_SERVING until it syncs", err)
+            loop = asyncio.get_running_loop()
+            self.watcher.on_synced = lambda: self._serving_from_thread(loop)
+            self.watcher.start()
+            return
         if not loaded:
             logger.warning("registry %r holds no loadable experts yet", self.runner.registry)
         logger.info("experts loaded: %s", ", ".join(f"{t} v{v}" for t, v in loaded) or "none")
         self.watcher.start()
-        await set_serving(self.health, [SERVICE_NAME, ADMIN_SERVICE_NAME], serving=True)
+        await self._set_serving(True)
+
+    def _serving_from_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        logger.info("registry synced: experts loaded %s; SERVING", self.runner.loaded())
+        if not loop.is_closed():  # the server may have shut down while Redis was away
+            asyncio.run_coroutine_threadsafe(self._set_serving(True), loop)
+
+    async def _set_serving(self, serving: bool) -> None:
+        if serving and self._stopping:
+            return  # a late first sync must not undo a shutdown's NOT_SERVING
+        await set_serving(self.health, [SERVICE_NAME], serving=serving)
+        await set_serving(self.admin_health, [ADMIN_SERVICE_NAME], serving=serving)
 
     async def stop(self, grace_s: float | None) -> None:
         """Report NOT_SERVING so balancers drain, then let in-flight calls finish."""
-        await set_serving(self.health, [SERVICE_NAME, ADMIN_SERVICE_NAME], serving=False)
-        await self.server.stop(grace_s)
+        self._stopping = True
+        await self._set_serving(False)
+        await asyncio.gather(self.server.stop(grace_s), self.admin_server.stop(grace_s))
         await asyncio.to_thread(self.watcher.close)
         close = getattr(self.runner.registry, "close", None)
         if callable(close):
@@ -93,18 +123,18 @@ def open_store(settings: ExpertSettings) -> FeatureStore | None:
     )
 
 
-def _bind(server: grpc.aio.Server, settings: ExpertSettings) -> int:
+def _bind(server: grpc.aio.Server, settings: ExpertSettings, address: str) -> int:
     if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return bind(server, settings.address)
+        return bind(server, address)
     ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
     credentials = grpc.ssl_server_credentials(
         [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
         root_certificates=ca,
         require_client_auth=ca is not None,
     )
-    port: int = server.add_secure_port(settings.address, credentials)
+    port: int = server.add_secure_port(address, credentials)
     if port == 0:
-        raise OSError(f"could not bind gRPC server (TLS) to {settings.address}")
+        raise OSError(f"could not bind gRPC server (TLS) to {address}")
     return port
 
 
@@ -114,7 +144,7 @@ async def create_server(
     registry: ExpertRegistry | None = None,
     feature_store: FeatureStore | None = None,
 ) -> tuple[grpc.aio.Server, int, ServerControl]:
-    """Build and bind the expert server without starting it.
+    """Build and bind the expert servers (public and admin) without starting them.
 
     Must be called inside a running event loop (grpc.aio binds to it). Health reports
     NOT_SERVING until ``ServerControl.start()`` (or ``open()``) has loaded the experts.
@@ -125,7 +155,8 @@ async def create_server(
         feature_store: Where to find vectors by video hash, instead of the one ``settings`` names.
 
     Returns:
-        The server, the port it is bound to (useful with port 0), and its control.
+        The public server, the port it is bound to (useful with port 0), and the control,
+        which holds the admin server and its bound port (``control.admin_port``).
     """
     registry = registry if registry is not None else open_registry(settings)
     store = feature_store if feature_store is not None else open_store(settings)
@@ -133,11 +164,15 @@ async def create_server(
     watcher = RegistryWatcher(runner, resync_interval_s=settings.resync_interval_s)
     server, health_servicer = create_aio_server(max_message_bytes=settings.max_message_bytes)
     add_to_server(ExpertServicer(runner), server)
-    add_admin_to_server(ExpertAdminServicer(runner, TeamTokens(settings.team_tokens())), server)
-    enable_reflection(server, [SERVICE_NAME, ADMIN_SERVICE_NAME])
-    await set_serving(health_servicer, [SERVICE_NAME, ADMIN_SERVICE_NAME], serving=False)
-    port = _bind(server, settings)
-    return server, port, ServerControl(server, health_servicer, runner, watcher)
+    enable_reflection(server, [SERVICE_NAME])
+    admin, admin_health = create_aio_server(max_message_bytes=settings.max_message_bytes)
+    add_admin_to_server(ExpertAdminServicer(runner, TeamTokens(settings.team_tokens())), admin)
+    enable_reflection(admin, [ADMIN_SERVICE_NAME])
+    control = ServerControl(server, health_servicer, runner, watcher, admin, admin_health, 0)
+    await control._set_serving(False)
+    port = _bind(server, settings, settings.address)
+    control.admin_port = _bind(admin, settings, settings.admin_address)
+    return server, port, control
 
 
 async def serve(settings: ExpertSettings) -> None:
@@ -148,7 +183,12 @@ async def serve(settings: ExpertSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await control.start()
-    logger.info("expert service listening on %s:%d", settings.host, port)
+    logger.info(
+        "expert service listening on %s:%d (admin on port %d)",
+        settings.host,
+        port,
+        control.admin_port,
+    )
     await stop.wait()
     logger.info("stopping expert service (grace %.1f s)", settings.grace_s)
     await control.stop(settings.grace_s)

@@ -14,14 +14,22 @@ from typing import TYPE_CHECKING
 import grpc
 
 from expert_service import converters
-from expert_service.runner import ExpertRunner
+from expert_service.runner import (
+    ExpertRunner,
+    MatrixPrediction,
+    MatrixQuery,
+    Prediction,
+    PredictQuery,
+)
+from lus.errors import LusError
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:  # messages are built and read only in ``converters``
     from lus.expert.v1 import expert_service_pb2 as pb
 
 INLINE_BATCH_LIMIT = 512
-"""Batches up to this many ready vectors run inline; bigger ones go to a worker thread."""
+"""Batches up to this many ready vectors (requests plus matrix rows) run inline; bigger ones
+go to a worker thread."""
 
 
 class ExpertServicer(pb_grpc.ExpertServiceServicer):  # type: ignore[misc]
@@ -44,11 +52,20 @@ class ExpertServicer(pb_grpc.ExpertServiceServicer):  # type: ignore[misc]
         self, request: pb.PredictBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.PredictBatchResponse:
         queries = converters.batch_queries(request)
-        if len(queries) <= INLINE_BATCH_LIMIT and all(map(self._runner.ready, queries)):
+        matrices = converters.matrix_queries(request)
+        size = len(queries) + sum(m.n_vectors for m in matrices)
+        ready = self._runner.ready
+        if size <= INLINE_BATCH_LIMIT and all(map(ready, queries)) and all(map(ready, matrices)):
             results = self._runner.predict_batch(queries)
+            answered = self._runner.predict_matrices(matrices)
         else:
-            results = await asyncio.to_thread(self._runner.predict_batch, queries)
-        return converters.batch_to_pb(results)
+            results, answered = await asyncio.to_thread(self._both, queries, matrices)
+        return converters.batch_to_pb(results, answered)
+
+    def _both(
+        self, queries: list[PredictQuery], matrices: list[MatrixQuery]
+    ) -> tuple[list[Prediction | LusError], list[MatrixPrediction | LusError]]:
+        return self._runner.predict_batch(queries), self._runner.predict_matrices(matrices)
 
     async def ListTasks(  # noqa: N802 - names fixed by the proto
         self, request: pb.ListTasksRequest, context: grpc.aio.ServicerContext

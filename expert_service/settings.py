@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,7 +25,12 @@ class ExpertSettings(BaseSettings):
     """Interface to bind; "0.0.0.0" listens on every interface. Default 127.0.0.1."""
 
     port: int = Field(default=50052, ge=0, le=65535)
-    """TCP port for gRPC; 0 picks a free (ephemeral) port. Default 50052."""
+    """TCP port of the public ExpertService; 0 picks a free (ephemeral) port. Default 50052."""
+
+    admin_port: int = Field(default=50053, ge=0, le=65535)
+    """TCP port of ExpertAdminService only (the public port refuses admin calls), so a
+    NetworkPolicy can limit who reaches it; 0 picks a free port, and so does leaving it unset
+    while ``port`` is 0 (tests, demos). Default 50053."""
 
     registry_dir: Path = Path("./lus-registry")
     """Folder of the local expert registry (``<task>/<version>/``), used when no
@@ -78,19 +83,40 @@ class ExpertSettings(BaseSettings):
     grace_s: float = Field(default=5.0, ge=0.0)
     """Seconds in-flight calls get to finish on shutdown (SIGTERM/SIGINT). Default 5.0."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _ephemeral_admin_port(cls, data: Any) -> Any:
+        # An ephemeral public port means "pick free ports": a fixed admin port would clash
+        # between test servers and demo stacks that never asked for one.
+        if isinstance(data, dict) and "admin_port" not in data and str(data.get("port")) == "0":
+            return {**data, "admin_port": 0}
+        return data
+
     @model_validator(mode="after")
     def _tls_pair(self) -> ExpertSettings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("set both tls_cert_file and tls_key_file, or neither")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        if self.port != 0 and self.admin_port == self.port:
+            raise ValueError(f"admin_port must differ from port (both {self.port})")
         return self
 
     @property
     def address(self) -> str:
-        """``host:port`` for binding; IPv6 hosts get brackets."""
-        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
-        return f"{host}:{self.port}"
+        """``host:port`` of the public service for binding; IPv6 hosts get brackets."""
+        return f"{self._bracketed_host}:{self.port}"
+
+    @property
+    def admin_address(self) -> str:
+        """``host:admin_port`` of the admin service for binding."""
+        return f"{self._bracketed_host}:{self.admin_port}"
+
+    @property
+    def _bracketed_host(self) -> str:
+        if ":" in self.host and not self.host.startswith("["):
+            return f"[{self.host}]"
+        return self.host
 
     def team_tokens(self) -> dict[str, str]:
         """``admin_tokens`` with the secrets revealed, for ``auth.TeamTokens``."""

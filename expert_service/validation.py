@@ -59,7 +59,8 @@ def check_vector(card: ExpertCard, schema_id: str, values: Sequence[float]) -> n
     """
     check_schema(card, schema_id)
     try:
-        row = np.asarray(values, dtype=np.float64)
+        # float32 is what the model takes and what the proto carries, so no precision is lost.
+        row = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError):
         raise InvalidInput("vector values must be numbers") from None
     if row.ndim != 1 or row.size != card.n_features:
@@ -78,9 +79,39 @@ def check_vector(card: ExpertCard, schema_id: str, values: Sequence[float]) -> n
             f"vector values at positions {_positions(schema_id, bad)} are outside [0, 1]; "
             "biomarker vectors hold probabilities"
         )
-    return row.astype(np.float32)[np.newaxis, :]
+    return row[np.newaxis, :]
 
 
 def valid_rows(matrix: np.ndarray) -> np.ndarray:
     """Boolean mask of rows of ``(n, f)`` whose values are all finite and within [0, 1]."""
     return np.asarray(((matrix >= 0.0) & (matrix <= 1.0)).all(axis=1))
+
+
+def check_matrix(
+    card: ExpertCard, schema_id: str, values: np.ndarray, n_vectors: int
+) -> np.ndarray:
+    """Return flat ``values`` as float32 rows ``(n_vectors, n_features)`` for ``card``'s expert.
+
+    Raises:
+        InvalidInput: No schema id, a size that is not ``n_vectors`` whole vectors, no vectors,
+            or a vector with values not finite or not in [0, 1] (named by its index).
+        SchemaMismatch: The vectors were made with another biomarker schema.
+    """
+    check_schema(card, schema_id)
+    f = card.n_features
+    if n_vectors < 1 or values.size != n_vectors * f:
+        raise InvalidInput(
+            f"matrix has {values.size} values; n_vectors={n_vectors} vectors of schema "
+            f"{card.schema_id} need n_vectors x {f} (at least one vector)"
+        )
+    rows = np.asarray(values, dtype=np.float32).reshape(n_vectors, f)
+    ok = valid_rows(rows)
+    if not ok.all():
+        first = int(np.flatnonzero(~ok)[0])
+        bad = int((~ok).sum())
+        try:
+            check_vector(card, schema_id, rows[first])
+        except InvalidInput as err:
+            more = f" ({bad - 1} more bad vectors)" if bad > 1 else ""
+            raise InvalidInput(f"vector {first} of the matrix: {err}{more}") from None
+    return rows

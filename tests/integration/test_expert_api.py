@@ -13,6 +13,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from expert_service.artifact import TrainingSummary
 from expert_service.explain import ood_scores
@@ -29,9 +31,12 @@ SCHEMA = load_schema()
 N = len(SCHEMA)
 TOKENS = {"radiology": "rad-secret", "cardiology": "card-secret"}
 RAD = (("authorization", "Bearer rad-secret"),)
+SERVICE = "lus.expert.v1.ExpertService"
+ADMIN_SERVICE = "lus.expert.v1.ExpertAdminService"
 CARD = (("authorization", "Bearer card-secret"),)
 
-Scenario = Callable[[grpc.aio.Channel], Awaitable[None]]
+Scenario = Callable[[grpc.aio.Channel, grpc.aio.Channel], Awaitable[None]]
+"""Runs against a server; gets channels to its public port and to its admin port."""
 
 
 def _training_set(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -85,15 +90,18 @@ def _serve(root: Path, scenario: Scenario, *, store: object = None, **settings: 
     async def main() -> None:
         config = ExpertSettings(port=0, registry_dir=root, admin_tokens=TOKENS, **settings)  # type: ignore[arg-type]
         _, port, control = await create_server(config, feature_store=store)  # type: ignore[arg-type]
+        assert control.admin_port not in (0, port)
         await control.start()
         try:
             if config.tls_cert_file is not None:
                 credentials = grpc.ssl_channel_credentials(config.tls_cert_file.read_bytes())
                 channel = grpc.aio.secure_channel(f"localhost:{port}", credentials)
+                admin = grpc.aio.secure_channel(f"localhost:{control.admin_port}", credentials)
             else:
                 channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-            async with channel:
-                await scenario(channel)
+                admin = grpc.aio.insecure_channel(f"127.0.0.1:{control.admin_port}")
+            async with channel, admin:
+                await scenario(channel, admin)
         finally:
             await control.stop(None)
 
@@ -140,8 +148,8 @@ def test_admin_calls_need_the_owning_teams_token(
 ) -> None:
     marker = tmp_path / "pwned"
 
-    async def scenario(channel: grpc.aio.Channel) -> None:
-        admin = pb_grpc.ExpertAdminServiceStub(channel)
+    async def scenario(channel: grpc.aio.Channel, admin_channel: grpc.aio.Channel) -> None:
+        admin = pb_grpc.ExpertAdminServiceStub(admin_channel)
         request = _register_request(*experts[0])
         assert await _code(admin.RegisterExpert(request)) == grpc.StatusCode.UNAUTHENTICATED
         wrong = (("authorization", "Bearer guessed"),)
@@ -207,6 +215,48 @@ def test_admin_calls_need_the_owning_teams_token(
     _serve(tmp_path / "reg", scenario)
 
 
+def test_admin_rpcs_only_on_the_admin_port(
+    tmp_path: Path, experts: list[tuple[bytes, TrainingSummary]]
+) -> None:
+    async def scenario(channel: grpc.aio.Channel, admin_channel: grpc.aio.Channel) -> None:
+        request = _register_request(*experts[0])
+        # The public port does not serve admin methods at all, even with a valid token.
+        public_admin = pb_grpc.ExpertAdminServiceStub(channel)
+        assert await _code(public_admin.RegisterExpert(request, metadata=RAD)) == (
+            grpc.StatusCode.UNIMPLEMENTED
+        )
+        promote = pb.PromoteRequest(task="covid", version=1)
+        assert await _code(public_admin.Promote(promote, metadata=RAD)) == (
+            grpc.StatusCode.UNIMPLEMENTED
+        )
+        # ... and the admin port serves no predictions.
+        admin_public = pb_grpc.ExpertServiceStub(admin_channel)
+        assert await _code(admin_public.ListTasks(pb.ListTasksRequest())) == (
+            grpc.StatusCode.UNIMPLEMENTED
+        )
+        card = await pb_grpc.ExpertAdminServiceStub(admin_channel).RegisterExpert(
+            request, metadata=RAD
+        )
+        assert card.version == 1
+        for target, service in ((channel, SERVICE), (admin_channel, ADMIN_SERVICE)):
+            health_stub = health_pb2_grpc.HealthStub(target)
+            for name in ("", service):
+                answer = await health_stub.Check(health_pb2.HealthCheckRequest(service=name))
+                assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            assert service in await _reflected_services(target)
+        assert ADMIN_SERVICE not in await _reflected_services(channel)
+
+    _serve(tmp_path / "reg", scenario)
+
+
+async def _reflected_services(channel: grpc.aio.Channel) -> set[str]:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    call = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
+    return {s.name async for r in call for s in r.list_services_response.service}
+
+
 class _Exploit:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
@@ -234,7 +284,7 @@ def test_answers_explain_themselves_and_flag_unfamiliar_vectors(
     familiar = [float(v) for v in summary.feature_mean]
     familiar[0], familiar[3] = 0.55, 0.05  # clearly covid by the labelling rule
 
-    async def scenario(channel: grpc.aio.Channel) -> None:
+    async def scenario(channel: grpc.aio.Channel, _: grpc.aio.Channel) -> None:
         stub = pb_grpc.ExpertServiceStub(channel)
         answer = await stub.Predict(pb.PredictRequest(task="covid", vector=_vector(familiar)))
         assert answer.label == "covid"
@@ -257,7 +307,11 @@ def test_answers_explain_themselves_and_flag_unfamiliar_vectors(
         bare = await stub.Predict(pb.PredictRequest(task="bare", vector=_vector(familiar)))
         assert bare.distribution == pb.DISTRIBUTION_UNASSESSED and not bare.contributions
         assert "without a training summary" in bare.explanation_note
-        assert list(bare.probabilities) == list(answer.probabilities)
+        # Same model, same answer (up to the last float bits: with contributions the vector runs
+        # in one batch with its occluded copies).
+        assert [p.label for p in bare.probabilities] == [p.label for p in answer.probabilities]
+        for p, q in zip(bare.probabilities, answer.probabilities, strict=True):
+            assert math.isclose(p.probability, q.probability, abs_tol=1e-6)
 
     _serve(root, scenario)
 
@@ -289,7 +343,7 @@ def test_batches_mix_tasks_and_fail_only_bad_items(
     requests[7] = pb.PredictRequest(task="ards", vector=_vector(vectors[7]))
     requests[9] = pb.PredictRequest(task="covid", vector=_vector([0.5] * 3))
 
-    async def scenario(channel: grpc.aio.Channel) -> None:
+    async def scenario(channel: grpc.aio.Channel, _: grpc.aio.Channel) -> None:
         stub = pb_grpc.ExpertServiceStub(channel)
         batch = await stub.PredictBatch(pb.PredictBatchRequest(requests=requests))
         assert len(batch.results) == len(requests)
@@ -348,7 +402,7 @@ def test_predict_by_video_hash_uses_the_feature_store(
         ]
     )
 
-    async def scenario(channel: grpc.aio.Channel) -> None:
+    async def scenario(channel: grpc.aio.Channel, _: grpc.aio.Channel) -> None:
         stub = pb_grpc.ExpertServiceStub(channel)
         by_hash = await stub.Predict(pb.PredictRequest(task="covid", video_hash="ab" * 32))
         by_vector = await stub.Predict(
@@ -382,9 +436,83 @@ def test_tls_only_when_configured(
         model_family="logreg", training_summary=summary,
     )  # fmt: skip
 
-    async def scenario(channel: grpc.aio.Channel) -> None:
+    async def scenario(channel: grpc.aio.Channel, _: grpc.aio.Channel) -> None:
         stub = pb_grpc.ExpertServiceStub(channel)
         answer = await stub.Predict(pb.PredictRequest(task="covid", vector=_vector([0.3] * N)))
         assert answer.task == "covid"
 
     _serve(tmp_path / "reg", scenario, tls_cert_file=cert, tls_key_file=key)
+
+
+def test_matrix_batches_answer_like_single_predicts(
+    tmp_path: Path, experts: list[tuple[bytes, TrainingSummary]]
+) -> None:
+    root = tmp_path / "reg"
+    onnx, summary = experts[0]
+    registry = LocalRegistry(root)
+    for task, kept in (("covid", summary), ("bare", None)):
+        registry.register(
+            task, onnx, schema_id=SCHEMA.schema_id, classes=("covid", "healthy"), n_features=N,
+            model_family="logreg", training_summary=kept,
+        )  # fmt: skip
+    rng = np.random.default_rng(2)
+    vectors = rng.random((6, N)).astype(np.float32)
+    vectors[0] = 1.0  # far from the training vectors, which stay within [0, 0.6]
+    flat = vectors.ravel().tolist()
+    bad = flat.copy()
+    bad[4 * N + 2] = math.inf
+
+    def matrix(task: str, values: list[float], n: int = 6, top_k: int = 0) -> pb.VectorMatrix:
+        return pb.VectorMatrix(
+            task=task, schema_id=SCHEMA.schema_id, n_vectors=n, values=values,
+            max_contributions=top_k,
+        )  # fmt: skip
+
+    async def scenario(channel: grpc.aio.Channel, _: grpc.aio.Channel) -> None:
+        stub = pb_grpc.ExpertServiceStub(channel)
+        request = pb.PredictBatchRequest(
+            matrices=[
+                matrix("covid", flat),
+                matrix("covid", flat, top_k=3),
+                matrix("bare", flat),
+                matrix("covid", bad),  # one bad vector fails its whole matrix
+                matrix("covid", flat, n=5),  # 6 vectors' values but n_vectors=5
+                matrix("ards", flat),
+            ],
+            requests=[pb.PredictRequest(task="covid", vector=_vector(vectors[1].tolist()))],
+        )
+        batch = await stub.PredictBatch(request)
+        assert len(batch.results) == 1 and batch.results[0].HasField("response")
+        plain, explained, bare, *failed = batch.matrix_results
+        codes = [(r.error.code, r.error.message) for r in failed]
+        assert codes[0][0] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert "vector 4 of the matrix" in codes[0][1] and "NaN or Inf" in codes[0][1]
+        assert codes[1][0] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert f"n_vectors x {N}" in codes[1][1]
+        assert codes[2][0] == grpc.StatusCode.NOT_FOUND.value[0]
+        answer = plain.response
+        assert (answer.task, answer.version, list(answer.classes)) == (
+            "covid",
+            1,
+            ["covid", "healthy"],
+        )
+        assert len(answer.probabilities) == 6 * 2 and not answer.contributions
+        assert answer.out_of_distribution[0] and not answer.explanation_note
+        for i, vector in enumerate(vectors):
+            single = await stub.Predict(
+                pb.PredictRequest(task="covid", vector=_vector(vector.tolist()))
+            )
+            assert answer.classes[answer.labels[i]] == single.label
+            for j, p in enumerate(single.probabilities):
+                assert math.isclose(answer.probabilities[2 * i + j], p.probability, abs_tol=1e-5)
+            assert math.isclose(answer.ood_scores[i], single.ood_score, rel_tol=1e-5)
+            assert answer.out_of_distribution[i] == (single.distribution == pb.DISTRIBUTION_OUT)
+            k = explained.response.contributions_per_vector
+            assert k == 3
+            mine = explained.response.contributions[i * k : (i + 1) * k]
+            assert [c.biomarker for c in mine] == [c.biomarker for c in single.contributions[:k]]
+        assert not bare.response.ood_scores and not bare.response.out_of_distribution
+        assert "without a training summary" in bare.response.explanation_note
+        assert list(bare.response.labels) == list(answer.labels)
+
+    _serve(root, scenario)

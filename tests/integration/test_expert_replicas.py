@@ -17,11 +17,13 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 redis = pytest.importorskip("redis")
 
@@ -36,6 +38,8 @@ SCHEMA = load_schema()
 N = len(SCHEMA)
 TOKENS = {"radiology": "rad-secret"}
 RAD = (("authorization", "Bearer rad-secret"),)
+SERVICE = "lus.expert.v1.ExpertService"
+ADMIN_SERVICE = "lus.expert.v1.ExpertAdminService"
 VECTOR = schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=[0.4] * N)
 WAIT_S = 10.0
 """Generous bound for polling loops (not a timing assertion: a healthy run takes ~0.1 s)."""
@@ -74,9 +78,17 @@ def _register(stub: pb_grpc.ExpertAdminServiceStub, onnx: bytes, promote_to: str
     return int(card.version)
 
 
+@dataclass(frozen=True)
+class _Replica:
+    """Channels to one server process: its public port and its admin port."""
+
+    channel: grpc.Channel
+    admin: grpc.Channel
+
+
 @contextmanager
-def _server(url: str, prefix: str, resync_s: float = 30.0) -> Iterator[grpc.Channel]:
-    """``python -m expert_service`` on an ephemeral port; yields a channel to it."""
+def _server(url: str, prefix: str, resync_s: float = 30.0) -> Iterator[_Replica]:
+    """``python -m expert_service`` on ephemeral ports; yields channels to both."""
     env = {
         **os.environ,
         "LUS_EXPERT_PORT": "0",
@@ -95,18 +107,21 @@ def _server(url: str, prefix: str, resync_s: float = 30.0) -> Iterator[grpc.Chan
         text=True,
     )
     assert proc.stderr is not None
-    port = None
+    port = admin_port = None
     for line in proc.stderr:
-        if match := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
-            port = int(match.group(1))
+        if match := re.search(r"listening on 127\.0\.0\.1:(\d+) \(admin on port (\d+)\)", line):
+            port, admin_port = int(match.group(1)), int(match.group(2))
             break
     log: list[str] = []
     drain = threading.Thread(target=lambda: log.extend(proc.stderr or ()), daemon=True)
     drain.start()  # keep reading, so the server never blocks on a full pipe
     try:
         assert port, "server exited before listening: " + "".join(log)
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield channel
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+            grpc.insecure_channel(f"127.0.0.1:{admin_port}") as admin,
+        ):
+            yield _Replica(channel, admin)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -180,8 +195,8 @@ def test_register_on_one_replica_serve_on_the_other(
     shared_redis: tuple[str, str], models: list[bytes]
 ) -> None:
     with _server(*shared_redis) as first, _server(*shared_redis) as second:
-        admin = pb_grpc.ExpertAdminServiceStub(first)
-        reader = pb_grpc.ExpertServiceStub(second)
+        admin = pb_grpc.ExpertAdminServiceStub(first.admin)
+        reader = pb_grpc.ExpertServiceStub(second.channel)
         assert _register(admin, models[0]) == 1
         delays = [_wait_for_version(reader, 1)]
         assert _register(admin, models[1], promote_to="production") == 2
@@ -195,13 +210,13 @@ def test_promote_and_rollback_under_load_fail_no_call(
     shared_redis: tuple[str, str], models: list[bytes]
 ) -> None:
     with _server(*shared_redis) as first, _server(*shared_redis) as second:
-        admin = pb_grpc.ExpertAdminServiceStub(first)
-        reader = pb_grpc.ExpertServiceStub(second)
+        admin = pb_grpc.ExpertAdminServiceStub(first.admin)
+        reader = pb_grpc.ExpertServiceStub(second.channel)
         for model in models[:3]:
             _register(admin, model)
         admin.Promote(pb.PromoteRequest(task="covid", version=1), metadata=RAD, timeout=10)
         _wait_for_version(reader, 1)
-        with _Load(second) as load:
+        with _Load(second.channel) as load:
             for version in (2, 3, 2, 3):
                 admin.Promote(pb.PromoteRequest(task="covid", version=version), metadata=RAD)
                 _wait_for_version(reader, version)
@@ -257,13 +272,13 @@ def _own_redis(tmp_path: Path) -> Iterator[tuple[str, callable]]:  # type: ignor
 
 
 def test_redis_outage_mid_load(tmp_path: Path, models: list[bytes]) -> None:
-    with _own_redis(tmp_path) as (url, (start, stop)), _server(url, "lus:expert:") as channel:
-        admin = pb_grpc.ExpertAdminServiceStub(channel)
-        stub = pb_grpc.ExpertServiceStub(channel)
+    with _own_redis(tmp_path) as (url, (start, stop)), _server(url, "lus:expert:") as replica:
+        admin = pb_grpc.ExpertAdminServiceStub(replica.admin)
+        stub = pb_grpc.ExpertServiceStub(replica.channel)
         _register(admin, models[0], promote_to="production")
         _register(admin, models[1])  # v2 exists but is not loaded: nobody asked for it yet
         _wait_for_version(stub, 1)
-        with _Load(channel) as load:
+        with _Load(replica.channel) as load:
             stop()
             # Loaded experts keep answering; what needs Redis says UNAVAILABLE.
             answers_before = sum(load.versions.values())
@@ -293,3 +308,41 @@ def test_redis_outage_mid_load(tmp_path: Path, models: list[bytes]) -> None:
         assert load.failures == []
         card = stub.GetTask(pb.GetTaskRequest(task="covid"), timeout=5)
         assert (list(card.versions), dict(card.aliases)) == ([1, 2, 3], {"production": 1})
+
+
+def _health(channel: grpc.Channel, service: str) -> int:
+    request = health_pb2.HealthCheckRequest(service=service)
+    return int(health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status)
+
+
+def test_not_serving_until_the_registry_is_synced_once(tmp_path: Path, models: list[bytes]) -> None:
+    from expert_service.registry.redis_store import RedisRegistry
+
+    with _own_redis(tmp_path) as (url, (start, stop)):
+        registry = RedisRegistry(url)
+        registry.register(
+            "covid", models[0], schema_id=SCHEMA.schema_id, classes=("covid", "healthy"),
+            n_features=N, model_family="logreg", owner="radiology",
+        )  # fmt: skip
+        registry.close()
+        stop()
+        with _server(url, "lus:expert:") as replica:
+            # Up and listening, but it could only answer UNAVAILABLE: readiness must say no.
+            ports = ((replica.channel, SERVICE), (replica.admin, ADMIN_SERVICE))
+            for channel, service in ports:
+                for name in ("", service):
+                    assert _health(channel, name) == health_pb2.HealthCheckResponse.NOT_SERVING
+            start()
+            deadline = time.monotonic() + WAIT_S
+            while _health(replica.channel, SERVICE) != health_pb2.HealthCheckResponse.SERVING:
+                assert time.monotonic() < deadline, "still NOT_SERVING after Redis came back"
+                time.sleep(0.05)
+            for channel, service in ports:
+                assert _health(channel, service) == health_pb2.HealthCheckResponse.SERVING
+            stub = pb_grpc.ExpertServiceStub(replica.channel)
+            answer = stub.Predict(pb.PredictRequest(task="covid", vector=VECTOR), timeout=5)
+            assert answer.version == 1
+            # Synced once, it keeps SERVING through a later outage: loaded experts still answer.
+            stop()
+            assert stub.Predict(pb.PredictRequest(task="covid", vector=VECTOR), timeout=5)
+            assert _health(replica.channel, SERVICE) == health_pb2.HealthCheckResponse.SERVING

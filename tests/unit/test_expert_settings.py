@@ -55,3 +55,19 @@ def test_tls_needs_both_certificate_and_key(tmp_path: Path) -> None:
         ExpertSettings(tls_cert_file=tmp_path / "cert.pem")
     with pytest.raises(ValidationError, match="tls_client_ca_file needs"):
         ExpertSettings(tls_client_ca_file=tmp_path / "ca.pem")
+
+
+def test_admin_port_is_its_own_and_ephemeral_with_an_ephemeral_public_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = ExpertSettings()
+    assert (defaults.admin_port, defaults.admin_address) == (50053, "127.0.0.1:50053")
+    assert ExpertSettings(port=0).admin_port == 0  # tests and demos: both ports free ones
+    assert ExpertSettings(port=0, admin_port=7000).admin_port == 7000
+    assert ExpertSettings(port=6000).admin_port == 50053
+    with pytest.raises(ValidationError, match="admin_port must differ from port"):
+        ExpertSettings(port=7000, admin_port=7000)
+    monkeypatch.setenv("LUS_EXPERT_PORT", "0")
+    assert ExpertSettings().admin_port == 0
+    monkeypatch.setenv("LUS_EXPERT_ADMIN_PORT", "7001")
+    assert ExpertSettings().admin_port == 7001

@@ -82,10 +82,68 @@ class PredictResponse(_message.Message):
     def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ..., probabilities: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., notice: _Optional[str] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., distribution: _Optional[_Union[Distribution, str]] = ..., ood_score: _Optional[float] = ..., ood_threshold: _Optional[float] = ..., explanation_note: _Optional[str] = ..., alias: _Optional[str] = ...) -> None: ...
 
 class PredictBatchRequest(_message.Message):
-    __slots__ = ("requests",)
+    __slots__ = ("requests", "matrices")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    MATRICES_FIELD_NUMBER: _ClassVar[int]
     requests: _containers.RepeatedCompositeFieldContainer[PredictRequest]
-    def __init__(self, requests: _Optional[_Iterable[_Union[PredictRequest, _Mapping]]] = ...) -> None: ...
+    matrices: _containers.RepeatedCompositeFieldContainer[VectorMatrix]
+    def __init__(self, requests: _Optional[_Iterable[_Union[PredictRequest, _Mapping]]] = ..., matrices: _Optional[_Iterable[_Union[VectorMatrix, _Mapping]]] = ...) -> None: ...
+
+class VectorMatrix(_message.Message):
+    __slots__ = ("task", "version", "alias", "schema_id", "n_vectors", "values", "max_contributions")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
+    N_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    version: int
+    alias: str
+    schema_id: str
+    n_vectors: int
+    values: _containers.RepeatedScalarFieldContainer[float]
+    max_contributions: int
+    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., schema_id: _Optional[str] = ..., n_vectors: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ..., max_contributions: _Optional[int] = ...) -> None: ...
+
+class MatrixResult(_message.Message):
+    __slots__ = ("response", "error")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response: MatrixResponse
+    error: PredictError
+    def __init__(self, response: _Optional[_Union[MatrixResponse, _Mapping]] = ..., error: _Optional[_Union[PredictError, _Mapping]] = ...) -> None: ...
+
+class MatrixResponse(_message.Message):
+    __slots__ = ("task", "version", "alias", "classes", "probabilities", "labels", "notice", "ood_scores", "out_of_distribution", "ood_threshold", "contributions", "contributions_per_vector", "explanation_note")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
+    OOD_SCORES_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    OOD_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTIONS_PER_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_NOTE_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    version: int
+    alias: str
+    classes: _containers.RepeatedScalarFieldContainer[str]
+    probabilities: _containers.RepeatedScalarFieldContainer[float]
+    labels: _containers.RepeatedScalarFieldContainer[int]
+    notice: str
+    ood_scores: _containers.RepeatedScalarFieldContainer[float]
+    out_of_distribution: _containers.RepeatedScalarFieldContainer[bool]
+    ood_threshold: float
+    contributions: _containers.RepeatedCompositeFieldContainer[Contribution]
+    contributions_per_vector: int
+    explanation_note: str
+    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[int]] = ..., notice: _Optional[str] = ..., ood_scores: _Optional[_Iterable[float]] = ..., out_of_distribution: _Optional[_Iterable[bool]] = ..., ood_threshold: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., contributions_per_vector: _Optional[int] = ..., explanation_note: _Optional[str] = ...) -> None: ...
 
 class PredictError(_message.Message):
     __slots__ = ("code", "message")
@@ -104,10 +162,12 @@ class PredictResult(_message.Message):
     def __init__(self, response: _Optional[_Union[PredictResponse, _Mapping]] = ..., error: _Optional[_Union[PredictError, _Mapping]] = ...) -> None: ...
 
 class PredictBatchResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "matrix_results")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    MATRIX_RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[PredictResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[PredictResult, _Mapping]]] = ...) -> None: ...
+    matrix_results: _containers.RepeatedCompositeFieldContainer[MatrixResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[PredictResult, _Mapping]]] = ..., matrix_results: _Optional[_Iterable[_Union[MatrixResult, _Mapping]]] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ()
