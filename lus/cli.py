@@ -84,6 +84,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--biomarker-port", type=int, default=50051)
     p.add_argument("--expert-port", type=int, default=50052)
+    p.add_argument("--expert-admin-port", type=int, default=50053)
 
 
 def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

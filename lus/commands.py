@@ -103,7 +103,14 @@ def _serve(args: argparse.Namespace) -> int:
     from lus.serve_local import LocalStack, serve_forever
 
     serve_forever(
-        LocalStack(args.artifact, args.registry, args.host, args.biomarker_port, args.expert_port)
+        LocalStack(
+            args.artifact,
+            args.registry,
+            args.host,
+            args.biomarker_port,
+            args.expert_port,
+            args.expert_admin_port,
+        )
     )
     return 0
 

@@ -86,7 +86,7 @@ def run_demo(workdir: Path, *, n_videos: int = 500, epochs: int = 20) -> None:
     _step(4, "serving both tiers on localhost (embedded registry, CPU)")
     samples = sorted((workdir / "samples" / "videos").iterdir())[:2]
     with running_stack(
-        LocalStack(artifact, registry_dir, biomarker_port=0, expert_port=0)
+        LocalStack(artifact, registry_dir, biomarker_port=0, expert_port=0, expert_admin_port=0)
     ) as ports:
         print(
             f"biomarker service on 127.0.0.1:{ports['biomarker']}, "

@@ -21,6 +21,7 @@ class LocalStack:
     host: str = "127.0.0.1"
     biomarker_port: int = 50051
     expert_port: int = 50052
+    expert_admin_port: int = 50053
 
 
 async def run_stack(
@@ -40,17 +41,23 @@ async def run_stack(
         BiomarkerSettings(artifact=stack.artifact, host=stack.host, port=stack.biomarker_port)
     )
     _, expert_port, expert = await create_expert(
-        ExpertSettings(host=stack.host, port=stack.expert_port, registry_dir=stack.registry)
+        ExpertSettings(
+            host=stack.host,
+            port=stack.expert_port,
+            admin_port=stack.expert_admin_port,
+            registry_dir=stack.registry,
+        )
     )
     await expert.start()
     if ports is not None:
-        ports.update(biomarker=biomarker.port, expert=expert_port)
+        ports.update(biomarker=biomarker.port, expert=expert_port, expert_admin=expert.admin_port)
     logger.info(
-        "serving: biomarker %s:%d, expert %s:%d",
+        "serving: biomarker %s:%d, expert %s:%d (admin %d)",
         stack.host,
         biomarker.port,
         stack.host,
         expert_port,
+        expert.admin_port,
     )
     if ready is not None:
         ready.set()

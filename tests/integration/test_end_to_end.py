@@ -70,7 +70,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, 
     )
     video = write_mp4(root / "clip.mp4")
     with running_stack(
-        LocalStack(artifact, root / "registry", biomarker_port=0, expert_port=0)
+        LocalStack(
+            artifact, root / "registry", biomarker_port=0, expert_port=0, expert_admin_port=0
+        )
     ) as ports:
         yield f"127.0.0.1:{ports['biomarker']}", f"127.0.0.1:{ports['expert']}", video
 
