@@ -42,6 +42,9 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--weights", type=Path, help="local torchvision resnet18 weights (ImageNet)")
     b.add_argument("--device", default="auto")
+    b.add_argument("--no-augment", action="store_true", help="switch off the paper's augmentations")
+    b.add_argument("--no-oversample", action="store_true", help="no oversampling of rare labels")
+    b.add_argument("--checkpoint", type=Path, help="per-epoch checkpoint; resumed if it exists")
 
     e = train.add_parser("expert", help="fit an expert on biomarker vectors and register it")
     e.add_argument("--task", required=True, help="task name, e.g. lung_severity")
@@ -49,7 +52,9 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     e.add_argument("--label-column", help="label column in the CSV (default: the task name)")
     e.add_argument("--registry", type=Path, default=Path("lus-registry"))
     e.add_argument("--schema", default="gare2022-lus38")
-    e.add_argument("--family", default="mlp", help="classifier family")
+    e.add_argument(
+        "--family", default="zoo", help="zoo (7 families x 3 seeds, best kept) or one family"
+    )
     e.add_argument("--owner", default="local")
     e.add_argument("--description", default="")
     e.add_argument("--patient-column", default="patient_id", help="for held-out metrics")
@@ -102,6 +107,12 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--epochs", type=int, default=20)
 
 
+def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from trainer.cli_eval import add_eval_parser  # imports neither torch nor scikit-learn
+
+    add_eval_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lus", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -113,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_export,
         _add_serve,
         _add_analyze,
+        _add_eval,
         _add_demo,
     ):
         add(sub)

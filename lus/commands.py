@@ -14,6 +14,7 @@ def run(args: argparse.Namespace) -> int:
         "serve": _serve,
         "analyze": _analyze,
         "demo": _demo,
+        "eval": _eval,
     }[args.command]
     return handler(args)
 
@@ -36,6 +37,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     if args.what == "biomarker":
+        from trainer.augment import ClipAugment
         from trainer.biomarker_training import BiomarkerTrainingConfig, train_biomarker_model
 
         config = BiomarkerTrainingConfig(
@@ -53,6 +55,9 @@ def _train(args: argparse.Namespace) -> int:
             seed=args.seed,
             weights=args.weights,
             device=args.device,
+            augment=ClipAugment.none() if args.no_augment else ClipAugment(),
+            oversample=not args.no_oversample,
+            checkpoint=args.checkpoint,
         )
         result = train_biomarker_model(config)
         print(
@@ -127,6 +132,12 @@ def _analyze(args: argparse.Namespace) -> int:
         return 1
     print(format_analysis(args.video, result))
     return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from trainer.cli_eval import run_eval
+
+    return run_eval(args)
 
 
 def _demo(args: argparse.Namespace) -> int:

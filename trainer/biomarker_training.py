@@ -1,37 +1,69 @@
 """Train the TSM ResNet-18 biomarker model on a manifest with weak video-level labels.
 
-Adam, masked BCE (unknown labels do not count), ReduceLROnPlateau on the validation macro AUC,
-best checkpoint kept; patient-level validation split.
+The paper's protocol (Gare et al.): Adam at 1e-4, BCE over the schema's biomarkers with unknown
+labels masked, ReduceLROnPlateau (0.5) on the validation macro AUC, the best epoch kept,
+per-clip augmentations, oversampling of rare labels in the training rows, optional local
+ImageNet weights, and a patient-level validation split. The loop itself is ``trainer.fit``.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
 from biomarker_service.artifact import ArtifactInfo, Provenance, new_version, save_artifact
 from biomarker_service.model import TSMResNet, tsm_resnet18
 from biomarker_service.runner import pick_device
 from lus.provenance import RESEARCH_DATA_NOTICE
-from lus.schema import DEFAULT_SCHEMA, load_schema
-from lus.video import DecodedVideo, InputSpec, make_clips
+from lus.schema import DEFAULT_SCHEMA, BiomarkerSchema, load_schema
+from lus.video import DecodedVideo, InputSpec
+from trainer.augment import ClipAugment
+from trainer.fit import FitConfig, FitResult, fit_tsm, masked_bce, predict_videos
 from trainer.manifest import ManifestRow, read_manifest, split_by_patient
-from trainer.metrics import macro_auc
 from trainer.video_cache import decode_all
+
+__all__ = [
+    "BiomarkerTrainingConfig",
+    "TrainingResult",
+    "masked_bce",
+    "predict_videos",
+    "train_biomarker_model",
+    "train_biomarker_network",
+]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class BiomarkerTrainingConfig:
+    """``lus train biomarker`` settings; the defaults are the paper's.
+
+    Attributes:
+        manifest: Training manifest CSV.
+        out: Artifact to write (.safetensors).
+        schema: Schema name or JSON path.
+        frames: Frames per clip (paper: 15).
+        size: Frame size in pixels (paper: 224).
+        clips: Clips averaged at inference (paper: 4).
+        width: First-stage channels (64 = ResNet-18; smaller for CPU runs).
+        epochs: Training epochs.
+        batch_size: Clips per step.
+        lr: Adam learning rate (paper: 1e-4).
+        val_fraction: Share of patients held out for validation.
+        seed: Seeds the split, the batches and the augmentations.
+        weights: Optional local torchvision ResNet-18 (ImageNet) weights.
+        device: ``auto`` (a GPU when present), ``cpu``, ``cuda``, ...
+        workers: Decoding threads.
+        progress: Show progress bars.
+        augment: Augmentation ranges (``ClipAugment.none()`` to switch off).
+        oversample: Repeat training videos with rare positive labels.
+        checkpoint: Per-epoch checkpoint; an existing one is resumed.
+    """
+
     manifest: Path
     out: Path
     schema: str = DEFAULT_SCHEMA
@@ -48,6 +80,9 @@ class BiomarkerTrainingConfig:
     device: str = "auto"
     workers: int = 2
     progress: bool = True
+    augment: ClipAugment = field(default_factory=ClipAugment)
+    oversample: bool = True
+    checkpoint: Path | None = None
 
 
 @dataclass
@@ -57,39 +92,24 @@ class TrainingResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """BCE averaged over known labels only (NaN = unknown)."""
-    known = ~torch.isnan(labels)
-    if not known.any():
-        return logits.sum() * 0.0
-    return F.binary_cross_entropy_with_logits(logits[known], labels[known])
+def train_biomarker_network(
+    schema: BiomarkerSchema,
+    spec: InputSpec,
+    train: tuple[list[DecodedVideo], np.ndarray],
+    val: tuple[list[DecodedVideo], np.ndarray] | None,
+    *,
+    width: int,
+    fit: FitConfig,
+    device: torch.device,
+    weights: Path | None = None,
+) -> tuple[TSMResNet, FitResult]:
+    """A biomarker model fit on in-memory videos and ``(n, len(schema))`` labels (NaN unknown).
 
-
-def _training_batch(
-    videos: list[DecodedVideo], spec: InputSpec, rng: np.random.Generator
-) -> torch.Tensor:
-    clips = []
-    for video in videos:
-        clip = make_clips(video, spec, rng=rng)[0]
-        if rng.random() < 0.5:
-            clip = clip[:, :, ::-1]  # horizontal flip
-        clips.append(np.ascontiguousarray(clip))
-    return torch.from_numpy(np.stack(clips))
-
-
-@torch.inference_mode()
-def predict_videos(
-    model: TSMResNet, videos: list[DecodedVideo], device: torch.device, batch_videos: int = 8
-) -> np.ndarray:
-    """Multi-clip-averaged probabilities ``(n_videos, n_biomarkers)``."""
-    model.eval()
-    out = []
-    for start in range(0, len(videos), batch_videos):
-        chunk = videos[start : start + batch_videos]
-        clips = np.concatenate([make_clips(v, model.spec) for v in chunk])
-        probs = torch.sigmoid(model(torch.from_numpy(clips).to(device))).float().cpu().numpy()
-        out.append(probs.reshape(len(chunk), model.spec.clips, -1).mean(axis=1))
-    return np.concatenate(out)
+    Returns the model (on ``device``, best validation epoch) and the run's record.
+    """
+    model = tsm_resnet18(schema=schema, spec=spec, width=width, weights_path=weights).to(device)
+    result = fit_tsm(model, device, train, val, objective="multilabel", cfg=fit)
+    return model, result
 
 
 def _describe_data(rows: list[ManifestRow], manifest: Path) -> tuple[str, str]:
@@ -100,8 +120,7 @@ def _describe_data(rows: list[ManifestRow], manifest: Path) -> tuple[str, str]:
 
 
 def train_biomarker_model(cfg: BiomarkerTrainingConfig) -> TrainingResult:
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    """Train on ``cfg.manifest``; write the artifact (weights, schema, input spec, provenance)."""
     schema = load_schema(cfg.schema)
     spec = InputSpec(frames_per_clip=cfg.frames, size=cfg.size, clips=cfg.clips)
     rows = read_manifest(cfg.manifest, schema)
@@ -110,58 +129,42 @@ def train_biomarker_model(cfg: BiomarkerTrainingConfig) -> TrainingResult:
         [r.video for r in rows], size=cfg.size, workers=cfg.workers, progress=cfg.progress
     )
     by_path = dict(zip([r.video for r in rows], videos, strict=True))
-    train_videos = [by_path[r.video] for r in train_rows]
-    val_videos = [by_path[r.video] for r in val_rows]
-    train_labels = np.stack([r.labels for r in train_rows])
-    val_labels = np.stack([r.labels for r in val_rows]) if val_rows else None
 
-    device = pick_device(cfg.device)
-    model = tsm_resnet18(schema=schema, spec=spec, width=cfg.width, weights_path=cfg.weights).to(
-        device
+    def part(part_rows: list[ManifestRow]) -> tuple[list[DecodedVideo], np.ndarray]:
+        labels = np.stack([r.labels for r in part_rows]) if part_rows else np.zeros((0, 0))
+        return [by_path[r.video] for r in part_rows], labels
+
+    fit = FitConfig(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        augment=cfg.augment,
+        oversample=cfg.oversample,
+        checkpoint=cfg.checkpoint,
+        progress=cfg.progress,
+        desc="biomarkers",
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=0.5, patience=2
+    model, result = train_biomarker_network(
+        schema,
+        spec,
+        part(train_rows),
+        part(val_rows) if val_rows else None,
+        width=cfg.width,
+        fit=fit,
+        device=pick_device(cfg.device),
+        weights=cfg.weights,
     )
-    best_state, best_auc, history = copy.deepcopy(model.state_dict()), -math.inf, []
-
-    epochs = tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=not cfg.progress)
-    for epoch in epochs:
-        model.train()
-        order = rng.permutation(len(train_videos))
-        losses = []
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            clips = _training_batch([train_videos[i] for i in idx], spec, rng).to(device)
-            labels = torch.from_numpy(train_labels[idx]).to(device)
-            loss = masked_bce(model(clips), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            losses.append(loss.item())
-        record = {"epoch": float(epoch + 1), "train_loss": float(np.mean(losses))}
-        if val_labels is not None:
-            record["val_macro_auc"] = macro_auc(
-                val_labels, predict_videos(model, val_videos, device)
-            )
-        score = record.get("val_macro_auc", -record["train_loss"])
-        if not math.isnan(score):
-            scheduler.step(score)
-            if score > best_auc:
-                best_auc, best_state = score, copy.deepcopy(model.state_dict())
-        history.append(record)
-        epochs.set_postfix({k: round(v, 3) for k, v in record.items() if k != "epoch"})
-
-    model.load_state_dict(best_state)
     model = model.cpu().eval()
     training_data, notice = _describe_data(rows, cfg.manifest)
     metrics = {
         "epochs": float(cfg.epochs),
         "train_videos": float(len(train_rows)),
         "val_videos": float(len(val_rows)),
+        "train_seconds": round(result.seconds, 1),
     }
-    if val_labels is not None and best_auc > -math.inf:
-        metrics["val_macro_auc"] = float(best_auc)
+    if val_rows and any("val_auc" in h for h in result.history):
+        metrics["val_macro_auc"] = float(result.best_score)
     info = ArtifactInfo(
         version=new_version(schema, model),
         schema=schema,
@@ -171,4 +174,8 @@ def train_biomarker_model(cfg: BiomarkerTrainingConfig) -> TrainingResult:
     )
     save_artifact(cfg.out, model, info)
     logger.info("wrote %s (version %s)", cfg.out, info.version)
+    history = [
+        {("val_macro_auc" if k == "val_auc" else k): v for k, v in h.items()}
+        for h in result.history
+    ]
     return TrainingResult(artifact=cfg.out, info=info, history=history)

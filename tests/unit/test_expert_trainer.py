@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from expert_service.runner import ExpertRunner
 from lus.errors import AlreadyExists, InvalidInput
 from lus.provenance import RESEARCH_DATA_NOTICE, SYNTHETIC_DATA_NOTICE
 from lus.schema import load_schema
+from trainer.catalog import ZOO_FAMILIES
+from trainer.expert_checks import standardized_distance
 from trainer.experts import fit_expert, train_expert_from_csv
 
 SCHEMA = load_schema()
@@ -83,7 +86,7 @@ def test_fit_refuses_unusable_labels(labels: list[str], message: str) -> None:
 def test_fit_refuses_unknown_family_and_nan() -> None:
     x, labels, _ = _data(n_patients=10)
     with pytest.raises(
-        InvalidInput, match="unknown expert family 'forest'; choose one of mlp, logreg"
+        InvalidInput, match="unknown expert family 'forest'; choose one of decision_tree, svm"
     ):
         fit_expert(x, labels, family="forest")
     x[0, 0] = np.nan
@@ -117,6 +120,9 @@ def test_train_from_csv_registers_a_servable_expert(tmp_path: Path) -> None:
         family="logreg",
     )
     assert (card.task, card.version, card.schema_id) == ("covid", 1, SCHEMA.schema_id)
+    assert card.training_summary is not None
+    assert card.training_summary.n_patients == 40
+    assert sum(card.training_summary.class_counts.values()) == len(labels)
     assert card.notice == SYNTHETIC_DATA_NOTICE
     assert "vectors.csv" in card.training_data and "40 patients" in card.training_data
     assert SYNTHETIC_DATA_NOTICE in card.training_data
@@ -215,3 +221,65 @@ def test_train_from_csv_skips_unlabelled_rows_and_records_sources(tmp_path: Path
     assert f"{len(labels) - 3} vectors from 11 patients" in card.training_data
     assert "3 unlabelled rows skipped" in card.training_data
     assert "Biomarker model: bio-v7" in card.training_data
+
+
+def test_zoo_is_the_default_and_registers_the_validation_winner(tmp_path: Path) -> None:
+    x, labels, patients = _data(n_patients=30)
+    csv_path = tmp_path / "vectors.csv"
+    _write_csv(csv_path, x, labels, patients, None)
+    card = train_expert_from_csv(
+        csv_path,
+        task="covid",
+        registry=LocalRegistry(tmp_path / "reg"),
+        schema=SCHEMA,
+        label_column="diagnosis",
+    )
+    assert card.model_family in ZOO_FAMILIES
+    assert card.metrics["zoo_candidates"] == 19  # 6 seeded families x 3 + k-NN once
+    assert card.metrics["val_roc_auc_macro"] > 0.6
+    summary = card.training_summary
+    assert summary is not None and summary.n_patients == 30
+    assert summary.class_counts == dict(sorted(Counter(labels).items()))
+    np.testing.assert_allclose(summary.feature_mean, x.mean(axis=0), atol=1e-5)
+    distances = standardized_distance(
+        x, np.asarray(summary.feature_mean), np.asarray(summary.feature_std)
+    )
+    assert np.mean(distances <= summary.ood_threshold) >= 0.98  # the 99th percentile
+    assert (
+        standardized_distance(
+            np.full((1, len(SCHEMA)), 5.0),
+            np.asarray(summary.feature_mean),
+            np.asarray(summary.feature_std),
+        )[0]
+        > summary.ood_threshold
+    )
+
+
+@pytest.mark.parametrize(
+    ("n_patients", "message"),
+    [
+        (
+            6,
+            r"training set too small: 6 labelled vectors \(need at least 12\); class 'covid' "
+            r"has 2 patient\(s\); add 1 more",
+        ),
+        (8, r"class 'healthy' has 2 patient\(s\); add 1 more"),
+    ],
+)
+def test_too_small_sets_are_refused_saying_what_is_missing(n_patients: int, message: str) -> None:
+    x, labels, patients = _data(n_patients=n_patients, per_patient=1)
+    with pytest.raises(InvalidInput, match=message):
+        fit_expert(x, labels, family="zoo", patient_ids=patients)
+
+
+def test_zoo_needs_patient_ids() -> None:
+    x, labels, _ = _data(n_patients=12)
+    with pytest.raises(InvalidInput, match="give patient ids"):
+        fit_expert(x, labels, family="zoo")
+
+
+@pytest.mark.parametrize("family", ["decision_tree", "svm", "random_forest", "adaboost", "knn"])
+def test_every_zoo_family_exports_to_onnx(family: str) -> None:
+    x, labels, patients = _data(n_patients=15)
+    fitted = fit_expert(x, labels, family=family, patient_ids=patients)
+    assert fitted.model_family == family and fitted.summary is not None

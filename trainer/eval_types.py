@@ -1,0 +1,121 @@
+"""The evaluation's settings and results: what ``lus eval`` compares and what it found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lus.video import DecodedVideo
+from trainer.augment import ClipAugment
+from trainer.baselines import TaskData
+from trainer.catalog import METHODS, SEEDS, ZOO_FAMILIES
+from trainer.folds import Fold
+from trainer.manifest import ManifestRow
+
+
+@dataclass
+class EvalConfig:
+    """What ``lus eval`` compares, on what, and at what model size.
+
+    Attributes:
+        manifest: Training manifest; k-fold by patient inside it.
+        tasks: Task columns to evaluate, e.g. ``("diagnosis", "severity")``; rows with an empty
+            value are left out of that task only.
+        test_manifest: Optional external manifest of the same format, scored by every fold's
+            models and used only for the final figures.
+        schema: Biomarker schema of the manifest's biomarker columns.
+        folds: Number of patient-level folds.
+        val_fraction: Share of each fold's training patients held out for validation.
+        seed: Seeds folds, training and zoo.
+        frames: Frames per clip.
+        size: Frame size in pixels.
+        clips: Clips averaged at inference.
+        width: First-stage channels of every TSM model.
+        epochs: Epochs of every TSM model.
+        batch_size: Clips per step.
+        lr: Adam learning rate.
+        weights: Optional local ImageNet ResNet-18 weights for every TSM model.
+        device: ``auto``, ``cpu``, ``cuda``.
+        methods: Methods to run (keys of ``METHODS``).
+        zoo_families: Families of the expert zoo.
+        zoo_seeds: Seeds per family.
+        augment: Clip augmentations for every TSM model.
+        checkpoint_dir: Per-run checkpoints; a rerun resumes finished and interrupted runs.
+        workers: Decoding threads.
+        progress: Show progress bars.
+    """
+
+    manifest: Path
+    tasks: tuple[str, ...]
+    test_manifest: Path | None = None
+    schema: str = "pocus-weak6"
+    folds: int = 5
+    val_fraction: float = 0.2
+    seed: int = 0
+    frames: int = 15
+    size: int = 224
+    clips: int = 4
+    width: int = 64
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 1e-4
+    weights: Path | None = None
+    device: str = "auto"
+    methods: tuple[str, ...] = tuple(METHODS)
+    zoo_families: tuple[str, ...] = ZOO_FAMILIES
+    zoo_seeds: tuple[int, ...] = SEEDS
+    augment: ClipAugment = field(default_factory=ClipAugment)
+    checkpoint_dir: Path | None = None
+    workers: int = 2
+    progress: bool = True
+
+
+@dataclass
+class MethodRun:
+    """One method on one task.
+
+    Attributes:
+        oof: ``(n_rows, n_classes)`` out-of-fold probabilities of internal rows (NaN elsewhere).
+        fold_metrics_rows: Test rows of each fold (labelled for the task).
+        external: Per fold, ``(n_external, n_classes)`` probabilities of the external rows.
+        seconds: Per fold, training seconds charged to this method for this task.
+        chosen: Per fold, what was picked (zoo family and seed, or best epoch).
+    """
+
+    oof: np.ndarray
+    fold_rows: list[np.ndarray] = field(default_factory=list)
+    external: list[np.ndarray] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    chosen: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalResult:
+    """Everything the report needs."""
+
+    config: EvalConfig
+    tasks: list[TaskData]
+    folds: list[Fold]
+    n_internal: int
+    patients: np.ndarray
+    biomarker_keys: tuple[str, ...]
+    biomarker_labels: np.ndarray
+    oof_vectors: np.ndarray
+    biomarker_seconds: list[float]
+    runs: dict[tuple[str, str], MethodRun]
+    total_seconds: float = 0.0
+
+
+@dataclass
+class EvalData:
+    """The decoded manifests: internal rows first, then external test rows."""
+
+    rows: list[ManifestRow]
+    n_internal: int
+    videos: list[DecodedVideo]
+    tasks: list[TaskData]
+    external: np.ndarray
+    patients: np.ndarray
+    biomarkers: np.ndarray
