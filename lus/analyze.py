@@ -86,6 +86,24 @@ def schema_from_proto(message: bpb.ModelInfo) -> BiomarkerSchema:
     )
 
 
+def _explanation_lines(answer: epb.PredictResponse, labels: dict[str, str]) -> list[str]:
+    """Which biomarkers pushed the answer, and whether the input looks like the training data."""
+    lines = []
+    if answer.contributions:
+        lines.append("      driven by (vs the training mean):")
+        lines += [  # a low value can push as hard as a high one, so show both
+            f"        {labels.get(c.biomarker, c.biomarker)}: p={c.value:.2f} "
+            f"(mean {c.baseline:.2f}) {c.contribution:+.2f}"
+            for c in answer.contributions[:3]
+        ]
+    if answer.distribution == epb.DISTRIBUTION_OUT:
+        lines.append(
+            f"      CAUTION: input is far from this expert's training vectors "
+            f"(score {answer.ood_score:.2f} > {answer.ood_threshold:.2f})"
+        )
+    return lines
+
+
 def format_analysis(video: Path, analysis: Analysis) -> str:
     model = analysis.extraction.model
     summary = analysis.extraction.video
@@ -99,9 +117,11 @@ def format_analysis(video: Path, analysis: Analysis) -> str:
         "",
         "Experts:",
     ]
+    labels = {b.key: f"{schema.group(b.group).display_name}: {b.label}" for b in schema.biomarkers}
     for answer in analysis.answers:
         probs = ", ".join(f"{p.label}={p.probability:.2f}" for p in answer.probabilities)
         lines.append(f"  {answer.task} v{answer.version}: {answer.label}   ({probs})")
+        lines += _explanation_lines(answer, labels)
     lines += [f"  {failure}" for failure in analysis.failures]
     if not analysis.answers and not analysis.failures:
         lines.append("  (no expert registered)")
