@@ -49,6 +49,7 @@ def model_info_to_proto(info: ArtifactInfo) -> pb.ModelInfo:
             clips=spec.clips,
             mean=list(spec.mean),
             std=list(spec.std),
+            crop=spec.crop,
         ),
     )
 

@@ -45,6 +45,12 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     b.add_argument("--no-augment", action="store_true", help="switch off the paper's augmentations")
     b.add_argument("--no-oversample", action="store_true", help="no oversampling of rare labels")
     b.add_argument("--checkpoint", type=Path, help="per-epoch checkpoint; resumed if it exists")
+    b.add_argument(
+        "--crop",
+        choices=["none", "auto"],
+        default="none",
+        help="auto: cut frames to the imaging region (DICOM regions, else a heuristic)",
+    )
 
     e = train.add_parser("expert", help="fit an expert on biomarker vectors and register it")
     e.add_argument("--task", required=True, help="task name, e.g. lung_severity")

@@ -58,6 +58,7 @@ def _train(args: argparse.Namespace) -> int:
             augment=ClipAugment.none() if args.no_augment else ClipAugment(),
             oversample=not args.no_oversample,
             checkpoint=args.checkpoint,
+            crop=args.crop,
         )
         result = train_biomarker_model(config)
         print(

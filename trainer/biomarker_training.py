@@ -21,6 +21,7 @@ from biomarker_service.runner import pick_device
 from lus.provenance import RESEARCH_DATA_NOTICE
 from lus.schema import DEFAULT_SCHEMA, BiomarkerSchema, load_schema
 from lus.video import DecodedVideo, InputSpec
+from lus.video.region import CropMode
 from trainer.augment import ClipAugment
 from trainer.fit import FitConfig, FitResult, fit_tsm, masked_bce, predict_videos
 from trainer.manifest import ManifestRow, read_manifest, split_by_patient
@@ -62,6 +63,7 @@ class BiomarkerTrainingConfig:
         augment: Augmentation ranges (``ClipAugment.none()`` to switch off).
         oversample: Repeat training videos with rare positive labels.
         checkpoint: Per-epoch checkpoint; an existing one is resumed.
+        crop: "auto" cuts frames to the ultrasound imaging region first (stored in the artifact).
     """
 
     manifest: Path
@@ -83,6 +85,7 @@ class BiomarkerTrainingConfig:
     augment: ClipAugment = field(default_factory=ClipAugment)
     oversample: bool = True
     checkpoint: Path | None = None
+    crop: CropMode = "none"
 
 
 @dataclass
@@ -122,11 +125,15 @@ def _describe_data(rows: list[ManifestRow], manifest: Path) -> tuple[str, str]:
 def train_biomarker_model(cfg: BiomarkerTrainingConfig) -> TrainingResult:
     """Train on ``cfg.manifest``; write the artifact (weights, schema, input spec, provenance)."""
     schema = load_schema(cfg.schema)
-    spec = InputSpec(frames_per_clip=cfg.frames, size=cfg.size, clips=cfg.clips)
+    spec = InputSpec(frames_per_clip=cfg.frames, size=cfg.size, clips=cfg.clips, crop=cfg.crop)
     rows = read_manifest(cfg.manifest, schema)
     train_rows, val_rows = split_by_patient(rows, cfg.val_fraction, cfg.seed)
     videos = decode_all(
-        [r.video for r in rows], size=cfg.size, workers=cfg.workers, progress=cfg.progress
+        [r.video for r in rows],
+        size=cfg.size,
+        crop=cfg.crop,
+        workers=cfg.workers,
+        progress=cfg.progress,
     )
     by_path = dict(zip([r.video for r in rows], videos, strict=True))
 

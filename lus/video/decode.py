@@ -1,48 +1,47 @@
-"""Decode any container FFmpeg knows (MP4, AVI, GIF, MOV, MPEG) into grayscale frames.
+"""Decode DICOM or any container FFmpeg knows (MP4, AVI, GIF, MOV, MPEG) into grayscale frames.
 
-The content is probed, not the file name: several real ``.avi`` files hold MP4 streams.
+The content is probed, not the file name: several real ``.avi`` files hold MP4 streams, and DICOM
+files come with any name (or none).
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 
 from lus.errors import InvalidInput
+from lus.video.dicom import decode_dicom, looks_like_dicom
+from lus.video.types import DecodedVideo
 
 MAX_FRAMES = 5000
 """Frames decoded at most; longer videos are refused rather than exhaust memory."""
 
 MAX_PIXELS_PER_FRAME = 4096 * 4096
 
-
-@dataclass(frozen=True)
-class DecodedVideo:
-    """Grayscale frames ``(T, H, W)`` uint8 and the container's frame rate (0 if unknown)."""
-
-    frames: np.ndarray
-    fps: float
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.frames.shape[0])
+__all__ = ["MAX_FRAMES", "MAX_PIXELS_PER_FRAME", "DecodedVideo", "decode_video", "frames_from_raw"]
 
 
 def decode_video(source: bytes | Path, *, max_frames: int = MAX_FRAMES) -> DecodedVideo:
-    """Decode every frame of the first video stream to 8-bit grayscale.
+    """Decode every frame of a DICOM file or of the first video stream to 8-bit grayscale.
 
     Raises:
-        InvalidInput: empty input, no video stream, undecodable data, or too many frames.
+        InvalidInput: empty input, no video stream or pixel data, undecodable data, or too many
+            frames.
     """
     data = source.read_bytes() if isinstance(source, Path) else source
     if not data:
         raise InvalidInput(
-            "video is empty (0 bytes); send the bytes of an MP4/AVI/GIF/MOV/MPEG file"
+            "video is empty (0 bytes); send the bytes of a DICOM or MP4/AVI/GIF/MOV/MPEG file"
         )
+    if looks_like_dicom(data):
+        return decode_dicom(data, max_frames=max_frames, max_pixels=MAX_PIXELS_PER_FRAME)
+    return _decode_container(data, max_frames=max_frames)
+
+
+def _decode_container(data: bytes, *, max_frames: int) -> DecodedVideo:
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.video:
@@ -67,7 +66,7 @@ def decode_video(source: bytes | Path, *, max_frames: int = MAX_FRAMES) -> Decod
     except (av.error.FFmpegError, ValueError, EOFError, MemoryError) as err:
         raise InvalidInput(
             f"could not decode the file as a video ({type(err).__name__}: {err}); "
-            "send an MP4, AVI, GIF, MOV or MPEG file"
+            "send a DICOM, MP4, AVI, GIF, MOV or MPEG file"
         ) from err
     if not frames:
         raise InvalidInput("the video stream holds no decodable frames")

@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass, field
 import av
 import numpy as np
 
-from lus.video.decode import DecodedVideo
+from lus.video.region import CropMode, check_crop_mode, crop_frames
 from lus.video.sampling import clip_indices, segment_indices
+from lus.video.types import DecodedVideo
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -20,13 +21,22 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a model expects: frames per clip, square frame size, clips averaged at inference."""
+    """What a model expects: frames per clip, square frame size, clips averaged at inference.
+
+    ``crop`` says whether frames are first cut to the ultrasound imaging region (``"auto"``:
+    DICOM ultrasound regions, else a pixel heuristic) or kept whole (``"none"``); a model must be
+    served with the crop it was trained with, so the artifact carries it.
+    """
 
     frames_per_clip: int = 15
     size: int = 224
     clips: int = 4
     mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
     std: tuple[float, float, float] = field(default=IMAGENET_STD)
+    crop: CropMode = "none"
+
+    def __post_init__(self) -> None:
+        check_crop_mode(self.crop)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -39,6 +49,8 @@ class InputSpec:
             clips=int(data["clips"]),  # type: ignore[call-overload]
             mean=tuple(data["mean"]),  # type: ignore[arg-type]
             std=tuple(data["std"]),  # type: ignore[arg-type]
+            # Artifacts written before cropping existed were trained on whole frames.
+            crop=check_crop_mode(str(data.get("crop", "none"))),
         )
 
 
@@ -59,9 +71,11 @@ def make_clips(
 ) -> np.ndarray:
     """Clips ``(clips, frames_per_clip, size, size)`` uint8.
 
+    Frames are first cropped as ``spec.crop`` says (a no-op for a video already cropped).
     Inference (no ``rng``): ``spec.clips`` deterministic clips from evenly offset starts.
     Training (``rng``): one clip with a random frame from each segment.
     """
+    video = crop_frames(video, spec.crop)
     if rng is None:
         indices = clip_indices(video.num_frames, spec.frames_per_clip, spec.clips)
     else:

@@ -134,20 +134,22 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InputSpec(_message.Message):
-    __slots__ = ("frames_per_clip", "height", "width", "clips", "mean", "std")
+    __slots__ = ("frames_per_clip", "height", "width", "clips", "mean", "std", "crop")
     FRAMES_PER_CLIP_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     CLIPS_FIELD_NUMBER: _ClassVar[int]
     MEAN_FIELD_NUMBER: _ClassVar[int]
     STD_FIELD_NUMBER: _ClassVar[int]
+    CROP_FIELD_NUMBER: _ClassVar[int]
     frames_per_clip: int
     height: int
     width: int
     clips: int
     mean: _containers.RepeatedScalarFieldContainer[float]
     std: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, frames_per_clip: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., clips: _Optional[int] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ...) -> None: ...
+    crop: str
+    def __init__(self, frames_per_clip: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., clips: _Optional[int] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., crop: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("schema", "model", "input")

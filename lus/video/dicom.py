@@ -1,0 +1,251 @@
+"""Read DICOM cine loops and images (pydicom) into 8-bit grayscale frames, timing and regions.
+
+Handles Ultrasound (Multi-frame) Image Storage and any other single- or multi-frame image object,
+in the transfer syntaxes pydicom and the installed plugins decode (uncompressed little endian,
+JPEG baseline/extended/lossless, JPEG-LS, RLE, JPEG 2000). Only pixel, timing and region
+attributes are read: patient and study attributes are never touched, logged or kept.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+from collections.abc import Iterator
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from lus.errors import InvalidInput
+from lus.video.dicom_meta import frames_per_second, ultrasound_regions
+from lus.video.types import DecodedVideo
+
+SEND_HINT = (
+    "send an ultrasound cine loop or image (uncompressed, JPEG, JPEG-LS, RLE or JPEG 2000) "
+    "or an MP4/AVI video"
+)
+
+_PARSE_ERRORS = (
+    InvalidDicomError,
+    BytesLengthException,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    IndexError,
+    EOFError,
+    OverflowError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    Warning,
+)
+"""What pydicom raises on malformed input (it has no single error type for it); warnings count
+when the process turns them into errors (``-W error``)."""
+
+
+class _WithholdDetails(logging.Filter):
+    """Replace the text of pydicom's log records: a value it quotes may be patient data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = "pydicom reported a problem with a DICOM file (details withheld: may hold PHI)"
+        record.args = None
+        return True
+
+
+logging.getLogger("pydicom").addFilter(_WithholdDetails())
+
+
+def looks_like_dicom(data: bytes) -> bool:
+    """True for a DICOM file (``DICM`` after the 128-byte preamble) or a bare dataset.
+
+    A bare dataset (no preamble, no file meta) starts with a little-endian tag of group 0x0002
+    or 0x0008; no container FFmpeg reads starts that way.
+    """
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return True
+    return len(data) >= 8 and data[:2] in (b"\x02\x00", b"\x08\x00") and data[3] == 0
+
+
+def _read(data: bytes) -> Dataset:
+    try:
+        return pydicom.dcmread(io.BytesIO(data), force=True)
+    except _PARSE_ERRORS as err:  # the message may quote file content: name the type only
+        raise InvalidInput(
+            f"could not parse the DICOM file ({type(err).__name__}); {SEND_HINT}"
+        ) from err
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    """The transfer syntax, inferred from the encoding for a bare dataset without file meta."""
+    meta = getattr(ds, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    if uid:
+        return UID(str(uid))
+    implicit, little = ds.original_encoding
+    if implicit and little:
+        syntax = ImplicitVRLittleEndian
+    else:
+        syntax = ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
+    return syntax
+
+
+def _check_geometry(ds: Dataset, *, max_frames: int, max_pixels: int) -> int:
+    """Number of frames, after checking the image attributes a decoder needs."""
+    if "PixelData" not in ds:
+        raise InvalidInput(
+            "the DICOM file holds no pixel data (7FE0,0010): it is truncated, or not an image "
+            f"(e.g. a report or a presentation state); {SEND_HINT}"
+        )
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        declared = ds.get("NumberOfFrames")
+        count = 1 if declared is None or str(declared).strip() == "" else int(declared)
+    except _PARSE_ERRORS as err:
+        raise InvalidInput(
+            f"the DICOM file lacks valid Rows/Columns/Number of Frames; {SEND_HINT}"
+        ) from err
+    if rows < 1 or columns < 1 or count < 1:
+        raise InvalidInput(
+            f"the DICOM image is empty ({count} frames of {columns}x{rows}); {SEND_HINT}"
+        )
+    if rows * columns > max_pixels:
+        raise InvalidInput(f"frames of {columns}x{rows} exceed the limit of {max_pixels} pixels")
+    if count > max_frames:
+        raise InvalidInput(f"the DICOM file has {count} frames, more than {max_frames}; send less")
+    return count
+
+
+def _raw_frames(ds: Dataset, syntax: UID) -> Iterator[tuple[np.ndarray, dict[str, str | int]]]:
+    """Decoded frames with the properties of what was decoded.
+
+    No colour conversion is asked for: the properties say whether a frame holds YCbCr (a JPEG
+    codec may have converted it to RGB already) and the luma is then the Y channel as stored.
+    """
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError as err:
+        raise InvalidInput(
+            f"DICOM transfer syntax {syntax.name} ({syntax}) is not supported; {SEND_HINT}"
+        ) from err
+    if not decoder.is_available:
+        raise InvalidInput(
+            f"no decoder for DICOM transfer syntax {syntax.name} ({syntax}) is installed "
+            f"here; {SEND_HINT}"
+        )
+    if syntax.is_compressed:
+        yield from decoder.iter_array(ds, as_rgb=False)
+        return
+    # Native data is in memory already; pydicom 3.0's per-frame iteration also misplaces
+    # frames of multi-frame YBR_FULL_422, which decoding the whole array gets right.
+    array, props = decoder.as_array(ds, as_rgb=False)  # type: ignore[arg-type]  # a kwarg
+    samples = int(props.get("samples_per_pixel", 1))
+    if array.ndim == (3 if samples > 1 else 2):  # a single frame has no frame axis
+        array = array[None]
+    for frame in array:
+        yield frame, props
+
+
+def _window_to_uint8(stack: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Map more-than-8-bit monochrome values to 0-255: the file's VOI window, else the 0.5-99.5
+    percentiles of the whole video (one mapping for all frames, so brightness stays comparable).
+    """
+    values = apply_modality_lut(stack, ds).astype(np.float32)
+    try:
+        center = float(np.ravel(ds.WindowCenter)[0])
+        width = float(np.ravel(ds.WindowWidth)[0])
+    except (AttributeError, KeyError, ValueError, TypeError, IndexError):
+        center, width = float("nan"), float("nan")
+    if np.isfinite(center) and np.isfinite(width) and width >= 1:
+        low, high = center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2
+    else:
+        low, high = (
+            float(v) for v in np.percentile(values[:: max(1, len(values) // 16)], [0.5, 99.5])
+        )
+    scaled = (values - low) / max(high - low, 1e-6) * 255.0
+    result: np.ndarray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return result
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma, as FFmpeg's gray conversion and the Y of YBR_FULL."""
+    gray = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+
+
+def _to_gray(frame: np.ndarray, props: dict[str, str | int], ds: Dataset) -> np.ndarray:
+    """One decoded frame as grayscale: uint8 when 8-bit, else its integer values for windowing."""
+    interpretation = str(props.get("photometric_interpretation", ""))
+    bits = int(props.get("bits_stored", 8))
+    if interpretation == "PALETTE COLOR":
+        frame = apply_color_lut(frame, ds)
+        bits = 16 if frame.dtype.itemsize > 1 else 8
+    if frame.ndim == 3:
+        if bits > 8 or frame.dtype.itemsize > 1:
+            frame = (frame.astype(np.float32) / ((1 << bits) - 1) * 255.0).clip(0, 255)
+        if interpretation.startswith("YBR_FULL"):  # YBR_FULL(_422): Y is the luma
+            luma: np.ndarray = np.clip(np.rint(frame[..., 0]), 0, 255).astype(np.uint8)
+            return luma
+        return _luma(frame)  # RGB, also what JPEG 2000 codecs make of YBR_ICT/YBR_RCT
+    if bits <= 8 and frame.dtype.kind == "u":  # e.g. 8 bits stored in 16 allocated
+        return frame.astype(np.uint8)
+    result: np.ndarray = frame
+    return result
+
+
+def decode_dicom(data: bytes, *, max_frames: int, max_pixels: int) -> DecodedVideo:
+    """Decode a DICOM image or cine loop to 8-bit grayscale frames.
+
+    MONOCHROME1 is inverted, colour is reduced to luma, more than 8 bits are windowed. The result
+    carries the SOP Instance UID, the frame rate from the timing attributes and the ultrasound
+    regions; nothing that identifies the patient.
+
+    Raises:
+        InvalidInput: unparseable file, no pixel data, unsupported or undecodable transfer
+            syntax, truncated pixel data, zero or too many frames, or frames too large.
+    """
+    ds = _read(data)
+    count = _check_geometry(ds, max_frames=max_frames, max_pixels=max_pixels)
+    syntax = _transfer_syntax(ds)
+    frames: list[np.ndarray] = []
+    props: dict[str, str | int] = {}
+    try:
+        for frame, props in _raw_frames(ds, syntax):
+            frames.append(_to_gray(frame, props, ds))
+    except InvalidInput:
+        raise
+    except (*_PARSE_ERRORS, MemoryError) as err:
+        raise InvalidInput(
+            f"could not decode the DICOM pixel data ({syntax.name}): {type(err).__name__}: "
+            f"{_first_line(err)}; the file may be truncated or corrupt; {SEND_HINT}"
+        ) from err
+    if len(frames) != count:
+        raise InvalidInput(
+            f"the DICOM file declares {count} frames but {len(frames)} could be decoded; the "
+            f"file may be truncated; {SEND_HINT}"
+        )
+    stack = np.stack(frames)
+    if stack.dtype != np.uint8:
+        stack = _window_to_uint8(stack, ds)
+    if str(props.get("photometric_interpretation", "")) == "MONOCHROME1":
+        stack = 255 - stack  # MONOCHROME1: 0 is white
+    uid = ds.get("SOPInstanceUID")
+    return DecodedVideo(
+        frames=np.ascontiguousarray(stack),
+        fps=frames_per_second(ds),
+        sop_instance_uid=str(uid) if uid else None,
+        regions=ultrasound_regions(ds),
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    """An exception's first line, short: pixel-decoding errors describe data, never identity."""
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else "no details"
