@@ -13,12 +13,15 @@ from lus.biomarker.v1 import biomarker_service_pb2_grpc as bpb_grpc
 from lus.expert.v1 import expert_service_pb2 as epb
 from lus.expert.v1 import expert_service_pb2_grpc as epb_grpc
 from lus.report import biomarker_lines
-from lus.rpc.server import MiB, message_size_options
+from lus.rpc.client import balanced_channel_options
+from lus.rpc.server import MiB
 from lus.schema import BiomarkerSchema
 
 STREAM_THRESHOLD = 3 * MiB
 """Videos above this go through ExtractStream, below gRPC's 4 MiB default message limit."""
 CHUNK_BYTES = 1 * MiB
+BIOMARKER_SERVICE = bpb.DESCRIPTOR.services_by_name["BiomarkerService"].full_name
+EXPERT_SERVICE = epb.DESCRIPTOR.services_by_name["ExpertService"].full_name
 
 
 @dataclass
@@ -49,14 +52,16 @@ def extract(channel: grpc.Channel, video: Path, timeout_s: float) -> bpb.Extract
 def analyze(
     video: Path, biomarker_addr: str, expert_addr: str, timeout_s: float = 120.0
 ) -> Analysis:
-    options = message_size_options(64 * MiB)
-    with grpc.insecure_channel(biomarker_addr, options=options) as channel:
+    # Round robin over every address a target resolves to, retries on transient statuses.
+    biomarker_options = balanced_channel_options([BIOMARKER_SERVICE])
+    expert_options = balanced_channel_options([EXPERT_SERVICE])
+    with grpc.insecure_channel(biomarker_addr, options=biomarker_options) as channel:
         info = bpb_grpc.BiomarkerServiceStub(channel).GetModelInfo(
             bpb.GetModelInfoRequest(), timeout=10
         )
         extraction = extract(channel, video, timeout_s)
     answers, failures = [], []
-    with grpc.insecure_channel(expert_addr, options=options) as channel:
+    with grpc.insecure_channel(expert_addr, options=expert_options) as channel:
         stub = epb_grpc.ExpertServiceStub(channel)
         for task in stub.ListTasks(epb.ListTasksRequest(), timeout=10).tasks:
             try:
