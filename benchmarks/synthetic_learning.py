@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--augment", action="store_true", help="the paper's augmentations")
     args = parser.parse_args()
     print(SYNTHETIC_DATA_NOTICE)
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,7 +74,7 @@ def main() -> None:
             seed=0,
             device="cpu",
             progress=False,
-            augment=ClipAugment.none(),  # a 20-epoch schedule learns faster without
+            augment=ClipAugment() if args.augment else ClipAugment.none(),
             oversample=False,
         )
         result = train_biomarker_model(config)
