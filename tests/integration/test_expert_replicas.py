@@ -4,16 +4,12 @@ and a Redis outage mid-load."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +27,7 @@ from lus.biomarker.v1 import schema_pb2  # noqa: E402
 from lus.expert.v1 import expert_service_pb2 as pb  # noqa: E402
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc  # noqa: E402
 from lus.schema import load_schema  # noqa: E402
+from tests.integration.processes import EXPERT_PORTS, server_process  # noqa: E402
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -90,7 +87,6 @@ class _Replica:
 def _server(url: str, prefix: str, resync_s: float = 30.0) -> Iterator[_Replica]:
     """``python -m expert_service`` on ephemeral ports; yields channels to both."""
     env = {
-        **os.environ,
         "LUS_EXPERT_PORT": "0",
         "LUS_EXPERT_REGISTRY_URL": url,
         "LUS_EXPERT_REGISTRY_PREFIX": prefix,
@@ -99,39 +95,12 @@ def _server(url: str, prefix: str, resync_s: float = 30.0) -> Iterator[_Replica]
         "LUS_EXPERT_RESYNC_INTERVAL_S": str(resync_s),
         "LUS_EXPERT_REGISTRY_TIMEOUT_S": "0.5",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "expert_service"],
-        cwd=REPO,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    port = admin_port = None
-    for line in proc.stderr:
-        if match := re.search(r"listening on 127\.0\.0\.1:(\d+) \(admin on port (\d+)\)", line):
-            port, admin_port = int(match.group(1)), int(match.group(2))
-            break
-    log: list[str] = []
-    drain = threading.Thread(target=lambda: log.extend(proc.stderr or ()), daemon=True)
-    drain.start()  # keep reading, so the server never blocks on a full pipe
-    try:
-        assert port, "server exited before listening: " + "".join(log)
-        with (
-            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
-            grpc.insecure_channel(f"127.0.0.1:{admin_port}") as admin,
-        ):
-            yield _Replica(channel, admin)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            drain.join(timeout=5)
-            proc.stderr.close()
+    with (
+        server_process("expert_service", env, EXPERT_PORTS) as server,
+        grpc.insecure_channel(f"127.0.0.1:{server.ports['grpc']}") as channel,
+        grpc.insecure_channel(f"127.0.0.1:{server.ports['admin']}") as admin,
+    ):
+        yield _Replica(channel, admin)
 
 
 def _wait_for_version(stub: pb_grpc.ExpertServiceStub, version: int) -> float:
@@ -143,21 +112,6 @@ def _wait_for_version(stub: pb_grpc.ExpertServiceStub, version: int) -> float:
             return time.monotonic() - start
         time.sleep(0.005)
     pytest.fail(f"v{version} not served within {WAIT_S} s")
-
-
-@pytest.fixture
-def shared_redis() -> Iterator[tuple[str, str]]:
-    url, prefix = "redis://127.0.0.1:6379/0", f"lus-test:{uuid.uuid4().hex}:"
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.RedisError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    yield url, prefix
-    keys = list(client.scan_iter(match=f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 class _Load:

@@ -7,18 +7,10 @@ of each tier is killed mid-load: calls keep succeeding, and nothing registered o
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
@@ -38,6 +30,12 @@ from lus.rpc.client import balanced_channel_options, static_target  # noqa: E402
 from lus.schema import load_schema  # noqa: E402
 from lus.synthetic import render_frames, sample_case, write_video  # noqa: E402
 from lus.video import InputSpec  # noqa: E402
+from tests.integration.processes import (  # noqa: E402
+    BIOMARKER_METRICS_PORT,
+    BIOMARKER_PORT,
+    EXPERT_PORTS,
+    server_process,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -45,50 +43,6 @@ SCHEMA = load_schema()
 TOKEN = (("authorization", "Bearer scale-secret"),)
 WAIT_S = 60.0
 """Bound for polling loops; a healthy run needs a few seconds (not a timing assertion)."""
-
-
-@dataclass
-class Replica:
-    proc: subprocess.Popen[str]
-    ports: dict[str, int]
-    log: list[str] = field(default_factory=list)
-
-
-@contextmanager
-def replica(module: str, env: dict[str, str], patterns: dict[str, str]) -> Iterator[Replica]:
-    """Start ``python -m module``; read the ports it logs (named regex groups) from stderr."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module],
-        cwd=REPO,
-        env={**os.environ, **env},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    found: dict[str, int] = {}
-    log: list[str] = []
-    for line in proc.stderr:
-        log.append(line)
-        for pattern in patterns.values():
-            if match := re.search(pattern, line):
-                found.update({k: int(v) for k, v in match.groupdict().items()})
-        if set(found) >= {g for p in patterns.values() for g in re.compile(p).groupindex}:
-            break
-    drain = threading.Thread(target=lambda: log.extend(proc.stderr or ()), daemon=True)
-    drain.start()  # keep the pipe empty so the server never blocks on logging
-    try:
-        assert found, f"{module} exited before listening:\n" + "".join(log)
-        yield Replica(proc, found, log)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        drain.join(timeout=5)
-        proc.stderr.close()
 
 
 def make_artifact(path: Path) -> Path:
@@ -181,27 +135,12 @@ class Load:
             thread.join()
 
 
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    try:
-        client.ping()
-    except redis.RedisError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    prefix = f"lus-scale-test:{uuid.uuid4().hex}:"
-    yield prefix
-    keys = list(client.scan_iter(match=f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 def test_scale_out_survives_a_killed_replica_of_each_tier(
-    tmp_path: Path, redis_prefix: str
+    tmp_path: Path, shared_redis: tuple[str, str]
 ) -> None:
     artifact = make_artifact(tmp_path / "model.safetensors")
     videos = make_videos(tmp_path, 12)
-    url = "redis://127.0.0.1:6379/0"
+    url, redis_prefix = shared_redis
     bio_env = {
         "LUS_BIOMARKER_ARTIFACT": str(artifact),
         "LUS_BIOMARKER_PORT": "0",
@@ -219,18 +158,15 @@ def test_scale_out_survives_a_killed_replica_of_each_tier(
         "LUS_EXPERT_REGISTRY_PREFIX": f"{redis_prefix}reg:",
         "LUS_EXPERT_ADMIN_TOKENS": json.dumps({"scale": "scale-secret"}),
     }
-    bio_patterns = {
-        "port": r"biomarker service on port (?P<grpc>\d+)",
-        "metrics": r"metrics port (?P<metrics>\d+)",
-    }
-    expert_patterns = {"port": r"listening on \S+:(?P<grpc>\d+) \(admin on port (?P<admin>\d+)\)"}
     with ExitStack() as stack:
         bios = [
-            stack.enter_context(replica("biomarker_service", bio_env, bio_patterns))
+            stack.enter_context(
+                server_process("biomarker_service", bio_env, BIOMARKER_PORT, BIOMARKER_METRICS_PORT)
+            )
             for _ in range(2)
         ]
         experts = [
-            stack.enter_context(replica("expert_service", expert_env, expert_patterns))
+            stack.enter_context(server_process("expert_service", expert_env, EXPERT_PORTS))
             for _ in range(3)
         ]
 
