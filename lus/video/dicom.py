@@ -39,6 +39,7 @@ _PARSE_ERRORS = (
     AttributeError,
     IndexError,
     EOFError,
+    OSError,  # pydicom: "No tag to read at file position ..." on a truncated element
     OverflowError,
     NotImplementedError,
     RuntimeError,
@@ -236,12 +237,20 @@ def decode_dicom(data: bytes, *, max_frames: int, max_pixels: int) -> DecodedVid
         stack = _window_to_uint8(stack, ds)
     if str(props.get("photometric_interpretation", "")) == "MONOCHROME1":
         stack = 255 - stack  # MONOCHROME1: 0 is white
-    uid = ds.get("SOPInstanceUID")
+    try:  # header elements are parsed lazily, so a corrupt one surfaces only here
+        uid = ds.get("SOPInstanceUID")
+        sop_instance_uid = str(uid) if uid else None
+        fps = frames_per_second(ds)
+        regions = ultrasound_regions(ds)
+    except _PARSE_ERRORS as err:  # the message may quote file content: name the type only
+        raise InvalidInput(
+            f"could not read the DICOM header ({type(err).__name__}); {SEND_HINT}"
+        ) from err
     return DecodedVideo(
         frames=np.ascontiguousarray(stack),
-        fps=frames_per_second(ds),
-        sop_instance_uid=str(uid) if uid else None,
-        regions=ultrasound_regions(ds),
+        fps=fps,
+        sop_instance_uid=sop_instance_uid,
+        regions=regions,
     )
 
 
