@@ -13,9 +13,22 @@ class Distribution(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DISTRIBUTION_UNASSESSED: _ClassVar[Distribution]
     DISTRIBUTION_IN: _ClassVar[Distribution]
     DISTRIBUTION_OUT: _ClassVar[Distribution]
+
+class TrainingJobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRAINING_JOB_STATE_UNSPECIFIED: _ClassVar[TrainingJobState]
+    TRAINING_JOB_STATE_QUEUED: _ClassVar[TrainingJobState]
+    TRAINING_JOB_STATE_RUNNING: _ClassVar[TrainingJobState]
+    TRAINING_JOB_STATE_SUCCEEDED: _ClassVar[TrainingJobState]
+    TRAINING_JOB_STATE_FAILED: _ClassVar[TrainingJobState]
 DISTRIBUTION_UNASSESSED: Distribution
 DISTRIBUTION_IN: Distribution
 DISTRIBUTION_OUT: Distribution
+TRAINING_JOB_STATE_UNSPECIFIED: TrainingJobState
+TRAINING_JOB_STATE_QUEUED: TrainingJobState
+TRAINING_JOB_STATE_RUNNING: TrainingJobState
+TRAINING_JOB_STATE_SUCCEEDED: TrainingJobState
+TRAINING_JOB_STATE_FAILED: TrainingJobState
 
 class PredictRequest(_message.Message):
     __slots__ = ("task", "version", "vector", "video_hash", "biomarker_model_version", "alias", "max_contributions")
@@ -386,3 +399,73 @@ class DeleteVersionResponse(_message.Message):
     task: str
     versions: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, task: _Optional[str] = ..., versions: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class TrainingExample(_message.Message):
+    __slots__ = ("vector", "video_hash", "label", "patient_id")
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_HASH_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    vector: _schema_pb2.BiomarkerVector
+    video_hash: str
+    label: str
+    patient_id: str
+    def __init__(self, vector: _Optional[_Union[_schema_pb2.BiomarkerVector, _Mapping]] = ..., video_hash: _Optional[str] = ..., label: _Optional[str] = ..., patient_id: _Optional[str] = ...) -> None: ...
+
+class TrainExpertRequest(_message.Message):
+    __slots__ = ("task", "schema_id", "examples", "family", "seed", "description", "training_data", "notice", "promote_to", "biomarker_model_version")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_DATA_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
+    PROMOTE_TO_FIELD_NUMBER: _ClassVar[int]
+    BIOMARKER_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    schema_id: str
+    examples: _containers.RepeatedCompositeFieldContainer[TrainingExample]
+    family: str
+    seed: int
+    description: str
+    training_data: str
+    notice: str
+    promote_to: str
+    biomarker_model_version: str
+    def __init__(self, task: _Optional[str] = ..., schema_id: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[TrainingExample, _Mapping]]] = ..., family: _Optional[str] = ..., seed: _Optional[int] = ..., description: _Optional[str] = ..., training_data: _Optional[str] = ..., notice: _Optional[str] = ..., promote_to: _Optional[str] = ..., biomarker_model_version: _Optional[str] = ...) -> None: ...
+
+class GetTrainingJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class TrainingJob(_message.Message):
+    __slots__ = ("job_id", "task", "state", "progress", "stage", "error", "error_code", "card", "owner", "created_at", "started_at", "finished_at")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    CARD_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    task: str
+    state: TrainingJobState
+    progress: float
+    stage: str
+    error: str
+    error_code: int
+    card: TaskCard
+    owner: str
+    created_at: str
+    started_at: str
+    finished_at: str
+    def __init__(self, job_id: _Optional[str] = ..., task: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., progress: _Optional[float] = ..., stage: _Optional[str] = ..., error: _Optional[str] = ..., error_code: _Optional[int] = ..., card: _Optional[_Union[TaskCard, _Mapping]] = ..., owner: _Optional[str] = ..., created_at: _Optional[str] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ...) -> None: ...

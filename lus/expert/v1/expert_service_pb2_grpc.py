@@ -259,6 +259,16 @@ class ExpertAdminServiceStub:
                 request_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.DeleteVersionRequest.SerializeToString,
                 response_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.DeleteVersionResponse.FromString,
                 _registered_method=True)
+        self.TrainExpert = channel.unary_unary(
+                '/lus.expert.v1.ExpertAdminService/TrainExpert',
+                request_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.TrainExpertRequest.SerializeToString,
+                response_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.TrainingJob.FromString,
+                _registered_method=True)
+        self.GetTrainingJob = channel.unary_unary(
+                '/lus.expert.v1.ExpertAdminService/GetTrainingJob',
+                request_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.GetTrainingJobRequest.SerializeToString,
+                response_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.TrainingJob.FromString,
+                _registered_method=True)
 
 
 class ExpertAdminServiceServicer:
@@ -291,6 +301,24 @@ class ExpertAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TrainExpert(self, request, context):
+        """Fits a new version from labelled examples as a background job and registers it. The whole
+        request is checked first (a set too small for patient-level validation is refused with a
+        message saying what is missing); the job comes back QUEUED at once. RESOURCE_EXHAUSTED when
+        this replica's training queue is full; UNIMPLEMENTED on a replica without the `train` extra.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrainingJob(self, request, context):
+        """A training job's state and progress. Jobs live in the memory of the replica that took them:
+        ask that replica (keep the channel), which keeps finished jobs for a while.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExpertAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -313,6 +341,16 @@ def add_ExpertAdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteVersion,
                     request_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.DeleteVersionRequest.FromString,
                     response_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.DeleteVersionResponse.SerializeToString,
+            ),
+            'TrainExpert': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrainExpert,
+                    request_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.TrainExpertRequest.FromString,
+                    response_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.TrainingJob.SerializeToString,
+            ),
+            'GetTrainingJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrainingJob,
+                    request_deserializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.GetTrainingJobRequest.FromString,
+                    response_serializer=lus_dot_expert_dot_v1_dot_expert__service__pb2.TrainingJob.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -426,6 +464,60 @@ class ExpertAdminService:
             '/lus.expert.v1.ExpertAdminService/DeleteVersion',
             lus_dot_expert_dot_v1_dot_expert__service__pb2.DeleteVersionRequest.SerializeToString,
             lus_dot_expert_dot_v1_dot_expert__service__pb2.DeleteVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainExpert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lus.expert.v1.ExpertAdminService/TrainExpert',
+            lus_dot_expert_dot_v1_dot_expert__service__pb2.TrainExpertRequest.SerializeToString,
+            lus_dot_expert_dot_v1_dot_expert__service__pb2.TrainingJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrainingJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lus.expert.v1.ExpertAdminService/GetTrainingJob',
+            lus_dot_expert_dot_v1_dot_expert__service__pb2.GetTrainingJobRequest.SerializeToString,
+            lus_dot_expert_dot_v1_dot_expert__service__pb2.TrainingJob.FromString,
             options,
             channel_credentials,
             insecure,
