@@ -29,7 +29,7 @@ from trainer.catalog import EXTRA_FAMILIES, ZOO_FAMILIES
 from trainer.expert_checks import check_training_set, training_summary
 from trainer.metrics import macro_auc
 from trainer.vectors_csv import describe_training_data, read_vectors_csv
-from trainer.zoo import fit_estimator, fit_zoo, make_estimator
+from trainer.zoo import Progress, fit_estimator, fit_zoo, make_estimator
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 """Pinned so experts load on older onnxruntime releases too, not only the one that made them."""
 ONNX_TOLERANCE = 1e-4
 """Largest allowed gap between ONNX and scikit-learn probabilities (float32 vs float64)."""
+FITTING_SHARE = 0.9
+"""Share of ``fit_expert``'s reported progress spent fitting; the rest is the ONNX export."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def fit_expert(
     seed: int = 0,
     patient_ids: Sequence[str] | None = None,
     test_fraction: float = 0.25,
+    progress: Progress | None = None,
 ) -> FittedExpert:
     """Fit an expert mapping biomarker vectors to labels and export it to ONNX.
 
@@ -114,6 +117,8 @@ def fit_expert(
             held out (whole patients, class-stratified) to measure the metrics, or to pick
             the zoo's best family and seed.
         test_fraction: Share of patients held out.
+        progress: Told the share done (0 to 1) and the step, after each model fitted (each zoo
+            candidate) and after the export.
 
     Raises:
         InvalidInput: Fewer than 2 classes, a class with fewer than 2 rows, too few vectors or
@@ -130,13 +135,14 @@ def fit_expert(
     if groups is not None and len(groups) != len(y):
         raise InvalidInput(f"got {len(groups)} patient ids for {len(y)} rows")
     check_training_set(y.tolist(), None if groups is None else groups.tolist())
+    report = progress or _no_progress
     if family == "zoo":
         if groups is None:
             raise InvalidInput(
                 "the zoo picks its model on validation patients; give patient ids "
                 "(a patient_id column) or name one family"
             )
-        return _fit_zoo_expert(x, y, groups, seed, test_fraction)
+        return _fit_zoo_expert(x, y, groups, seed, test_fraction, report=report)
     make_estimator(family, seed)  # refuse an unknown family before any fitting
 
     metrics: dict[str, float] = {}
@@ -151,18 +157,37 @@ def fit_expert(
             _scores(fit_estimator(family, seed, x[train], y[train]), x[test], y[test], "heldout")
         )
         metrics.update(n_train=float(len(train)), n_test=float(len(test)))
+        report(FITTING_SHARE / 2, f"fitted {family} on the fitting patients")
     model = fit_estimator(family, seed, x, y)
     if split is None:
         metrics.update(_scores(model, x, y, "train"), n_train=float(len(y)))
+    report(FITTING_SHARE, f"fitted {family} on every patient")
 
     summary = training_summary(x, y.tolist(), None if groups is None else groups.tolist())
-    return _package(model, x, metrics, family, summary)
+    return _package(model, x, metrics, family, summary, report=report)
+
+
+def _no_progress(fraction: float, stage: str) -> None:
+    """The default ``progress``: nobody is told."""
 
 
 def _fit_zoo_expert(
-    x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int, val_fraction: float
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    seed: int,
+    val_fraction: float,
+    *,
+    report: Progress,
 ) -> FittedExpert:
-    result = fit_zoo(x, y, groups, val_fraction=val_fraction, split_seed=seed)
+    result = fit_zoo(
+        x,
+        y,
+        groups,
+        val_fraction=val_fraction,
+        split_seed=seed,
+        progress=lambda fraction, stage: report(FITTING_SHARE * fraction, stage),
+    )
     best = result.best
     metrics = {
         "val_accuracy": best.val_accuracy,
@@ -174,11 +199,17 @@ def _fit_zoo_expert(
     if math.isfinite(best.val_auc):
         metrics["val_roc_auc_macro"] = best.val_auc
     summary = training_summary(x, y.tolist(), groups.tolist())
-    return _package(result.estimator, x, metrics, best.family, summary)
+    return _package(result.estimator, x, metrics, best.family, summary, report=report)
 
 
 def _package(
-    model: Any, x: np.ndarray, metrics: dict[str, float], family: str, summary: TrainingSummary
+    model: Any,
+    x: np.ndarray,
+    metrics: dict[str, float],
+    family: str,
+    summary: TrainingSummary,
+    *,
+    report: Progress,
 ) -> FittedExpert:
     with warnings.catch_warnings():
         # skl2onnx reads SVC's probA_/probB_, deprecated in scikit-learn 1.9 (still present).
@@ -188,6 +219,7 @@ def _package(
         ).SerializeToString()
     classes = tuple(str(c) for c in model.classes_)
     _check_onnx(onnx_bytes, model, x, classes)
+    report(1.0, f"exported {family} to ONNX and checked it")
     return FittedExpert(onnx_bytes, classes, metrics, family, x.shape[1], model, summary)
 
 

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 SEEDLESS = frozenset({"knn"})
 """Families whose fit does not depend on the seed: fitted once, not three times."""
+
+Progress = Callable[[float, str], None]
+"""Told the share of the work done (0 to 1) and what was just done, e.g. by a training job."""
 
 
 def make_estimator(family: str, seed: int) -> Any:
@@ -176,6 +179,7 @@ def fit_zoo(
     val_fraction: float = 0.25,
     oversample: bool = True,
     split_seed: int = 0,
+    progress: Progress | None = None,
 ) -> ZooResult:
     """Fit every family x seed on fitting patients and keep the best on validation patients.
 
@@ -188,6 +192,7 @@ def fit_zoo(
         val_fraction: Share of patients held out for validation.
         oversample: Repeat fitting rows of smaller classes (validation rows never).
         split_seed: Seeds the validation split and the oversampling.
+        progress: Called after each candidate with the share of candidates fitted.
     """
     x = np.asarray(x, dtype=np.float32)
     y_arr = np.asarray(y).astype(str)
@@ -199,16 +204,18 @@ def fit_zoo(
         fit_rows = fit_rows[oversample_classes(y_arr[fit_rows], rng)]
     best: tuple[Any, Candidate] | None = None
     candidates = []
-    for family in families:
-        for seed in seeds[:1] if family in SEEDLESS else seeds:
-            started = time.perf_counter()
-            model = fit_estimator(family, seed, x[fit_rows], y_arr[fit_rows])
-            seconds = time.perf_counter() - started
-            auc, accuracy = validation_score(model, x[val_rows], y_arr[val_rows])
-            candidate = Candidate(family, seed, auc, accuracy, seconds)
-            candidates.append(candidate)
-            if best is None or _rank(candidate) > _rank(best[1]):
-                best = (model, candidate)
+    plan = [(f, s) for f in families for s in (seeds[:1] if f in SEEDLESS else seeds)]
+    for done, (family, seed) in enumerate(plan, start=1):
+        started = time.perf_counter()
+        model = fit_estimator(family, seed, x[fit_rows], y_arr[fit_rows])
+        seconds = time.perf_counter() - started
+        auc, accuracy = validation_score(model, x[val_rows], y_arr[val_rows])
+        candidate = Candidate(family, seed, auc, accuracy, seconds)
+        candidates.append(candidate)
+        if best is None or _rank(candidate) > _rank(best[1]):
+            best = (model, candidate)
+        if progress is not None:
+            progress(done / len(plan), f"fitted {family} seed {seed} ({done}/{len(plan)})")
     if best is None:
         raise InvalidInput("no expert family to try; name at least one")
     model, winner = best
