@@ -2,21 +2,24 @@
 
 Each call names its team by bearer token (``auth.TeamTokens``); a team changes only tasks it
 owns. After a write this replica refreshes its routes at once; the others follow through the
-registry's change feed or their next re-sync.
+registry's change feed or their next re-sync. TrainExpert fits a new version as a job
+(``training.ExpertTraining``) that registers through the same path as RegisterExpert.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from expert_service import converters
+from expert_service import converters, training_converters
 from expert_service.auth import TeamTokens
 from expert_service.registry.common import check_alias
-from expert_service.runner import ExpertRunner
+from expert_service.runner import ExpertRunner, TaskInfo
+from expert_service.training import ExpertTraining
+from expert_service.training_jobs import TrainingLimits
 from lus.errors import LusError
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
 
@@ -32,12 +35,18 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
     Args:
         runner: The serving core (its registry is written to; its routes refreshed after).
         tokens: Which bearer token belongs to which team.
+        training: Limits of TrainExpert jobs on this replica; default ``TrainingLimits()``.
     """
 
-    def __init__(self, runner: ExpertRunner, tokens: TeamTokens) -> None:
+    def __init__(
+        self, runner: ExpertRunner, tokens: TeamTokens, training: TrainingLimits | None = None
+    ) -> None:
         self._runner = runner
         self._registry = runner.registry
         self._tokens = tokens
+        self._training = ExpertTraining(
+            runner.registry, runner.feature_store, self._publish, training or TrainingLimits()
+        )
 
     async def RegisterExpert(  # noqa: N802 - names fixed by the proto
         self, request: pb.RegisterExpertRequest, context: grpc.aio.ServicerContext
@@ -45,20 +54,22 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
         team = self._tokens.team(context.invocation_metadata())
         arguments = converters.register_arguments(request)
         promote_to = check_alias(request.promote_to) if request.promote_to else ""
+        info = await asyncio.to_thread(self._publish, team, arguments, promote_to)
+        return converters.task_info_to_pb(info)
 
-        def register() -> pb.TaskCard:
-            # The registry refuses another team's task inside its own transaction.
-            card = self._registry.register(owner=team, **arguments)
-            logger.info("team %s registered %s v%d", team, card.task, card.version)
-            if promote_to:
-                self._registry.promote(card.task, card.version, promote_to)
-                logger.info(
-                    "team %s promoted %s v%d to %s", team, card.task, card.version, promote_to
-                )
-            self._refresh()
-            return converters.task_info_to_pb(self._runner.task_card(card.task, card.version))
+    async def TrainExpert(  # noqa: N802 - names fixed by the proto
+        self, request: pb.TrainExpertRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TrainingJob:
+        team = self._tokens.team(context.invocation_metadata())
+        training_request = training_converters.training_request(request)
+        status = await asyncio.to_thread(self._training.submit, team, training_request)
+        return training_converters.job_to_pb(status)
 
-        return await asyncio.to_thread(register)
+    async def GetTrainingJob(  # noqa: N802 - names fixed by the proto
+        self, request: pb.GetTrainingJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TrainingJob:
+        team = self._tokens.team(context.invocation_metadata())
+        return training_converters.job_to_pb(self._training.get(team, request.job_id))
 
     async def Promote(  # noqa: N802 - names fixed by the proto
         self, request: pb.PromoteRequest, context: grpc.aio.ServicerContext
@@ -103,6 +114,21 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
             return converters.deleted_to_pb(request.task, remaining)
 
         return await asyncio.to_thread(delete)
+
+    def close(self) -> None:
+        """Take no more training jobs; the fitting process stops once the running one ends."""
+        self._training.close()
+
+    def _publish(self, team: str, arguments: dict[str, Any], promote_to: str) -> TaskInfo:
+        """Register a version for ``team``, promote it if asked, refresh routes (blocking)."""
+        # The registry refuses another team's task inside its own transaction.
+        card = self._registry.register(owner=team, **arguments)
+        logger.info("team %s registered %s v%d", team, card.task, card.version)
+        if promote_to:
+            self._registry.promote(card.task, card.version, promote_to)
+            logger.info("team %s promoted %s v%d to %s", team, card.task, card.version, promote_to)
+        self._refresh()
+        return self._runner.task_card(card.task, card.version)
 
     def _authorize(self, team: str, task: str) -> None:
         self._tokens.authorize(team, task, self._registry.task_state(task).owner)

@@ -20,6 +20,7 @@ from expert_service.reload import RegistryWatcher
 from expert_service.runner import ExpertRunner
 from expert_service.servicer import ExpertServicer, add_to_server
 from expert_service.settings import ExpertSettings
+from expert_service.training_jobs import TrainingLimits
 from lus.errors import LusError
 from lus.rpc.server import bind, create_aio_server, enable_reflection, set_serving
 
@@ -166,7 +167,11 @@ async def create_server(
     add_to_server(ExpertServicer(runner), server)
     enable_reflection(server, [SERVICE_NAME])
     admin, admin_health = create_aio_server(max_message_bytes=settings.max_message_bytes)
-    add_admin_to_server(ExpertAdminServicer(runner, TeamTokens(settings.team_tokens())), admin)
+    training = TrainingLimits(
+        settings.training_workers, settings.training_queue, settings.training_keep_s
+    )
+    admin_servicer = ExpertAdminServicer(runner, TeamTokens(settings.team_tokens()), training)
+    add_admin_to_server(admin_servicer, admin)
     enable_reflection(admin, [ADMIN_SERVICE_NAME])
     control = ServerControl(server, health_servicer, runner, watcher, admin, admin_health, 0)
     await control._set_serving(False)

@@ -68,6 +68,18 @@ class ExpertSettings(BaseSettings):
     feature_store_prefix: str = "lus:fs:"
     """Prefix of every feature-store key in Redis (the biomarker tier's). Default "lus:fs:"."""
 
+    training_workers: int = Field(default=1, ge=0)
+    """TrainExpert jobs fitted at once, each in a worker process (started on the first job,
+    stopped after 5 idle minutes); 0 switches TrainExpert off here (UNIMPLEMENTED). Default 1."""
+
+    training_queue: int = Field(default=4, ge=0)
+    """TrainExpert jobs that may wait behind the running ones; more get RESOURCE_EXHAUSTED.
+    Default 4."""
+
+    training_keep_s: float = Field(default=3600.0, gt=0.0)
+    """Seconds a finished training job stays readable by GetTrainingJob (at most 256 kept).
+    Default 3600."""
+
     tls_cert_file: Path | None = None
     """PEM certificate chain of the server; with ``tls_key_file`` it serves TLS only."""
 

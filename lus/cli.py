@@ -66,6 +66,17 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     e.add_argument("--patient-column", default="patient_id", help="for held-out metrics")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--notice", help="use restriction (default: the CSV's)")
+    e.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        help="fit on the expert tier's admin port (TrainExpert) instead of locally, and follow "
+        "the job; --registry and --owner are then unused (the token names the team)",
+    )
+    e.add_argument("--token", help="team bearer token for --server (default: $LUS_ADMIN_TOKEN)")
+    e.add_argument("--ca-file", type=Path, help="CA bundle of a TLS admin port (--server)")
+    e.add_argument(
+        "--promote-to", default="", help="with --server: point this alias at the new version"
+    )
 
 
 def _add_extract(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -67,6 +67,8 @@ def _train(args: argparse.Namespace) -> int:
         )
         print(f"notice: {result.info.provenance.notice}")
         return 0
+    if args.server:
+        return _train_expert_on_server(args)
     from expert_service.registry import LocalRegistry
     from lus.schema import load_schema
     from trainer.experts import train_expert_from_csv
@@ -89,6 +91,62 @@ def _train(args: argparse.Namespace) -> int:
         f"{card.metrics}"
     )
     return 0
+
+
+def _train_expert_on_server(args: argparse.Namespace) -> int:
+    import os
+
+    import grpc
+    from tqdm import tqdm
+
+    from lus.errors import InvalidInput
+    from lus.expert.v1 import expert_service_pb2 as epb
+    from lus.schema import load_schema
+    from lus.train_remote import (
+        TOKEN_VARIABLE,
+        describe_job,
+        open_admin_channel,
+        train_and_follow,
+        training_request,
+    )
+    from trainer.vectors_csv import describe_training_data, read_vectors_csv
+
+    token = args.token or os.environ.get(TOKEN_VARIABLE, "")
+    if not token:
+        raise InvalidInput(f"--server needs the team's token: --token or ${TOKEN_VARIABLE}")
+    if not args.patient_column:
+        raise InvalidInput("--server fits with patient-level validation; give --patient-column")
+    schema = load_schema(args.schema)
+    label_column = args.label_column or args.task
+    data = read_vectors_csv(args.vectors, schema, label_column, args.patient_column)
+    request = training_request(
+        data.vectors,
+        data.labels,
+        data.patients or [],
+        task=args.task,
+        schema_id=schema.schema_id,
+        family=args.family,
+        seed=args.seed,
+        description=args.description,
+        training_data=describe_training_data(args.vectors, data),
+        notice=args.notice or " | ".join(data.notices),
+        promote_to=args.promote_to,
+    )
+    with tqdm(total=100, desc=args.task, unit="%", bar_format="{l_bar}{bar}| {postfix}") as bar:
+
+        def show(job: epb.TrainingJob) -> None:
+            bar.update(round(100 * job.progress) - bar.n)
+            bar.set_postfix_str(job.stage)
+
+        try:
+            with open_admin_channel(args.server, args.ca_file) as channel:
+                job = train_and_follow(channel, token, request, on_update=show)
+        except grpc.RpcError as err:
+            bar.close()
+            print(f"error: {err.code().name}: {err.details()}")
+            return 1
+    print(describe_job(job))
+    return 0 if job.state == epb.TRAINING_JOB_STATE_SUCCEEDED else 1
 
 
 def _extract(args: argparse.Namespace) -> int:

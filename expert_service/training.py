@@ -1,0 +1,181 @@
+"""TrainExpert's core: check a request, queue it, fit it in the worker process, register it.
+
+The steps of a job and the share of its progress each takes:
+
+    queued -> fitting (0 to 0.9; per zoo candidate) -> registering (0.95) -> done (1.0)
+
+Registration goes through the admin servicer's own path (``Publish``), the one RegisterExpert
+takes, so ownership rules, promotion and hot reload behave the same for trained experts.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from expert_service.artifact import validate_task
+from expert_service.auth import TeamTokens
+from expert_service.registry.base import ExpertRegistry
+from expert_service.runner import TaskInfo
+from expert_service.training_jobs import JobStatus, Progress, TrainingJobs, TrainingLimits
+from expert_service.training_set import TrainingRequest, TrainingSet, build_training_set
+from expert_service.training_worker import (
+    FitOutcome,
+    FitRequest,
+    ProcessFitter,
+    TrainingUnavailable,
+    check_training_installed,
+)
+from lus.errors import NotFound
+from lus.feature_store.base import FeatureStore
+from lus.provenance import RESEARCH_DATA_NOTICE
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[str, dict[str, Any], str], TaskInfo]
+"""``(team, ExpertRegistry.register keyword arguments less owner, promote_to) -> new card``."""
+
+FITTING_SHARE = 0.9
+"""Share of a job's progress spent fitting; registering takes the rest."""
+
+
+class Fitter(Protocol):
+    """Fits experts somewhere other than the event loop (``ProcessFitter``, or a test fake)."""
+
+    def fit(self, job_id: str, request: FitRequest, progress: Progress) -> FitOutcome: ...
+
+    def release(self) -> None: ...
+
+
+class ExpertTraining:
+    """Takes TrainExpert requests and runs them as jobs on this replica.
+
+    Args:
+        registry: Read to check who owns the task before any fitting.
+        feature_store: Where video hashes are looked up; None when the server has none.
+        publish: Registers a fitted expert for a team (the admin servicer's path).
+        limits: Workers, queue bound and how long finished jobs are kept.
+        fitter: Fits a ``FitRequest``; by default a ``ProcessFitter`` started on first use.
+    """
+
+    def __init__(
+        self,
+        registry: ExpertRegistry,
+        feature_store: FeatureStore | None,
+        publish: Publish,
+        limits: TrainingLimits,
+        *,
+        fitter: Fitter | None = None,
+    ) -> None:
+        self._registry = registry
+        self._store = feature_store
+        self._publish = publish
+        self._fitter: Fitter = fitter or ProcessFitter(processes=max(1, limits.workers))
+        self._jobs: TrainingJobs[TaskInfo] = TrainingJobs(limits, on_idle=self._fitter.release)
+        # The server's stop() does not know about training; when the servicer goes away (a
+        # stopped test server) its fitting process goes too, instead of idling until exit.
+        weakref.finalize(self, _shut_down, self._jobs, self._fitter)
+
+    def submit(self, team: str, request: TrainingRequest) -> JobStatus[TaskInfo]:
+        """Check ``request`` fully, then queue it as a job of ``team`` (blocking: registry and
+        feature-store reads).
+
+        Raises:
+            TrainingUnavailable: No ``train`` extra here, or training switched off.
+            InvalidInput, SchemaMismatch, FailedPrecondition, NotFound: See
+                ``training_set.build_training_set``.
+            PermissionDenied: The task belongs to another team.
+            Overloaded: The training queue is full.
+        """
+        if self._jobs.limits.workers < 1:
+            raise TrainingUnavailable(
+                "training is switched off on this replica (LUS_EXPERT_TRAINING_WORKERS=0)"
+            )
+        check_training_installed()
+        validate_task(request.task)
+        self._authorize(team, request.task)
+        training_set = build_training_set(request, self._store)
+
+        def run(job_id: str, progress: Progress) -> TaskInfo:
+            return self._run(job_id, progress, team=team, request=request, data=training_set)
+
+        status = self._jobs.submit(request.task, team, run)
+        logger.info(
+            "team %s queued training job %s for %s (%d examples, family %s)",
+            team,
+            status.job_id,
+            request.task,
+            len(training_set.labels),
+            request.family,
+        )
+        return status
+
+    def get(self, team: str, job_id: str) -> JobStatus[TaskInfo]:
+        """The status of ``team``'s job ``job_id`` (``NotFound``, ``PermissionDenied``)."""
+        return self._jobs.get(job_id, team)
+
+    def close(self) -> None:
+        """Take no more jobs; stop the fitting process unless a job is running."""
+        _shut_down(self._jobs, self._fitter)
+
+    def _authorize(self, team: str, task: str) -> None:
+        # Checked before fitting so a job cannot run for minutes and then be refused; the
+        # registry checks again when it registers, in case the task changed hands meanwhile.
+        try:
+            owner = self._registry.task_state(task).owner
+        except NotFound:
+            return  # a new task: it becomes the team's
+        TeamTokens.authorize(team, task, owner)
+
+    def _run(
+        self,
+        job_id: str,
+        progress: Progress,
+        *,
+        team: str,
+        request: TrainingRequest,
+        data: TrainingSet,
+    ) -> TaskInfo:
+        fit = FitRequest(data.vectors, data.labels, data.patients, request.family, request.seed)
+        progress(0.0, f"fitting {request.family}")
+        fitted = self._fitter.fit(
+            job_id, fit, lambda fraction, stage: progress(FITTING_SHARE * fraction, stage)
+        )
+        progress(0.95, f"registering {fitted.model_family}")
+        arguments = {
+            "task": request.task,
+            "onnx_bytes": fitted.onnx_bytes,
+            "schema_id": request.schema_id,
+            "classes": fitted.classes,
+            "n_features": fitted.n_features,
+            "model_family": fitted.model_family,
+            "metrics": fitted.metrics,
+            "description": request.description,
+            "training_data": request.training_data or _describe(job_id, data),
+            "notice": request.notice or RESEARCH_DATA_NOTICE,
+            "training_summary": fitted.summary,
+        }
+        return self._publish(team, arguments, request.promote_to)
+
+
+def _shut_down(jobs: TrainingJobs[TaskInfo], fitter: Fitter) -> None:
+    jobs.close()
+    fitter.release()
+
+
+def _describe(job_id: str, training_set: TrainingSet) -> str:
+    """The card's training-data line when the caller gave none (no patient ids in it)."""
+    counts: dict[str, int] = {}
+    for label in training_set.labels:
+        counts[label] = counts.get(label, 0) + 1
+    listed = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    text = (
+        f"TrainExpert job {job_id}: {len(training_set.labels)} vectors from "
+        f"{len(set(training_set.patients))} patients; {listed}"
+    )
+    if training_set.n_by_hash:
+        models = ", ".join(training_set.biomarker_models)
+        text += f"; {training_set.n_by_hash} from the feature store (biomarker model {models})"
+    return text
