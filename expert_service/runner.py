@@ -284,15 +284,6 @@ class ExpertRunner:
         """Whether the routes have been built from the registry at least once."""
         return self._revision >= 0
 
-    def ready(self, query: PredictQuery | MatrixQuery) -> bool:
-        """Whether ``query`` can be answered from memory alone (no registry or store I/O)."""
-        if isinstance(query, PredictQuery) and query.video_hash:
-            return False
-        if query.version == 0:
-            route = self._routes.get((query.task, query.alias or PRODUCTION))
-            return route is not None and (query.task, route[0]) in self._loaded
-        return (query.task, query.version) in self._loaded
-
     def loaded(self) -> list[tuple[str, int]]:
         """``(task, version)`` of every loaded expert, least recently used first."""
         with self._lock:

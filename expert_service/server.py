@@ -21,8 +21,10 @@ from expert_service.runner import ExpertRunner
 from expert_service.servicer import ExpertServicer, add_to_server
 from expert_service.settings import ExpertSettings
 from expert_service.training_jobs import TrainingLimits
+from expert_service.workers import WorkerPool
 from lus.errors import LusError
 from lus.rpc.server import bind, create_aio_server, enable_reflection, set_serving
+from lus.rpc.threaded_server import create_threaded_server, set_serving_threaded
 
 if TYPE_CHECKING:  # typing only: the feature-store package is imported when configured
     from lus.feature_store.base import FeatureStore
@@ -34,24 +36,28 @@ logger = logging.getLogger(__name__)
 class ServerControl:
     """Starts and stops the servers made by ``create_server`` in step with their health status.
 
-    The public server (``server``) serves ExpertService; the admin server (``admin_server``,
-    on ``admin_port``) serves ExpertAdminService only, so a NetworkPolicy can fence it off.
-    Both answer health checks and reflection.
+    The public server (``server``) serves ExpertService from a thread pool, where a fast
+    prediction costs least (``lus.rpc.threaded_server``); the admin server (``admin_server``,
+    on ``admin_port``) serves ExpertAdminService only, on the event loop with the registry
+    watcher, so a NetworkPolicy can fence it off. Both answer health checks and reflection.
+    Worker processes (``expert_service.workers``) run without the admin server.
     """
 
-    server: grpc.aio.Server
-    health: health.aio.HealthServicer
+    server: grpc.Server
+    health: health.HealthServicer
     runner: ExpertRunner
     watcher: RegistryWatcher
-    admin_server: grpc.aio.Server
-    admin_health: health.aio.HealthServicer
+    admin_server: grpc.aio.Server | None
+    admin_health: health.aio.HealthServicer | None
     admin_port: int
+    admin_servicer: ExpertAdminServicer | None = None
     _stopping: bool = field(default=False, init=False)
 
     async def start(self) -> None:
         """Start serving RPCs on both ports, load the experts, then report SERVING."""
-        await self.server.start()
-        await self.admin_server.start()
+        self.server.start()
+        if self.admin_server is not None:
+            await self.admin_server.start()
         await self.open()
 
     async def open(self) -> None:
@@ -83,14 +89,20 @@ class ServerControl:
     async def _set_serving(self, serving: bool) -> None:
         if serving and self._stopping:
             return  # a late first sync must not undo a shutdown's NOT_SERVING
-        await set_serving(self.health, [SERVICE_NAME], serving=serving)
-        await set_serving(self.admin_health, [ADMIN_SERVICE_NAME], serving=serving)
+        set_serving_threaded(self.health, [SERVICE_NAME], serving=serving)
+        if self.admin_health is not None:
+            await set_serving(self.admin_health, [ADMIN_SERVICE_NAME], serving=serving)
 
     async def stop(self, grace_s: float | None) -> None:
         """Report NOT_SERVING so balancers drain, then let in-flight calls finish."""
         self._stopping = True
         await self._set_serving(False)
-        await asyncio.gather(self.server.stop(grace_s), self.admin_server.stop(grace_s))
+        stopped = self.server.stop(grace_s)  # returns at once; the event is set when done
+        if self.admin_server is not None:
+            await self.admin_server.stop(grace_s)
+        if self.admin_servicer is not None:
+            self.admin_servicer.close()  # no new training jobs; a running fit ends on its own
+        await asyncio.to_thread(stopped.wait)
         await asyncio.to_thread(self.watcher.close)
         close = getattr(self.runner.registry, "close", None)
         if callable(close):
@@ -124,7 +136,7 @@ def open_store(settings: ExpertSettings) -> FeatureStore | None:
     )
 
 
-def _bind(server: grpc.aio.Server, settings: ExpertSettings, address: str) -> int:
+def _bind(server: grpc.Server | grpc.aio.Server, settings: ExpertSettings, address: str) -> int:
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         return bind(server, address)
     ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
@@ -144,7 +156,8 @@ async def create_server(
     *,
     registry: ExpertRegistry | None = None,
     feature_store: FeatureStore | None = None,
-) -> tuple[grpc.aio.Server, int, ServerControl]:
+    admin: bool = True,
+) -> tuple[grpc.Server, int, ServerControl]:
     """Build and bind the expert servers (public and admin) without starting them.
 
     Must be called inside a running event loop (grpc.aio binds to it). Health reports
@@ -154,18 +167,39 @@ async def create_server(
         settings: Where to listen, the registry, tokens, TLS.
         registry: A registry to serve instead of the one ``settings`` names.
         feature_store: Where to find vectors by video hash, instead of the one ``settings`` names.
+        admin: Whether to build the admin server (worker processes go without).
 
     Returns:
         The public server, the port it is bound to (useful with port 0), and the control,
-        which holds the admin server and its bound port (``control.admin_port``).
+        which holds the admin server and its bound port (``control.admin_port``, 0 without).
     """
     registry = registry if registry is not None else open_registry(settings)
     store = feature_store if feature_store is not None else open_store(settings)
     runner = ExpertRunner(registry, max_loaded=settings.max_loaded, feature_store=store)
     watcher = RegistryWatcher(runner, resync_interval_s=settings.resync_interval_s)
-    server, health_servicer = create_aio_server(max_message_bytes=settings.max_message_bytes)
+    server, health_servicer = create_threaded_server(
+        max_message_bytes=settings.max_message_bytes,
+        workers=settings.workers,
+        max_concurrent_rpcs=settings.max_concurrent_rpcs,
+        thread_name_prefix="expert-worker",
+    )
     add_to_server(ExpertServicer(runner), server)
     enable_reflection(server, [SERVICE_NAME])
+    control = ServerControl(server, health_servicer, runner, watcher, None, None, 0)
+    if admin:
+        admin_parts = create_admin_server(settings, runner)
+        control.admin_server, control.admin_health, control.admin_servicer = admin_parts
+    await control._set_serving(False)
+    port = _bind(server, settings, settings.address)
+    if control.admin_server is not None:
+        control.admin_port = _bind(control.admin_server, settings, settings.admin_address)
+    return server, port, control
+
+
+def create_admin_server(
+    settings: ExpertSettings, runner: ExpertRunner
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer, ExpertAdminServicer]:
+    """The ExpertAdminService server (unbound): registry writes and training jobs."""
     admin, admin_health = create_aio_server(max_message_bytes=settings.max_message_bytes)
     training = TrainingLimits(
         settings.training_workers, settings.training_queue, settings.training_keep_s
@@ -173,11 +207,7 @@ async def create_server(
     admin_servicer = ExpertAdminServicer(runner, TeamTokens(settings.team_tokens()), training)
     add_admin_to_server(admin_servicer, admin)
     enable_reflection(admin, [ADMIN_SERVICE_NAME])
-    control = ServerControl(server, health_servicer, runner, watcher, admin, admin_health, 0)
-    await control._set_serving(False)
-    port = _bind(server, settings, settings.address)
-    control.admin_port = _bind(admin, settings, settings.admin_address)
-    return server, port, control
+    return admin, admin_health, admin_servicer
 
 
 async def serve(settings: ExpertSettings) -> None:
@@ -188,15 +218,20 @@ async def serve(settings: ExpertSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await control.start()
+    pool = WorkerPool(settings, port, settings.processes - 1)
+    pool.start()
+    supervisor = asyncio.create_task(pool.supervise())
     logger.info(
-        "expert service listening on %s:%d (admin on port %d)",
+        "expert service listening on %s:%d (admin on port %d), %d process(es)",
         settings.host,
         port,
         control.admin_port,
+        settings.processes,
     )
     await stop.wait()
     logger.info("stopping expert service (grace %.1f s)", settings.grace_s)
-    await control.stop(settings.grace_s)
+    supervisor.cancel()
+    await asyncio.gather(pool.stop(settings.grace_s), control.stop(settings.grace_s))
 
 
 def main() -> None:

@@ -89,6 +89,21 @@ class ExpertSettings(BaseSettings):
     tls_client_ca_file: Path | None = None
     """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
 
+    processes: int = Field(default=1, ge=1)
+    """Processes serving ExpertService on the one public port (the kernel spreads client
+    connections across them with SO_REUSEPORT). A Python process answers on about one core
+    (the GIL), so set it to the cores a replica has; the first process alone serves the admin
+    port and restarts any other that dies. Default 1."""
+
+    workers: int = Field(default=4, ge=1)
+    """Threads answering ExpertService calls. Each call holds the GIL, so more threads than
+    cores add contention rather than speed; a few spare ones keep answering while one waits
+    on the registry or feature store. Default 4."""
+
+    max_concurrent_rpcs: int = Field(default=1024, ge=1)
+    """ExpertService calls running or queued; beyond this a call gets RESOURCE_EXHAUSTED at
+    once instead of waiting without bound. Default 1024."""
+
     max_message_bytes: int = Field(default=4 * MiB, gt=0)
     """Largest gRPC message sent or received, in bytes. Default 4 MiB."""
 

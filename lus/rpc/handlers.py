@@ -8,7 +8,9 @@ from typing import Any
 import grpc
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-Wrapper = Callable[[Behavior, str], Behavior]
+ThreadedBehavior = Callable[[Any, grpc.ServicerContext], Any]
+Wrapper = Callable[[Any, str], Any]
+"""``wrap(behavior, method)``: a behaviour of the same kind (async or threaded) around it."""
 
 
 def wrap_handler(

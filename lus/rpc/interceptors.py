@@ -9,9 +9,11 @@ from typing import Any
 import grpc
 
 from lus.errors import LusError
-from lus.rpc.handlers import Behavior, wrap_handler
+from lus.rpc.handlers import Behavior, ThreadedBehavior, wrap_handler
 
 logger = logging.getLogger(__name__)
+
+INTERNAL_MESSAGE = "internal error; see server logs"
 
 
 def _wrap_unary(behavior: Behavior, method: str) -> Behavior:
@@ -28,7 +30,7 @@ def _wrap_unary(behavior: Behavior, method: str) -> Behavior:
             raise  # already a status, set by the servicer or by context.abort
         except Exception:
             logger.exception("unhandled error in %s", method)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server logs")
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
     return handler
 
@@ -43,3 +45,47 @@ class ErrorToStatusInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         return wrap_handler(handler, handler_call_details.method, _wrap_unary)
+
+
+def _wrap_threaded_unary(behavior: ThreadedBehavior, method: str) -> ThreadedBehavior:
+    # Servicers of the threaded server raise LusError and never call context.abort: its
+    # abort raises a bare Exception, which this wrapper could not tell from a bug.
+    def handler(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return behavior(request_or_iterator, context)
+        except LusError as err:
+            trailing = getattr(err, "trailing_metadata", None)
+            if trailing:
+                context.set_trailing_metadata(tuple(trailing))
+            context.abort(err.code, str(err))
+        except Exception:
+            logger.exception("unhandled error in %s", method)
+            context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+
+    return handler
+
+
+class ThreadedErrorToStatusInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """``ErrorToStatusInterceptor`` for the threaded server.
+
+    Wraps each method's handler once and reuses it: the registered handlers never change
+    after the server starts, and wrapping per call costs about 6% of a fast prediction.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        try:
+            return self._wrapped[method]
+        except KeyError:
+            handler = continuation(handler_call_details)
+            wrapped = wrap_handler(handler, method, _wrap_threaded_unary)
+            if handler is not None:  # an unknown method stays uncached: callers choose names
+                self._wrapped[method] = wrapped
+            return wrapped

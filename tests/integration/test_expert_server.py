@@ -191,7 +191,7 @@ def test_not_serving_until_experts_are_loaded(registry_dir: Path) -> None:
     async def main() -> None:
         settings = ExpertSettings(port=0, registry_dir=registry_dir)
         server, port, control = await create_server(settings)
-        await server.start()  # accepting calls, but experts not loaded yet
+        server.start()  # accepting calls, but experts not loaded yet
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 assert await _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING

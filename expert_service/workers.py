@@ -1,0 +1,113 @@
+"""More processes serving ExpertService on the same port, so one replica uses all its cores.
+
+A Python process answers predictions on about one core: every call holds the GIL. gRPC opens
+its listening sockets with SO_REUSEPORT on Linux, so several processes can listen on one port
+and the kernel spreads client connections across them (a connection stays with its process;
+clients with one channel stay on one process). The main process serves the admin port too and
+runs a ``WorkerPool`` of the others: each loads experts and follows the registry on its own,
+exactly like a replica; a worker that dies is started again; on shutdown each drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+from multiprocessing.process import BaseProcess
+
+from expert_service.settings import ExpertSettings
+
+logger = logging.getLogger(__name__)
+
+PARENT_POLL_S = 1.0
+"""How often a worker checks that the main process is still alive (it exits when orphaned)."""
+
+
+class WorkerPool:
+    """``count`` worker processes serving ExpertService on ``port`` beside the main process.
+
+    Args:
+        settings: The main process's settings; workers get them without admin tokens.
+        port: The bound public port (resolved, so ``port=0`` settings work too).
+        count: Worker processes besides the main one.
+    """
+
+    def __init__(self, settings: ExpertSettings, port: int, count: int) -> None:
+        self._settings = settings.model_copy(
+            update={"port": port, "processes": 1, "admin_tokens": {}}
+        )
+        self._context = multiprocessing.get_context("spawn")  # no inherited gRPC/thread state
+        self._workers: list[BaseProcess | None] = [None] * count
+        self._stopping = False
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers."""
+        return [w.pid for w in self._workers if w is not None and w.is_alive() and w.pid]
+
+    def start(self) -> None:
+        """Start every worker (or restart the ones that died)."""
+        for index, worker in enumerate(self._workers):
+            if self._stopping or (worker is not None and worker.is_alive()):
+                continue
+            if worker is not None:
+                logger.error(
+                    "expert worker %d (pid %s) exited with %s; starting it again",
+                    index,
+                    worker.pid,
+                    worker.exitcode,
+                )
+            fresh = self._context.Process(
+                target=run_worker,
+                args=(self._settings, os.getpid()),
+                name=f"expert-worker-{index}",
+                daemon=False,  # a daemon process may not start its own children (none here)
+            )
+            fresh.start()
+            self._workers[index] = fresh
+
+    async def supervise(self, interval_s: float = 1.0) -> None:
+        """Restart dead workers until ``stop``; run it as a task."""
+        while not self._stopping:
+            await asyncio.sleep(interval_s)
+            self.start()
+
+    async def stop(self, grace_s: float) -> None:
+        """SIGTERM every worker (each drains within ``grace_s``); kill the ones still alive."""
+        self._stopping = True
+        live = [w for w in self._workers if w is not None and w.is_alive()]
+        for worker in live:
+            worker.terminate()  # SIGTERM: the worker reports NOT_SERVING and drains
+        for worker in live:
+            await asyncio.to_thread(worker.join, grace_s + 5.0)
+            if worker.is_alive():
+                logger.error("expert worker pid %s did not stop in time; killing it", worker.pid)
+                worker.kill()
+                await asyncio.to_thread(worker.join, 5.0)
+
+
+def run_worker(settings: ExpertSettings, parent_pid: int) -> None:
+    """Entry point of a worker process: serve ExpertService (no admin) until told to stop."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s"
+    )
+    asyncio.run(_serve_worker(settings, parent_pid))
+
+
+async def _serve_worker(settings: ExpertSettings, parent_pid: int) -> None:
+    from expert_service.server import create_server  # the worker's own copy, after spawn
+
+    _, port, control = await create_server(settings, admin=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl-C reaches the whole group
+    await control.start()
+    logger.info("expert worker pid %d serving port %d", os.getpid(), port)
+    while not stop.is_set() and os.getppid() == parent_pid:  # orphaned: the main one is gone
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PARENT_POLL_S)
+    await control.stop(settings.grace_s)

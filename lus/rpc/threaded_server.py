@@ -1,0 +1,72 @@
+"""Builds a thread-pool gRPC server for data planes whose calls are short and CPU-bound.
+
+grpc.aio costs about 200 us more Python per unary call than grpc's threaded server on the
+2-core machines we measure on (a bare health check: 476 vs 265 us of server CPU at
+concurrency 1, 299 vs 185 us at 16), which is most of the budget of a sub-millisecond
+prediction. Few workers serve best: every call holds the GIL, so extra threads only contend
+for it, and calls beyond the workers wait in gRPC's own queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from lus.rpc.interceptors import ThreadedErrorToStatusInterceptor
+from lus.rpc.server import keepalive_options, message_size_options
+
+
+def create_threaded_server(
+    *,
+    max_message_bytes: int,
+    workers: int,
+    max_concurrent_rpcs: int | None = None,
+    keepalive_s: float = 30.0,
+    keepalive_timeout_s: float = 10.0,
+    thread_name_prefix: str = "grpc-worker",
+) -> tuple[grpc.Server, health.HealthServicer]:
+    """A threaded server with error mapping, keepalive, message limits and a health service.
+
+    Args:
+        max_message_bytes: Largest message sent or received.
+        workers: Threads that run handlers.
+        max_concurrent_rpcs: Calls in progress or queued beyond which new calls get
+            RESOURCE_EXHAUSTED at once (``None``: unbounded).
+        keepalive_s: Interval of keepalive pings.
+        keepalive_timeout_s: How long a ping may go unanswered.
+        thread_name_prefix: Names the worker threads in stack dumps and profiles.
+
+    Every service starts NOT_SERVING; the caller sets SERVING once it can answer.
+    """
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name_prefix),
+        interceptors=[ThreadedErrorToStatusInterceptor()],
+        options=[
+            *message_size_options(max_message_bytes),
+            *keepalive_options(keepalive_s, keepalive_timeout_s),
+        ],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+    )
+    # Watch streams get their own small pool so long-lived watchers never take a worker.
+    health_servicer = health.HealthServicer(
+        experimental_non_blocking=True,
+        experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1),
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    return server, health_servicer
+
+
+def set_serving_threaded(
+    health_servicer: health.HealthServicer, services: Iterable[str], serving: bool
+) -> None:
+    """``lus.rpc.server.set_serving`` for the threaded server's health servicer."""
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ["", *services]:
+        health_servicer.set(name, status)
