@@ -21,7 +21,9 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -94,9 +96,10 @@ def build_registry(
         )
 
 
-def start_server(root: Path) -> tuple[subprocess.Popen[str], int]:
+def start_server(root: Path, processes: int) -> tuple[subprocess.Popen[str], int]:
     env = {**os.environ, "LUS_EXPERT_PORT": "0", "LUS_EXPERT_REGISTRY_DIR": str(root),
-           "LUS_EXPERT_MAX_LOADED": str(N_TASKS + 28)}  # fmt: skip
+           "LUS_EXPERT_MAX_LOADED": str(N_TASKS + 28),
+           "LUS_EXPERT_PROCESSES": str(processes)}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "expert_service"],
         cwd=REPO,
@@ -105,10 +108,15 @@ def start_server(root: Path) -> tuple[subprocess.Popen[str], int]:
         text=True,
     )
     assert proc.stderr is not None
+    workers_up = 0
+    port = 0
     for line in proc.stderr:
         if match := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
+            port = int(match.group(1))
+        workers_up += "expert worker pid" in line
+        if port and workers_up == processes - 1:
             threading.Thread(target=proc.stderr.read, daemon=True).start()
-            return proc, int(match.group(1))
+            return proc, port
     raise RuntimeError("expert server did not start")
 
 
@@ -119,35 +127,55 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def server_pids(pid: int) -> list[int]:
+    """The server's main process and its worker processes (``LUS_EXPERT_PROCESSES``)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"multiprocessing.spawn" in Path(f"/proc/{child}/cmdline").read_bytes():
+                pids.append(int(child))
+    return pids
+
+
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used (robust to other load, unlike wall time)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of the server's processes (robust to other load, unlike wall
+    time)."""
+    total = 0.0
+    for one in server_pids(pid):
+        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
-async def drive(
-    call: Callable[[], Awaitable[object]], concurrency: int, seconds: float
-) -> tuple[np.ndarray, float]:
+def rss_total_mb(pid: int) -> float:
+    return sum(rss_mb(one) for one in server_pids(pid))
+
+
+Call = Callable[[int], Awaitable[object]]
+"""An RPC made by coroutine number ``i`` (which picks its connection from it)."""
+
+
+async def drive(call: Call, concurrency: int, seconds: float) -> tuple[np.ndarray, float]:
     """Run ``call`` from ``concurrency`` coroutines for ``seconds``; latencies (ms) and wall s."""
     latencies: list[float] = []
     stop = time.perf_counter() + seconds
 
-    async def worker() -> None:
+    async def worker(i: int) -> None:
         while time.perf_counter() < stop:
             start = time.perf_counter()
-            await call()
+            await call(i)
             latencies.append((time.perf_counter() - start) * 1000)
 
-    for _ in range(50):  # warm-up
-        await call()
+    for i in range(50):  # warm-up
+        await call(i)
     began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
     return np.asarray(latencies), time.perf_counter() - began
 
 
 async def measure(
     name: str,
-    call: Callable[[], Awaitable[object]],
+    call: Call,
     concurrency: int,
     seconds: float,
     server_pid: int,
@@ -189,13 +217,19 @@ def measure_blocking(
     return {"p50": float(p50), "p99": float(p99), "rate": rate, "cpu_us": server_us}
 
 
+def predict_requests(x: np.ndarray) -> tuple[pb.PredictRequest, pb.PredictRequest]:
+    """The default request (top-5 contributions + OOD flag) and one without contributions."""
+    vector = schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=x[0].tolist())
+    explained = pb.PredictRequest(task="mlp-large", vector=vector)
+    return explained, pb.PredictRequest(task="mlp-large", vector=vector, max_contributions=0)
+
+
 async def bench_ours(
-    port: int, x: np.ndarray, seconds: float, pid: int
+    port: int, x: np.ndarray, seconds: float, pid: int, connections: int
 ) -> dict[str, dict[str, float]]:
     results = {}
     vector = schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=x[0].tolist())
-    explained = pb.PredictRequest(task="mlp-large", vector=vector)
-    plain = pb.PredictRequest(task="mlp-large", vector=vector, max_contributions=0)
+    explained, plain = predict_requests(x)
     rows = x[:64]
     matrix = pb.PredictBatchRequest(
         matrices=[
@@ -220,30 +254,41 @@ async def bench_ours(
             for row in rows
         ]
     )
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = pb_grpc.ExpertServiceStub(channel)
+    # One TCP connection per channel (a local subchannel pool each), as separate clients
+    # would have; coroutine i uses connection i mod n, so worker processes all get traffic.
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [
+        grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=own_connection)
+        for _ in range(connections)
+    ]
+    stubs = [pb_grpc.ExpertServiceStub(channel) for channel in channels]
+    stub = stubs[0]
+    try:
         for c in (1, 16, 64):
             results[f"predict_c{c}"] = await measure(
                 f"Predict (default: top-5 contributions + OOD) c={c}",
-                lambda: stub.Predict(explained), c, seconds, pid,
+                lambda i: stubs[i % connections].Predict(explained), c, seconds, pid,
             )  # fmt: skip
         for c in (1, 16):
             results[f"predict_plain_c{c}"] = await measure(
                 f"Predict (max_contributions=0) c={c}",
-                lambda: stub.Predict(plain), c, seconds, pid,
+                lambda i: stubs[i % connections].Predict(plain), c, seconds, pid,
             )  # fmt: skip
         for c in (1, 4):
             results[f"batch_c{c}"] = await measure(
                 f"PredictBatch 1 matrix x64 (no contributions) c={c}",
-                lambda: stub.PredictBatch(matrix), c, seconds, pid, per_call=64,
+                lambda i: stubs[i % connections].PredictBatch(matrix), c, seconds, pid,
+                per_call=64,
             )  # fmt: skip
         results["batch_matrix_explained"] = await measure(
             "PredictBatch 1 matrix x64 (top-5 contributions) c=4",
-            lambda: stub.PredictBatch(matrix_explained), 4, seconds, pid, per_call=64,
+            lambda i: stubs[i % connections].PredictBatch(matrix_explained), 4, seconds, pid,
+            per_call=64,
         )  # fmt: skip
         results["batch_requests"] = await measure(
             "PredictBatch 64 PredictRequests (no contrib.) c=4",
-            lambda: stub.PredictBatch(requests), 4, seconds, pid, per_call=64,
+            lambda i: stubs[i % connections].PredictBatch(requests), 4, seconds, pid,
+            per_call=64,
         )  # fmt: skip
         with grpc.insecure_channel(f"127.0.0.1:{port}") as blocking_channel:
             blocking = pb_grpc.ExpertServiceStub(blocking_channel)
@@ -254,10 +299,70 @@ async def bench_ours(
             )  # fmt: skip
         for i in range(1, N_TASKS):  # touch every task so all 100 are loaded
             await stub.Predict(pb.PredictRequest(task=f"task-{i:03d}", vector=vector))
+    finally:
+        for channel in channels:
+            await channel.close()
     return results
 
 
+def h2load_predict(
+    port: int,
+    request: pb.PredictRequest,
+    *,
+    concurrency: int,
+    connections: int,
+    seconds: float,
+    server_pid: int,
+    name: str,
+) -> dict[str, float] | None:
+    """Predict driven by h2load (nghttp2's C load generator, like ghz for gRPC): the client
+    costs far less CPU than a Python one, so the figure is the server's own capacity."""
+    h2load = shutil.which("h2load")
+    if h2load is None:
+        print(f"{name:<52} skipped: no h2load (Debian package nghttp2-client)")
+        return None
+    body = request.SerializeToString()
+    with tempfile.NamedTemporaryFile(suffix=".grpc") as frame:
+        frame.write(b"\x00" + struct.pack(">I", len(body)) + body)  # gRPC length-prefixed
+        frame.flush()
+        command = [
+            h2load, f"--duration={round(seconds * 1000)}ms",  # the server is warm by now
+            f"--clients={connections}", f"--max-concurrent-streams={concurrency // connections}",
+            "--header=content-type: application/grpc", "--header=te: trailers",
+            f"--data={frame.name}",
+            f"http://127.0.0.1:{port}/lus.expert.v1.ExpertService/Predict",
+        ]  # fmt: skip
+        before = cpu_s(server_pid)
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    rate = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out)
+    if not (done and rate and mean):
+        print(f"{name:<52} h2load output not understood:\n{out}")
+        return None
+    calls = int(done.group(1))
+    server_us = (cpu_s(server_pid) - before) / max(calls, 1) * 1e6
+    mean_ms = _ms(mean.group(1))
+    ok = f"{int(done.group(2))}/{calls} HTTP 200"
+    print(f"{name:<52} mean {mean_ms:6.3f} ms  {float(rate.group(1)):7.0f} calls/s"
+          f"  server CPU {server_us:5.0f} us/call  ({ok})")  # fmt: skip
+    return {"rate": float(rate.group(1)), "mean": mean_ms, "cpu_us": server_us}
+
+
+def _ms(text: str) -> float:
+    """h2load's durations (``812us``, ``1.25ms``, ``2.1s``) in milliseconds."""
+    for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * scale
+    return float("nan")
+
+
 def print_targets(ours: dict[str, dict[str, float]], rss: float) -> None:
+    fast_client = [
+        (f"Predict/s c=16 ({what}, h2load client)", ours[key]["rate"], ">=", 3000, "/s")
+        for key, what in (("h2load_c16", "default request"), ("h2load_plain_c16", "no contrib."))
+        if key in ours
+    ]
     """Each issue-4 target next to the figure measured for it."""
     print("\ntargets (issue 4; 2 cores, client on the same machine, MLP-large):")
     rows = [
@@ -270,6 +375,7 @@ def print_targets(ours: dict[str, dict[str, float]], rss: float) -> None:
         ("Predict/s c=16 (default request)", ours["predict_c16"]["rate"], ">=", 3000, "/s"),
         ("Predict/s c=16 (max_contributions=0)", ours["predict_plain_c16"]["rate"], ">=", 3000,
          "/s"),
+        *fast_client,
         ("predictions/s, PredictBatch of 64 (matrix, c=4)", ours["batch_c4"]["rate"], ">=",
          100_000, "/s"),
         ("RSS with 100 tasks loaded", rss, "<=", 500, "MB"),
@@ -291,24 +397,52 @@ def main() -> None:
         default=Path("/tmp/mlserver-venv"),
         help="venv with mlserver + mlserver-sklearn; the peer is skipped when missing",
     )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="LUS_EXPERT_PROCESSES of the server (default 1)"
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=0,
+        help="client connections the load is spread over (default: 1, or 2 per process)",
+    )
     args = parser.parse_args()
+    connections = args.connections or (1 if args.processes == 1 else 2 * args.processes)
 
     when = time.strftime("%Y-%m-%d %H:%M")
-    print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}; {when}")
+    print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}; {when}; "
+          f"server processes {args.processes}, client connections {connections}")  # fmt: skip
     model, x, y = fit_mlp_large()
     onnx = to_onnx_bytes(model, x)
     classes = tuple(str(c) for c in model.classes_)  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "registry"
         build_registry(root, onnx, classes, summary_of(x, y))
-        proc, port = start_server(root)
+        proc, port = start_server(root, args.processes)
         try:
             print(
                 f"expert server pid {proc.pid}, port {port}; RSS at start {rss_mb(proc.pid):.0f} MB"
             )
-            ours = asyncio.run(bench_ours(port, x, args.seconds, proc.pid))
-            rss = rss_mb(proc.pid)
-            print(f"RSS with {N_TASKS} tasks loaded: {rss:.0f} MB")
+            ours = asyncio.run(bench_ours(port, x, args.seconds, proc.pid, connections))
+            explained, plain = predict_requests(x)
+            h2_connections = max(connections, 2)
+            for key, request, what in (
+                ("h2load_c16", explained, "default"),
+                ("h2load_plain_c16", plain, "max_contributions=0"),
+            ):
+                figure = h2load_predict(
+                    port,
+                    request,
+                    concurrency=16,
+                    connections=h2_connections,
+                    seconds=args.seconds,
+                    server_pid=proc.pid,
+                    name=f"Predict ({what}) c=16, h2load x{h2_connections} conn.",
+                )
+                if figure is not None:
+                    ours[key] = figure
+            rss = rss_total_mb(proc.pid)
+            print(f"RSS with {N_TASKS} tasks loaded: {rss:.0f} MB (all server processes)")
             print_targets(ours, rss)
         finally:
             proc.send_signal(signal.SIGTERM)
