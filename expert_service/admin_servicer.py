@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from expert_service import converters, training_converters
+from expert_service import converters
 from expert_service.auth import TeamTokens
 from expert_service.registry.common import check_alias
 from expert_service.runner import ExpertRunner, TaskInfo
-from expert_service.training import ExpertTraining
-from expert_service.training_jobs import TrainingLimits
+from expert_service.training import converters as training_converters
+from expert_service.training.jobs import TrainingLimits
+from expert_service.training.service import ExpertTraining
 from lus.errors import LusError
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
 

@@ -20,7 +20,7 @@ from expert_service.reload import RegistryWatcher
 from expert_service.runner import ExpertRunner
 from expert_service.servicer import ExpertServicer, add_to_server
 from expert_service.settings import ExpertSettings
-from expert_service.training_jobs import TrainingLimits
+from expert_service.training.jobs import TrainingLimits
 from expert_service.workers import WorkerPool
 from lus.errors import LusError
 from lus.rpc.server import bind, create_aio_server, enable_reflection, set_serving

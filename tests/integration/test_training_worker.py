@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from expert_service.model import OnnxExpert
-from expert_service.training_worker import FitRequest, ProcessFitter
+from expert_service.training.worker import FitRequest, ProcessFitter
 from lus.errors import InvalidInput
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from expert_service.training_jobs import (
+from expert_service.training.jobs import (
     FINISHED,
     JobState,
     JobStatus,

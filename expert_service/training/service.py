@@ -19,9 +19,9 @@ from expert_service.artifact import validate_task
 from expert_service.auth import TeamTokens
 from expert_service.registry.base import ExpertRegistry
 from expert_service.runner import TaskInfo
-from expert_service.training_jobs import JobStatus, Progress, TrainingJobs, TrainingLimits
-from expert_service.training_set import TrainingRequest, TrainingSet, build_training_set
-from expert_service.training_worker import (
+from expert_service.training.examples import TrainingRequest, TrainingSet, build_training_set
+from expert_service.training.jobs import JobStatus, Progress, TrainingJobs, TrainingLimits
+from expert_service.training.worker import (
     FitOutcome,
     FitRequest,
     ProcessFitter,
@@ -85,7 +85,7 @@ class ExpertTraining:
         Raises:
             TrainingUnavailable: No ``train`` extra here, or training switched off.
             InvalidInput, SchemaMismatch, FailedPrecondition, NotFound: See
-                ``training_set.build_training_set``.
+                ``examples.build_training_set``.
             PermissionDenied: The task belongs to another team.
             Overloaded: The training queue is full.
         """

@@ -32,7 +32,7 @@ import grpc
 import numpy as np
 
 from expert_service.artifact import TrainingSummary
-from expert_service.training_jobs import Progress
+from expert_service.training.jobs import Progress
 from lus.errors import LusError, NotReady
 
 logger = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from expert_service import converters
 from expert_service.runner import TaskInfo
-from expert_service.training_jobs import JobState, JobStatus
-from expert_service.training_set import Example, TrainingRequest
+from expert_service.training.examples import Example, TrainingRequest
+from expert_service.training.jobs import JobState, JobStatus
 from lus.expert.v1 import expert_service_pb2 as pb
 
 _STATE = {
