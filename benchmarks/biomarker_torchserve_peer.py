@@ -5,8 +5,9 @@ Every server gets the same MP4 bytes at the same concurrencies, in one run, serv
 * TorchServe (peer venv): a ``.mar`` of the same artifact with ``torchserve/tsm_video_handler.py``,
   which decodes and samples clips with ``lus.video`` and runs the model in torch eager fp32 on
   CPU; TorchServe batching at ``--batch-videos`` videos and ``--max-wait-ms`` (our batcher's
-  CPU settings); driven over its HTTP inference API. ``torchserve-WxT`` in ``--servers`` is one
-  instance of W worker processes with T torch threads each (default: 1x2 and 2x1);
+  CPU settings); driven over its HTTP inference API (``torchserve/launch.py``).
+  ``torchserve-WxT`` in ``--servers`` is one instance of W worker processes with T torch
+  threads each (default: 1x2 and 2x1);
 * our service (project venv, ``python -m biomarker_service``) with the torch backend and with
   static int8 ONNX (our fastest CPU backend), same batching, driven over gRPC ``Extract``.
 
@@ -40,19 +41,15 @@ Figures only, on whatever CPU runs it; the one check is that the vectors agree.
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -63,6 +60,7 @@ import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks.biomarker_throughput import Result, encode_mp4, requests_for
+from benchmarks.torchserve.launch import Predict, free_port, peer_versions, tail, torchserve
 from biomarker_service.artifact import ArtifactInfo, Provenance, save_artifact
 from biomarker_service.client import SERVICE, channel_options
 from biomarker_service.model import tsm_resnet18
@@ -73,19 +71,6 @@ from lus.schema import load_schema
 from lus.video import InputSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-HANDLER = Path(__file__).resolve().parent / "torchserve" / "tsm_video_handler.py"
-MODEL_NAME = "tsm"
-Predict = Callable[[bytes], np.ndarray]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tail(path: Path, chars: int = 3000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else f"({path} missing)"
 
 
 def build_artifact(workdir: Path, spec: InputSpec) -> Path:
@@ -176,145 +161,6 @@ def wait_serving(channel: grpc.Channel, proc: subprocess.Popen[bytes], log_path:
         time.sleep(0.5)
 
 
-# -- TorchServe -------------------------------------------------------------------------------
-
-
-def torchserve_layout(server: str) -> tuple[int, int]:
-    """``"torchserve-2x1"`` -> 2 worker processes of 1 torch thread each."""
-    workers, _, threads = server.removeprefix("torchserve-").partition("x")
-    if not (workers.isdigit() and threads.isdigit()):
-        raise SystemExit(f"{server!r}: say torchserve-WORKERSxTHREADS, e.g. torchserve-1x2")
-    return int(workers), int(threads)
-
-
-def archive(args: argparse.Namespace, artifact: Path, tsdir: Path, layout: tuple[int, int]) -> Path:
-    """``tsm.mar``: the artifact, the handler, and batching + worker settings."""
-    workers, threads = layout
-    config = tsdir / "model-config.yaml"
-    config.write_text(
-        f"minWorkers: {workers}\nmaxWorkers: {workers}\n"
-        f"batchSize: {args.batch_videos}\nmaxBatchDelay: {round(args.max_wait_ms)}\n"
-        f"responseTimeout: 600\nhandler:\n  torch_threads: {threads}\n"
-    )
-    store = tsdir / "store"
-    store.mkdir()
-    subprocess.run(
-        [
-            str(args.peer_venv / "bin" / "torch-model-archiver"),
-            *("--model-name", MODEL_NAME, "--version", "1.0"),
-            *("--serialized-file", str(artifact), "--handler", str(HANDLER)),
-            *("--config-file", str(config), "--export-path", str(store)),
-        ],
-        check=True,
-    )
-    return store
-
-
-@contextmanager
-def torchserve(args: argparse.Namespace, artifact: Path, server: str) -> Iterator[Predict]:
-    """``torchserve --start`` from the peer venv; yields a blocking HTTP prediction call."""
-    tsdir = artifact.parent / server
-    tsdir.mkdir()
-    store = archive(args, artifact, tsdir, torchserve_layout(server))
-    ports = {name: free_port() for name in ("inference", "management", "metrics", "grpc")}
-    properties = tsdir / "config.properties"
-    properties.write_text(
-        f"inference_address=http://127.0.0.1:{ports['inference']}\n"
-        f"management_address=http://127.0.0.1:{ports['management']}\n"
-        f"metrics_address=http://127.0.0.1:{ports['metrics']}\n"
-        f"grpc_inference_port={ports['grpc']}\ngrpc_management_port={ports['grpc'] + 1}\n"
-        f"initial_worker_port={free_port()}\n"
-        "disable_system_metrics=true\nenable_metrics_api=false\n"
-        "install_py_dep_per_model=false\njob_queue_size=1000\n"
-    )
-    # Its pid file, logs and unpacked models go under tsdir, so runs never collide.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LUS_", "TS_"))}
-    env |= {
-        "PYTHONPATH": str(ROOT),
-        "TMPDIR": str(tsdir),
-        "TEMP": str(tsdir),
-        "LOG_LOCATION": str(tsdir / "logs"),
-        "METRICS_LOCATION": str(tsdir / "logs"),
-        "PATH": f"{args.peer_venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-    }
-    command = [str(args.peer_venv / "bin" / "torchserve")]
-    log = (tsdir / "torchserve.out").open("w")  # the frontend's console, apart from ours
-    subprocess.run(
-        [
-            *command,
-            *("--start", "--ncs", "--disable-token-auth"),
-            *("--model-store", str(store), "--ts-config", str(properties)),
-            *("--models", f"{MODEL_NAME}={MODEL_NAME}.mar"),
-        ],
-        env=env,
-        cwd=tsdir,
-        check=True,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        predict = http_predictor(ports["inference"])
-        wait_torchserve(predict, tsdir)
-        yield predict
-    finally:
-        subprocess.run(
-            [*command, "--stop", "--foreground"],
-            env=env,
-            cwd=tsdir,
-            timeout=120,
-            check=False,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-
-
-def http_predictor(port: int) -> Predict:
-    """POSTs MP4 bytes to ``/predictions/tsm`` on one keep-alive connection per thread."""
-    local = threading.local()
-
-    def predict(video: bytes) -> np.ndarray:
-        if getattr(local, "conn", None) is None:
-            local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-        try:
-            local.conn.request(
-                "POST",
-                f"/predictions/{MODEL_NAME}",
-                body=video,
-                headers={"Content-Type": "application/octet-stream"},
-            )
-            response = local.conn.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException):
-            local.conn.close()
-            local.conn = None
-            raise
-        if response.status != 200:
-            raise RuntimeError(f"TorchServe answered {response.status}: {body[:300]!r}")
-        return np.asarray(json.loads(body), dtype=np.float32)
-
-    return predict
-
-
-def wait_torchserve(predict: Predict, tsdir: Path) -> None:
-    """Ready once a prediction comes back (the Java frontend starts before the worker)."""
-    video = encode_mp4(99, 16, 64)
-    deadline = time.monotonic() + 600
-    logs = tsdir / "logs"
-    while True:
-        try:
-            predict(video)
-            return
-        except (OSError, http.client.HTTPException, RuntimeError) as error:
-            # A worker that cannot start is retried for ever, with growing back-off: stop at once.
-            failed = "Backend worker error" in tail(logs / "ts_log.log", 10**6)
-            if failed or time.monotonic() > deadline:
-                raise SystemExit(
-                    f"TorchServe did not answer ({error}):\n{tail(logs / 'model_log.log')}"
-                ) from None
-        time.sleep(1)
-
-
 # -- load and report --------------------------------------------------------------------------
 
 
@@ -394,26 +240,6 @@ def max_difference(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> tuple[
     return error, len(shared)
 
 
-def versions(args: argparse.Namespace) -> str:
-    peer = subprocess.run(
-        [
-            str(args.peer_venv / "bin" / "python"),
-            "-c",
-            "import importlib.metadata as m; print(*(f'{p} {m.version(p)}' for p in "
-            "('torchserve', 'torch-model-archiver', 'torch')), sep=', ')",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else "java"
-    java_line = subprocess.run(
-        [java, "-version"], capture_output=True, text=True, check=True
-    ).stderr
-    return f"peer venv: {peer}; {java_line.splitlines()[0]}"
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -450,7 +276,7 @@ def main() -> None:
         f"{os.cpu_count()} CPUs; driver {sys.executable}"
     )
     if any(server.startswith("torchserve") for server in servers):
-        print(versions(args))
+        print(peer_versions(args.peer_venv))
     print(
         f"model: TSM ResNet-18, {args.clips} clips x {args.frames} frames x {args.size}px; "
         f"batch {args.batch_videos} video(s), max wait {args.max_wait_ms} ms; "
@@ -465,7 +291,15 @@ def main() -> None:
         predictors: dict[str, Predict] = {}
         for server in servers:  # all up at once; idle ones cost next to nothing
             if server.startswith("torchserve"):
-                context = torchserve(args, artifact, server)
+                context = torchserve(
+                    args.peer_venv,
+                    artifact,
+                    server=server,
+                    batch=args.batch_videos,
+                    max_wait_ms=args.max_wait_ms,
+                    pythonpath=ROOT,
+                    probe=encode_mp4(99, 16, 64),
+                )
                 predictors[server] = stack.enter_context(context)
             elif server == "torch":
                 context = our_server(args, artifact, "torch", None)
