@@ -1,7 +1,10 @@
 # GPU tier: biomarker extraction. PyPI's torch 2.13.0 wheels for Linux bundle the CUDA runtime,
 # so this image runs on NVIDIA GPUs (with the NVIDIA container toolkit) and falls back to CPU.
 # Build from the repository root: docker build -f deploy/docker/biomarker.Dockerfile -t lus-biomarker .
-FROM python:3.11.14-slim-bookworm
+# BASE_IMAGE: the same image from an internal registry mirror; deploy/docker/standin-base.sh
+# builds a local stand-in for hosts that cannot reach Docker Hub.
+ARG BASE_IMAGE=python:3.11.14-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
