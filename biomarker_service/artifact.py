@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,12 +96,18 @@ def save_artifact(path: Path, model: TSMResNet, info: ArtifactInfo) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(state, str(tmp), metadata={METADATA_KEY: info.to_json()})
+    # safetensors creates files 0600; a model is not secret, and a service running as another
+    # user (the images' uid 10001) must be able to read one made by the trainer or on the host.
+    tmp.chmod(0o644)
     tmp.replace(path)  # readers never see half a file
 
 
 def read_info(path: Path) -> ArtifactInfo:
     from safetensors import safe_open
 
+    if not os.access(path, os.R_OK):  # safetensors reports EACCES as "No such file"
+        reason = "does not exist" if not path.exists() else "is not readable by this user"
+        raise FileNotFoundError(f"biomarker artifact {path} {reason} (uid {os.getuid()})")
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
     if METADATA_KEY not in metadata:

@@ -93,10 +93,14 @@ async def create_server(
     await server.start()
 
     # Until the model is loaded, health says NOT_SERVING and the servicer answers UNAVAILABLE.
-    if backend is None:
-        loaded, info = await asyncio.to_thread(load_backend, settings)
-    else:
-        loaded, info = backend, await asyncio.to_thread(read_info, settings.artifact)
+    try:
+        if backend is None:
+            loaded, info = await asyncio.to_thread(load_backend, settings)
+        else:
+            loaded, info = backend, await asyncio.to_thread(read_info, settings.artifact)
+    except BaseException:
+        await server.stop(None)  # no half-started server left for the garbage collector
+        raise
     backend = loaded
     metrics.backend = backend.name
     runner = ModelRunner(backend)

@@ -123,10 +123,15 @@ class BiomarkerSettings(BaseSettings):
 def main() -> None:
     """Entry point for the GPU tier's container: settings from ``LUS_BIOMARKER_*``."""
     import asyncio
+    import logging
 
     from biomarker_service.server import serve
     from lus.rpc.logging import configure_logging
 
     settings = BiomarkerSettings()
     configure_logging(json_format=settings.log_json, level=settings.log_level)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except (FileNotFoundError, PermissionError) as err:  # the model file: one clear line
+        logging.getLogger("biomarker_service").error("cannot start: %s", err)
+        raise SystemExit(2) from None

@@ -96,6 +96,13 @@ def test_artifact_round_trip_keeps_weights_schema_and_provenance(tmp_path: Path)
     clips = torch.randint(0, 256, (1, 4, 32, 32), dtype=torch.uint8)
     with torch.inference_mode():
         assert torch.equal(model(clips), loaded(clips))
+    # Readable by the services' own user, whoever wrote it (safetensors alone makes it 0600).
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_missing_artifact_is_named_in_the_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"absent\.safetensors does not exist"):
+        read_info(tmp_path / "absent.safetensors")
 
 
 def test_non_artifact_file_is_refused(tmp_path: Path) -> None:
