@@ -15,6 +15,7 @@ from expert_service.admin_servicer import ExpertAdminServicer
 from expert_service.admin_servicer import add_to_server as add_admin_to_server
 from expert_service.auth import TeamTokens
 from expert_service.converters import ADMIN_SERVICE_NAME, SERVICE_NAME
+from expert_service.metrics import ExpertMetrics
 from expert_service.registry import ExpertRegistry, LocalRegistry
 from expert_service.reload import RegistryWatcher
 from expert_service.runner import ExpertRunner
@@ -23,6 +24,7 @@ from expert_service.settings import ExpertSettings
 from expert_service.training.jobs import TrainingLimits
 from expert_service.workers import WorkerPool
 from lus.errors import LusError
+from lus.rpc.metrics import MetricsServer, start_metrics_server
 from lus.rpc.server import bind, create_aio_server, enable_reflection, set_serving
 from lus.rpc.threaded_server import create_threaded_server, set_serving_threaded
 
@@ -51,6 +53,7 @@ class ServerControl:
     admin_health: health.aio.HealthServicer | None
     admin_port: int
     admin_servicer: ExpertAdminServicer | None = None
+    metrics_server: MetricsServer | None = None
     _stopping: bool = field(default=False, init=False)
 
     async def start(self) -> None:
@@ -103,6 +106,8 @@ class ServerControl:
         if self.admin_servicer is not None:
             self.admin_servicer.close()  # no new training jobs; a running fit ends on its own
         await asyncio.to_thread(stopped.wait)
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         await asyncio.to_thread(self.watcher.close)
         close = getattr(self.runner.registry, "close", None)
         if callable(close):
@@ -177,11 +182,13 @@ async def create_server(
     store = feature_store if feature_store is not None else open_store(settings)
     runner = ExpertRunner(registry, max_loaded=settings.max_loaded, feature_store=store)
     watcher = RegistryWatcher(runner, resync_interval_s=settings.resync_interval_s)
+    metrics = ExpertMetrics(runner)
     server, health_servicer = create_threaded_server(
         max_message_bytes=settings.max_message_bytes,
         workers=settings.workers,
         max_concurrent_rpcs=settings.max_concurrent_rpcs,
         thread_name_prefix="expert-worker",
+        metrics=metrics.rpc,
     )
     add_to_server(ExpertServicer(runner), server)
     enable_reflection(server, [SERVICE_NAME])
@@ -193,6 +200,10 @@ async def create_server(
     port = _bind(server, settings, settings.address)
     if control.admin_server is not None:
         control.admin_port = _bind(control.admin_server, settings, settings.admin_address)
+    if settings.metrics_port is not None:
+        control.metrics_server = start_metrics_server(
+            settings.metrics_host, settings.metrics_port, metrics.registry
+        )
     return server, port, control
 
 
@@ -222,11 +233,12 @@ async def serve(settings: ExpertSettings) -> None:
     pool.start()
     supervisor = asyncio.create_task(pool.supervise())
     logger.info(
-        "expert service listening on %s:%d (admin on port %d), %d process(es)",
+        "expert service listening on %s:%d (admin on port %d), %d process(es), metrics port %s",
         settings.host,
         port,
         control.admin_port,
         settings.processes,
+        control.metrics_server.port if control.metrics_server else "off",
     )
     await stop.wait()
     logger.info("stopping expert service (grace %.1f s)", settings.grace_s)

@@ -104,6 +104,14 @@ class ExpertSettings(BaseSettings):
     """ExpertService calls running or queued; beyond this a call gets RESOURCE_EXHAUSTED at
     once instead of waiting without bound. Default 1024."""
 
+    metrics_host: str = "127.0.0.1"
+    """Interface of the Prometheus ``/metrics`` HTTP port. Default 127.0.0.1."""
+
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of Prometheus ``/metrics`` (0 picks a free one); unset serves no metrics port.
+    Worker processes (``processes`` > 1) serve theirs on the next ports up. Deployments set
+    9102. Default unset."""
+
     max_message_bytes: int = Field(default=4 * MiB, gt=0)
     """Largest gRPC message sent or received, in bytes. Default 4 MiB."""
 

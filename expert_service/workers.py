@@ -39,6 +39,7 @@ class WorkerPool:
         self._settings = settings.model_copy(
             update={"port": port, "processes": 1, "admin_tokens": {}}
         )
+        self._metrics_port = settings.metrics_port
         self._context = multiprocessing.get_context("spawn")  # no inherited gRPC/thread state
         self._workers: list[BaseProcess | None] = [None] * count
         self._stopping = False
@@ -62,12 +63,19 @@ class WorkerPool:
                 )
             fresh = self._context.Process(
                 target=run_worker,
-                args=(self._settings, os.getpid()),
+                args=(self._worker_settings(index), os.getpid()),
                 name=f"expert-worker-{index}",
                 daemon=False,  # a daemon process may not start its own children (none here)
             )
             fresh.start()
             self._workers[index] = fresh
+
+    def _worker_settings(self, index: int) -> ExpertSettings:
+        # Each process has its own metrics (no shared registry across processes): worker i
+        # serves them on the main process's metrics port + 1 + i.
+        if not self._metrics_port:
+            return self._settings
+        return self._settings.model_copy(update={"metrics_port": self._metrics_port + 1 + index})
 
     async def supervise(self, interval_s: float = 1.0) -> None:
         """Restart dead workers until ``stop``; run it as a task."""

@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from lus.rpc.interceptors import ThreadedErrorToStatusInterceptor
+from lus.rpc.metrics import RpcMetrics
 from lus.rpc.server import keepalive_options, message_size_options
 
 
@@ -27,6 +28,7 @@ def create_threaded_server(
     keepalive_s: float = 30.0,
     keepalive_timeout_s: float = 10.0,
     thread_name_prefix: str = "grpc-worker",
+    metrics: RpcMetrics | None = None,
 ) -> tuple[grpc.Server, health.HealthServicer]:
     """A threaded server with error mapping, keepalive, message limits and a health service.
 
@@ -38,12 +40,13 @@ def create_threaded_server(
         keepalive_s: Interval of keepalive pings.
         keepalive_timeout_s: How long a ping may go unanswered.
         thread_name_prefix: Names the worker threads in stack dumps and profiles.
+        metrics: Where to count and time every call by method and final status.
 
     Every service starts NOT_SERVING; the caller sets SERVING once it can answer.
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name_prefix),
-        interceptors=[ThreadedErrorToStatusInterceptor()],
+        interceptors=[ThreadedErrorToStatusInterceptor(metrics)],
         options=[
             *message_size_options(max_message_bytes),
             *keepalive_options(keepalive_s, keepalive_timeout_s),

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -237,3 +238,39 @@ def test_sigterm_stops_the_server_gracefully(registry_dir: Path) -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """One sample's value from Prometheus text exposition (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} " if labels else f"{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_port_counts_calls_by_status(registry_dir: Path) -> None:
+    async def main() -> None:
+        settings = ExpertSettings(port=0, registry_dir=registry_dir, metrics_port=0)
+        _, port, control = await create_server(settings)
+        await control.start()
+        try:
+            assert control.metrics_server is not None
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = pb_grpc.ExpertServiceStub(channel)
+                for _ in range(3):
+                    await stub.Predict(pb.PredictRequest(task="covid", vector=_vector([0.5] * len(SCHEMA))))
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await stub.Predict(pb.PredictRequest(task="nope", vector=_vector([0.5] * len(SCHEMA))))
+            url = f"http://127.0.0.1:{control.metrics_server.port}/metrics"
+            text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+        finally:
+            await control.stop(None)
+        body = text.decode()
+        ok = {"service": "expert", "method": "Predict"}
+        assert _metric(body, "lus_rpc_requests_total", code="OK", **ok) == 3
+        assert _metric(body, "lus_rpc_requests_total", code="NOT_FOUND", **ok) == 1
+        assert _metric(body, "lus_rpc_latency_seconds_count", code="OK", **ok) == 3
+        assert _metric(body, "lus_expert_loaded_models") == 1
+
+    asyncio.run(main())
