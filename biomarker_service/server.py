@@ -98,6 +98,12 @@ async def create_server(
             loaded, info = await asyncio.to_thread(load_backend, settings)
         else:
             loaded, info = backend, await asyncio.to_thread(read_info, settings.artifact)
+        store = open_feature_store(
+            settings.feature_store,
+            path=settings.store_path,
+            redis_url=settings.redis_url,
+            prefix=settings.redis_prefix,
+        )
     except BaseException:
         await server.stop(None)  # no half-started server left for the garbage collector
         raise
@@ -112,12 +118,6 @@ async def create_server(
         observer=metrics,
     )
     batcher.start()
-    store = open_feature_store(
-        settings.feature_store,
-        path=settings.store_path,
-        redis_url=settings.redis_url,
-        prefix=settings.redis_prefix,
-    )
     pool = ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="decode")
     extractor = BiomarkerExtractor(
         runner, info, pool, batcher=batcher, store=store, metrics=metrics

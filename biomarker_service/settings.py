@@ -132,6 +132,6 @@ def main() -> None:
     configure_logging(json_format=settings.log_json, level=settings.log_level)
     try:
         asyncio.run(serve(settings))
-    except (FileNotFoundError, PermissionError) as err:  # the model file: one clear line
+    except OSError as err:  # model file or feature store unusable: one clear line
         logging.getLogger("biomarker_service").error("cannot start: %s", err)
         raise SystemExit(2) from None

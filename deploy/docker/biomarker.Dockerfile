@@ -15,10 +15,14 @@ COPY biomarker_service biomarker_service
 COPY expert_service expert_service
 COPY trainer trainer
 RUN pip install -c deploy/constraints.txt '.[biomarker,redis]' \
-    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin lus
+    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin lus \
+    && install -d -o 10001 -g 10001 /data
 
 USER 10001
-ENV LUS_BIOMARKER_HOST=0.0.0.0 LUS_BIOMARKER_PORT=50051 LUS_BIOMARKER_ARTIFACT=/models/lus-biomarker.safetensors
+# /models is mounted read-only; the embedded (SQLite) feature store lives in /data when Redis
+# is not configured (LUS_BIOMARKER_FEATURE_STORE=redis in compose and Kubernetes).
+ENV LUS_BIOMARKER_HOST=0.0.0.0 LUS_BIOMARKER_PORT=50051 LUS_BIOMARKER_ARTIFACT=/models/lus-biomarker.safetensors \
+    LUS_BIOMARKER_FEATURE_STORE_PATH=/data/lus-features.sqlite
 EXPOSE 50051 9101
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
   CMD ["python", "-m", "lus.healthcheck", "127.0.0.1:50051"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +19,13 @@ def open_feature_store(
     if kind == "none":
         return None
     if kind == "sqlite":
-        return SqliteFeatureStore(path)
+        try:
+            return SqliteFeatureStore(path)
+        except (sqlite3.Error, OSError) as err:  # e.g. a read-only volume next to the model
+            raise OSError(
+                f"cannot open the SQLite feature store {path} ({err}); point the feature-store "
+                "path at a writable file, or use Redis or no store"
+            ) from err
     from lus.feature_store.redis_store import RedisFeatureStore
 
     return RedisFeatureStore.from_url(redis_url, prefix=prefix)

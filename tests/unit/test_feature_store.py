@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lus.feature_store import FeatureStore, SqliteFeatureStore, StoredVector, pixel_hash
+from lus.feature_store.factory import open_feature_store
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -167,3 +168,10 @@ def test_pixel_hash_depends_on_pixels_and_shape_only() -> None:
     changed = frames.copy()
     changed[1, 2, 3] ^= 1
     assert pixel_hash(frames) != pixel_hash(changed)
+
+
+def test_an_unusable_sqlite_path_fails_with_what_to_change(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError, match=r"cannot open the SQLite feature store .*writable"):
+        open_feature_store("sqlite", path=blocker / "store.sqlite", redis_url="", prefix="")
