@@ -1,8 +1,8 @@
 """Builds a thread-pool gRPC server for data planes whose calls are short and CPU-bound.
 
-grpc.aio costs about 200 us more Python per unary call than grpc's threaded server on the
-2-core machines we measure on (a bare health check: 476 vs 265 us of server CPU at
-concurrency 1, 299 vs 185 us at 16), which is most of the budget of a sub-millisecond
+On the 2-core machines we measure on, grpc.aio's per-call overhead is higher than that of grpc's
+threaded server: a bare health check at concurrency 16 costs 252 vs 171 µs of server CPU
+(5,600 vs 4,350 calls/s; ``benchmarks/grpc_floor.py``), most of the budget of a sub-millisecond
 prediction. Few workers serve best: every call holds the GIL, so extra threads only contend
 for it, and calls beyond the workers wait in gRPC's own queue.
 """
