@@ -258,10 +258,11 @@ def test_metrics_port_counts_calls_by_status(registry_dir: Path) -> None:
             assert control.metrics_server is not None
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub = pb_grpc.ExpertServiceStub(channel)
+                middle = _vector([0.5] * len(SCHEMA))
                 for _ in range(3):
-                    await stub.Predict(pb.PredictRequest(task="covid", vector=_vector([0.5] * len(SCHEMA))))
+                    await stub.Predict(pb.PredictRequest(task="covid", vector=middle))
                 with pytest.raises(grpc.aio.AioRpcError):
-                    await stub.Predict(pb.PredictRequest(task="nope", vector=_vector([0.5] * len(SCHEMA))))
+                    await stub.Predict(pb.PredictRequest(task="nope", vector=middle))
             url = f"http://127.0.0.1:{control.metrics_server.port}/metrics"
             text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
         finally:
