@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from multiprocessing.process import BaseProcess
 
 from expert_service.settings import ExpertSettings
@@ -24,6 +25,11 @@ logger = logging.getLogger(__name__)
 
 PARENT_POLL_S = 1.0
 """How often a worker checks that the main process is still alive (it exits when orphaned)."""
+HEALTHY_RUN_S = 30.0
+"""A worker that lived this long before dying is restarted at once; one that died sooner
+(a crash loop, e.g. settings it cannot use) waits 1 s, then twice as long each time, up to
+``MAX_RESTART_DELAY_S``."""
+MAX_RESTART_DELAY_S = 60.0
 
 
 class WorkerPool:
@@ -42,25 +48,25 @@ class WorkerPool:
         self._metrics_port = settings.metrics_port
         self._context = multiprocessing.get_context("spawn")  # no inherited gRPC/thread state
         self._workers: list[BaseProcess | None] = [None] * count
+        self._started = [0.0] * count
+        self._delay = [0.0] * count
+        self._restart_at: list[float | None] = [None] * count
         self._stopping = False
 
-    @property
-    def pids(self) -> list[int]:
-        """Process ids of the live workers."""
-        return [w.pid for w in self._workers if w is not None and w.is_alive() and w.pid]
-
     def start(self) -> None:
-        """Start every worker (or restart the ones that died)."""
+        """Start every worker, or restart the ones that died (backing off a crash loop)."""
+        now = time.monotonic()
         for index, worker in enumerate(self._workers):
             if self._stopping or (worker is not None and worker.is_alive()):
                 continue
             if worker is not None:
-                logger.error(
-                    "expert worker %d (pid %s) exited with %s; starting it again",
-                    index,
-                    worker.pid,
-                    worker.exitcode,
-                )
+                restart_at = self._restart_at[index]
+                if restart_at is None:  # found dead just now
+                    restart_at = self._schedule_restart(index, worker, now)
+                if now < restart_at:
+                    continue
+            self._restart_at[index] = None
+            self._started[index] = now
             fresh = self._context.Process(
                 target=run_worker,
                 args=(self._worker_settings(index), os.getpid()),
@@ -69,6 +75,22 @@ class WorkerPool:
             )
             fresh.start()
             self._workers[index] = fresh
+
+    def _schedule_restart(self, index: int, worker: BaseProcess, now: float) -> float:
+        lived = now - self._started[index]
+        previous = self._delay[index]
+        delay = 0.0 if lived >= HEALTHY_RUN_S else min(max(2 * previous, 1.0), MAX_RESTART_DELAY_S)
+        self._delay[index] = delay
+        self._restart_at[index] = now + delay
+        logger.error(
+            "expert worker %d (pid %s) exited with %s after %.0f s; starting it again in %.0f s",
+            index,
+            worker.pid,
+            worker.exitcode,
+            lived,
+            delay,
+        )
+        return now + delay
 
     def _worker_settings(self, index: int) -> ExpertSettings:
         # Each process has its own metrics (no shared registry across processes): worker i
