@@ -59,15 +59,20 @@ def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> 
     reflection.enable_server_reflection(names, server)
 
 
-async def set_serving(
-    health_servicer: health.aio.HealthServicer, services: Iterable[str], serving: bool
-) -> None:
+def health_statuses(services: Iterable[str], serving: bool) -> list[tuple[str, int]]:
+    """(service name, status) for the overall health ("") and each service."""
     status = (
         health_pb2.HealthCheckResponse.SERVING
         if serving
         else health_pb2.HealthCheckResponse.NOT_SERVING
     )
-    for name in ["", *services]:
+    return [(name, status) for name in ["", *services]]
+
+
+async def set_serving(
+    health_servicer: health.aio.HealthServicer, services: Iterable[str], serving: bool
+) -> None:
+    for name, status in health_statuses(services, serving):
         await health_servicer.set(name, status)
 
 

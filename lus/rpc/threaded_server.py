@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from concurrent import futures
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 
 from lus.rpc.interceptors import ThreadedErrorToStatusInterceptor
 from lus.rpc.metrics import RpcMetrics
-from lus.rpc.server import keepalive_options, message_size_options
+from lus.rpc.server import health_statuses, keepalive_options, message_size_options
 
 
 def create_threaded_server(
@@ -66,10 +66,5 @@ def set_serving_threaded(
     health_servicer: health.HealthServicer, services: Iterable[str], serving: bool
 ) -> None:
     """``lus.rpc.server.set_serving`` for the threaded server's health servicer."""
-    status = (
-        health_pb2.HealthCheckResponse.SERVING
-        if serving
-        else health_pb2.HealthCheckResponse.NOT_SERVING
-    )
-    for name in ["", *services]:
+    for name, status in health_statuses(services, serving):
         health_servicer.set(name, status)

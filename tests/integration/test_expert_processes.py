@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 
 from expert_service.registry import LocalRegistry
@@ -20,6 +19,7 @@ from lus.biomarker.v1 import schema_pb2
 from lus.expert.v1 import expert_service_pb2 as pb
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
 from lus.schema import load_schema
+from tests.integration.experts import logistic_onnx
 from tests.integration.processes import EXPERT_PORTS, server_process
 
 SCHEMA = load_schema()
@@ -33,21 +33,10 @@ WAIT_S = 15.0
 TOKENS = {"radiology": "rad-secret"}
 
 
-def _onnx(seed: int) -> bytes:
-    from skl2onnx import to_onnx
-    from sklearn.linear_model import LogisticRegression
-
-    rng = np.random.default_rng(seed)
-    x = rng.random((60, N)).astype(np.float32)
-    y = np.where(x[:, 0] > x[:, 1], "covid", "healthy")
-    model = LogisticRegression(random_state=seed).fit(x, y)
-    return bytes(to_onnx(model, x[:1], options={"zipmap": False}).SerializeToString())
-
-
 def _register(registry: LocalRegistry, seed: int) -> None:
     registry.register(
         "covid",
-        _onnx(seed),
+        logistic_onnx(seed, N),
         schema_id=SCHEMA.schema_id,
         classes=("covid", "healthy"),
         n_features=N,

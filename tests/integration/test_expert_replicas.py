@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -27,6 +26,7 @@ from lus.biomarker.v1 import schema_pb2  # noqa: E402
 from lus.expert.v1 import expert_service_pb2 as pb  # noqa: E402
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc  # noqa: E402
 from lus.schema import load_schema  # noqa: E402
+from tests.integration.experts import logistic_onnx  # noqa: E402
 from tests.integration.processes import EXPERT_PORTS, server_process  # noqa: E402
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -42,20 +42,9 @@ WAIT_S = 10.0
 """Generous bound for polling loops (not a timing assertion: a healthy run takes ~0.1 s)."""
 
 
-def _onnx(seed: int) -> bytes:
-    from skl2onnx import to_onnx
-    from sklearn.linear_model import LogisticRegression
-
-    rng = np.random.default_rng(seed)
-    x = rng.random((60, N)).astype(np.float32)
-    y = np.where(x[:, 0] > x[:, 1], "covid", "healthy")
-    model = LogisticRegression(random_state=seed).fit(x, y)
-    return bytes(to_onnx(model, x[:1], options={"zipmap": False}).SerializeToString())
-
-
 @pytest.fixture(scope="module")
 def models() -> list[bytes]:
-    return [_onnx(seed) for seed in range(4)]
+    return [logistic_onnx(seed, N) for seed in range(4)]
 
 
 def _register(stub: pb_grpc.ExpertAdminServiceStub, onnx: bytes, promote_to: str = "") -> int:
