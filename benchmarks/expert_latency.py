@@ -96,10 +96,11 @@ def build_registry(
         )
 
 
-def start_server(root: Path, processes: int) -> tuple[subprocess.Popen[str], int]:
+def start_server(root: Path, processes: int, pin: bool) -> tuple[subprocess.Popen[str], int]:
     env = {**os.environ, "LUS_EXPERT_PORT": "0", "LUS_EXPERT_REGISTRY_DIR": str(root),
            "LUS_EXPERT_MAX_LOADED": str(N_TASKS + 28),
-           "LUS_EXPERT_PROCESSES": str(processes)}  # fmt: skip
+           "LUS_EXPERT_PROCESSES": str(processes),
+           "LUS_EXPERT_PIN_CPUS": str(pin).lower()}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "expert_service"],
         cwd=REPO,
@@ -406,19 +407,23 @@ def main() -> None:
         default=0,
         help="client connections the load is spread over (default: 1, or 2 per process)",
     )
+    parser.add_argument(
+        "--pin", action="store_true", help="LUS_EXPERT_PIN_CPUS: one CPU per server process"
+    )
     args = parser.parse_args()
     connections = args.connections or (1 if args.processes == 1 else 2 * args.processes)
 
     when = time.strftime("%Y-%m-%d %H:%M")
     print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}; {when}; "
-          f"server processes {args.processes}, client connections {connections}")  # fmt: skip
+          f"server processes {args.processes}{' pinned' if args.pin else ''}, "
+          f"client connections {connections}")  # fmt: skip
     model, x, y = fit_mlp_large()
     onnx = to_onnx_bytes(model, x)
     classes = tuple(str(c) for c in model.classes_)  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "registry"
         build_registry(root, onnx, classes, summary_of(x, y))
-        proc, port = start_server(root, args.processes)
+        proc, port = start_server(root, args.processes, args.pin)
         try:
             print(
                 f"expert server pid {proc.pid}, port {port}; RSS at start {rss_mb(proc.pid):.0f} MB"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ from expert_service.runner import ExpertRunner
 from expert_service.servicer import ExpertServicer, add_to_server
 from expert_service.settings import ExpertSettings
 from expert_service.training.jobs import TrainingLimits
-from expert_service.workers import WorkerPool
+from expert_service.workers import WorkerPool, pin_to_cpu
 from lus.errors import LusError
 from lus.rpc.metrics import MetricsServer, start_metrics_server
 from lus.rpc.server import bind, create_aio_server, enable_reflection, set_serving
@@ -250,7 +251,10 @@ def main() -> None:
     """Entry point: settings from ``LUS_EXPERT_*`` environment variables."""
     log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=logging.INFO, format=log_format)
-    asyncio.run(serve(ExpertSettings()))
+    settings = ExpertSettings()
+    if settings.pin_cpus:  # before gRPC starts its threads; workers pin themselves
+        logger.info("expert service pid %d pinned to CPU %d", os.getpid(), pin_to_cpu(0))
+    asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

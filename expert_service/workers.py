@@ -18,6 +18,7 @@ import os
 import signal
 import time
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from expert_service.settings import ExpertSettings
 
@@ -69,7 +70,7 @@ class WorkerPool:
             self._started[index] = now
             fresh = self._context.Process(
                 target=run_worker,
-                args=(self._worker_settings(index), os.getpid()),
+                args=(self._worker_settings(index), os.getpid(), index + 1),
                 name=f"expert-worker-{index}",
                 daemon=False,  # a daemon process may not start its own children (none here)
             )
@@ -119,11 +120,27 @@ class WorkerPool:
                 await asyncio.to_thread(worker.join, 5.0)
 
 
-def run_worker(settings: ExpertSettings, parent_pid: int) -> None:
-    """Entry point of a worker process: serve ExpertService (no admin) until told to stop."""
+def pin_to_cpu(index: int) -> int:
+    """Pin every thread of this process (and the threads it starts later) to one allowed CPU.
+
+    Process ``index`` gets the ``index``-th CPU of those it may run on, round robin; returns it.
+    """
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = allowed[index % len(allowed)]
+    for task in Path("/proc/self/task").iterdir():  # threads gRPC or numpy may have started
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), {cpu})
+    return cpu
+
+
+def run_worker(settings: ExpertSettings, parent_pid: int, index: int) -> None:
+    """Entry point of worker ``index`` (1, 2, ...): serve ExpertService (no admin) until told
+    to stop."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s"
     )
+    if settings.pin_cpus:
+        logger.info("expert worker pid %d pinned to CPU %d", os.getpid(), pin_to_cpu(index))
     asyncio.run(_serve_worker(settings, parent_pid))
 
 

@@ -5,6 +5,10 @@ exercised in tests/integration/test_expert_processes.py."""
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
@@ -57,3 +61,22 @@ def test_workers_get_no_admin_tokens_and_their_own_metrics_ports(tmp_path: Any) 
     first, second = (pool._worker_settings(i) for i in range(2))
     assert (first.port, first.processes, first.admin_tokens) == (5000, 1, {})
     assert (first.metrics_port, second.metrics_port) == (9103, 9104)
+
+
+def test_pinning_puts_every_thread_on_one_allowed_cpu() -> None:
+    # In a child process: pinning this one would pin the rest of the test session.
+    script = (
+        "import json, os, threading, time\n"
+        "from expert_service.workers import pin_to_cpu\n"
+        "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"
+        "cpu = pin_to_cpu(1)\n"
+        "tasks = os.listdir('/proc/self/task')\n"
+        "masks = sorted({tuple(sorted(os.sched_getaffinity(int(t)))) for t in tasks})\n"
+        "print(json.dumps({'cpu': cpu, 'masks': masks, 'threads': len(tasks)}))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    seen = json.loads(run.stdout)
+    cpu = sorted(os.sched_getaffinity(0))[1 % len(os.sched_getaffinity(0))]
+    assert seen["cpu"] == cpu
+    assert seen["threads"] >= 2  # the thread started before pinning is pinned too
+    assert seen["masks"] == [[cpu]]
