@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from expert_service import converters
+from expert_service.answers import TaskInfo
 from expert_service.auth import TeamTokens
 from expert_service.registry.common import check_alias
-from expert_service.runner import ExpertRunner, TaskInfo
+from expert_service.runner import ExpertRunner
 from expert_service.training import converters as training_converters
 from expert_service.training.jobs import TrainingLimits
 from expert_service.training.service import ExpertTraining

@@ -7,9 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from expert_service.artifact import ExpertCard, TrainingSummary
-from expert_service.explain import Contribution
-from expert_service.runner import (
+from expert_service.answers import (
     DEFAULT_CONTRIBUTIONS,
     MatrixPrediction,
     MatrixQuery,
@@ -17,6 +15,8 @@ from expert_service.runner import (
     PredictQuery,
     TaskInfo,
 )
+from expert_service.artifact import ExpertCard, TrainingSummary
+from expert_service.explain import Contribution
 from lus.errors import LusError
 from lus.expert.v1 import expert_service_pb2 as pb
 

@@ -1,7 +1,8 @@
 """Errors of the expert tier beyond the shared tree in ``lus.errors``.
 
 LusError
- └── CorruptArtifact       DATA_LOSS           (stored expert fails its integrity check)
+ ├── CorruptArtifact       DATA_LOSS           (stored expert fails its integrity check)
+ └── TrainingUnavailable   UNIMPLEMENTED       (no ``train`` extra, or training switched off)
 """
 
 from __future__ import annotations
@@ -15,3 +16,9 @@ class CorruptArtifact(LusError):
     """A stored expert no longer matches its sha256 or cannot be read; re-register it."""
 
     code = grpc.StatusCode.DATA_LOSS
+
+
+class TrainingUnavailable(LusError):
+    """This replica cannot fit experts (no ``train`` extra, or training switched off)."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED

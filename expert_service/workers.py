@@ -46,7 +46,6 @@ class WorkerPool:
         self._settings = settings.model_copy(
             update={"port": port, "processes": 1, "admin_tokens": {}}
         )
-        self._metrics_port = settings.metrics_port
         self._context = multiprocessing.get_context("spawn")  # no inherited gRPC/thread state
         self._workers: list[BaseProcess | None] = [None] * count
         self._started = [0.0] * count
@@ -96,9 +95,10 @@ class WorkerPool:
     def _worker_settings(self, index: int) -> ExpertSettings:
         # Each process has its own metrics (no shared registry across processes): worker i
         # serves them on the main process's metrics port + 1 + i.
-        if not self._metrics_port:
+        base = self._settings.metrics_port
+        if not base:
             return self._settings
-        return self._settings.model_copy(update={"metrics_port": self._metrics_port + 1 + index})
+        return self._settings.model_copy(update={"metrics_port": base + 1 + index})
 
     async def supervise(self, interval_s: float = 1.0) -> None:
         """Restart dead workers until ``stop``; run it as a task."""

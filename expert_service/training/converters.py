@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from expert_service import converters
-from expert_service.runner import TaskInfo
+from expert_service.answers import TaskInfo
 from expert_service.training.examples import Example, TrainingRequest
 from expert_service.training.jobs import JobState, JobStatus
 from lus.expert.v1 import expert_service_pb2 as pb

@@ -15,17 +15,17 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from expert_service.answers import TaskInfo
 from expert_service.artifact import validate_task
 from expert_service.auth import TeamTokens
+from expert_service.errors import TrainingUnavailable
 from expert_service.registry.base import ExpertRegistry
-from expert_service.runner import TaskInfo
 from expert_service.training.examples import TrainingRequest, TrainingSet, build_training_set
 from expert_service.training.jobs import JobStatus, Progress, TrainingJobs, TrainingLimits
 from expert_service.training.worker import (
     FitOutcome,
     FitRequest,
     ProcessFitter,
-    TrainingUnavailable,
     check_training_installed,
 )
 from lus.errors import NotFound

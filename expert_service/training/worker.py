@@ -28,23 +28,17 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import numpy as np
 
 from expert_service.artifact import TrainingSummary
+from expert_service.errors import TrainingUnavailable
 from expert_service.training.jobs import Progress
-from lus.errors import LusError, NotReady
+from lus.errors import NotReady
 
 logger = logging.getLogger(__name__)
 
 TRAINING_PACKAGES = {"sklearn": "scikit-learn", "skl2onnx": "skl2onnx", "onnx": "onnx"}
 """Modules fitting needs (the ``train`` extra) -> their package names."""
-
-
-class TrainingUnavailable(LusError):
-    """This replica cannot fit experts (no ``train`` extra, or training switched off)."""
-
-    code = grpc.StatusCode.UNIMPLEMENTED
 
 
 def check_training_installed() -> None:

@@ -10,9 +10,10 @@ import grpc
 import numpy as np
 import pytest
 
+from expert_service.errors import TrainingUnavailable
 from expert_service.training import worker as training_worker
 from expert_service.training.examples import Example, TrainingRequest, build_training_set
-from expert_service.training.worker import TrainingUnavailable, check_training_installed
+from expert_service.training.worker import check_training_installed
 from lus.errors import FailedPrecondition, InvalidInput, LusError, NotFound, SchemaMismatch
 from lus.feature_store.base import StoredVector
 from lus.feature_store.sqlite import SqliteFeatureStore
