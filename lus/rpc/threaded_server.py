@@ -2,7 +2,7 @@
 
 On the 2-core machines we measure on, grpc.aio's per-call overhead is higher than that of grpc's
 threaded server: a bare health check at concurrency 16 costs 252 vs 171 µs of server CPU
-(5,600 vs 4,350 calls/s; ``benchmarks/grpc_floor.py``), most of the budget of a sub-millisecond
+(4,350 vs 5,600 calls/s; ``benchmarks/grpc_floor.py``), most of the budget of a sub-millisecond
 prediction. Few workers serve best: every call holds the GIL, so extra threads only contend
 for it, and calls beyond the workers wait in gRPC's own queue.
 """
