@@ -41,16 +41,16 @@ import torch
 from biomarker_service.artifact import ArtifactInfo, Provenance, load_artifact, save_artifact
 from biomarker_service.backend import Backend
 from biomarker_service.batcher import DynamicBatcher
-from biomarker_service.client import channel_options
 from biomarker_service.model import tsm_resnet18
+from biomarker_service.model_thread import ModelThread
 from biomarker_service.onnx_backend import OnnxBackend, OnnxOptions
 from biomarker_service.onnx_export import export_onnx
-from biomarker_service.runner import ModelRunner
 from biomarker_service.server import create_server
 from biomarker_service.settings import BiomarkerSettings
 from biomarker_service.torch_backend import TorchBackend, pick_device
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
+from lus.clients.biomarker import channel_options
 from lus.schema import load_schema
 from lus.video import InputSpec, decode_video, make_clips
 
@@ -102,7 +102,7 @@ def requests_for(concurrency: int, args: argparse.Namespace) -> int:
 async def _model_only(
     backend: Backend, clips: list[np.ndarray], c: int, n: int, args: Any
 ) -> Result:
-    runner = ModelRunner(backend)
+    runner = ModelThread(backend)
     batcher = DynamicBatcher(
         runner.run,
         max_batch_size=args.max_batch_size,

@@ -62,11 +62,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from benchmarks.biomarker_throughput import Result, encode_mp4, requests_for
 from benchmarks.torchserve.launch import Predict, free_port, peer_versions, tail, torchserve
 from biomarker_service.artifact import ArtifactInfo, Provenance, save_artifact
-from biomarker_service.client import SERVICE, channel_options
 from biomarker_service.model import tsm_resnet18
 from biomarker_service.onnx_export import export_onnx
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
+from lus.clients.biomarker import SERVICE, channel_options
 from lus.schema import load_schema
 from lus.video import InputSpec
 

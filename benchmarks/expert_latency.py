@@ -38,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from expert_service.artifact import TrainingSummary  # noqa: E402
+from expert_service.card import TrainingSummary  # noqa: E402
 from expert_service.explain import ood_scores  # noqa: E402
 from expert_service.registry import LocalRegistry  # noqa: E402
 from lus.biomarker.v1 import schema_pb2  # noqa: E402

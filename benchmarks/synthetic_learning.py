@@ -1,6 +1,6 @@
 """Train the reduced biomarker model on synthetic cine loops; print held-out AUCs and timings.
 
-The same setup as tests/integration/test_learning.py, with figures printed instead of asserted:
+The same setup as tests/integration/trainer/test_learning.py, with figures printed, not asserted:
     python benchmarks/synthetic_learning.py [--train 500 --test 120 --size 64 --epochs 20]
 """
 

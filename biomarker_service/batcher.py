@@ -19,34 +19,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import grpc
 import numpy as np
 
-from lus.errors import LusError, Overloaded
+from lus.errors import DeadlineExpired, Overloaded, QueueFull
 
 logger = logging.getLogger(__name__)
 
 Predict = Callable[[np.ndarray], Awaitable[np.ndarray]]
 """Runs the model on stacked clips ``(N, T, H, W)``; returns ``(N, outputs)``."""
-
-
-class QueueFull(Overloaded):
-    """RESOURCE_EXHAUSTED with a retry hint: ``retry-after-ms`` and ``grpc-retry-pushback-ms``
-    trailing metadata (the latter is what gRPC's own retry policy honours)."""
-
-    def __init__(self, message: str, retry_after_ms: int) -> None:
-        super().__init__(message)
-        self.retry_after_ms = retry_after_ms
-        self.trailing_metadata = (
-            ("retry-after-ms", str(retry_after_ms)),
-            ("grpc-retry-pushback-ms", str(retry_after_ms)),
-        )
-
-
-class DeadlineExpired(LusError):
-    """The request's deadline passed while it waited; it never reached the model."""
-
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class BatchObserver(Protocol):
@@ -90,7 +70,7 @@ class DynamicBatcher:
         """Configure the batcher.
 
         Args:
-            predict: the model call, awaited once per batch (e.g. ``ModelRunner.run``).
+            predict: the model call, awaited once per batch (e.g. ``ModelThread.run``).
             max_batch_size: most clips in one forward pass (a video adds all its clips).
             max_wait_ms: how long the first request of a batch waits for company.
             max_queue: most videos waiting; beyond it ``submit`` raises ``QueueFull``.

@@ -18,7 +18,7 @@ import numpy as np
 from biomarker_service.artifact import ArtifactInfo
 from biomarker_service.batcher import DynamicBatcher
 from biomarker_service.metrics import BiomarkerMetrics
-from biomarker_service.runner import ModelRunner
+from biomarker_service.model_thread import ModelThread
 from lus.feature_store import FeatureStore, StoredVector, pixel_hash
 from lus.video import DecodedVideo, decode_video, make_clips
 
@@ -60,7 +60,7 @@ class BiomarkerExtractor:
 
     def __init__(
         self,
-        runner: ModelRunner,
+        runner: ModelThread,
         info: ArtifactInfo,
         decode_pool: Executor,
         *,

@@ -17,7 +17,7 @@ from biomarker_service.batcher import DynamicBatcher
 from biomarker_service.extractor import BiomarkerExtractor
 from biomarker_service.loading import load_backend
 from biomarker_service.metrics import BiomarkerMetrics
-from biomarker_service.runner import ModelRunner
+from biomarker_service.model_thread import ModelThread
 from biomarker_service.servicer import BiomarkerServicer
 from biomarker_service.settings import BiomarkerSettings
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
@@ -89,7 +89,7 @@ async def create_server(
     servicer = BiomarkerServicer(None, max_video_bytes=settings.max_video_bytes)
     pb_grpc.add_BiomarkerServiceServicer_to_server(servicer, server)
     enable_reflection(server, [SERVICE_NAME])
-    port = bind(server, settings.address)
+    port = bind(server, settings.address, None)
     await server.start()
 
     # Until the model is loaded, health says NOT_SERVING and the servicer answers UNAVAILABLE.
@@ -109,7 +109,7 @@ async def create_server(
         raise
     backend = loaded
     metrics.backend = backend.name
-    runner = ModelRunner(backend)
+    runner = ModelThread(backend)
     batcher = DynamicBatcher(
         runner.run,
         max_batch_size=settings.max_batch_size,

@@ -17,8 +17,8 @@ import grpc
 from expert_service import converters
 from expert_service.answers import TaskInfo
 from expert_service.auth import TeamTokens
+from expert_service.predictor import ExpertPredictor
 from expert_service.registry.common import check_alias
-from expert_service.runner import ExpertRunner
 from expert_service.training import converters as training_converters
 from expert_service.training.jobs import TrainingLimits
 from expert_service.training.service import ExpertTraining
@@ -41,7 +41,7 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
     """
 
     def __init__(
-        self, runner: ExpertRunner, tokens: TeamTokens, training: TrainingLimits | None = None
+        self, runner: ExpertPredictor, tokens: TeamTokens, training: TrainingLimits | None = None
     ) -> None:
         self._runner = runner
         self._registry = runner.registry

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from expert_service.artifact import ExpertCard
+from expert_service.card import ExpertCard
 from expert_service.explain import Contribution, Explanation
 
 DEFAULT_CONTRIBUTIONS = 5

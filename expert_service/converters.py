@@ -15,7 +15,7 @@ from expert_service.answers import (
     PredictQuery,
     TaskInfo,
 )
-from expert_service.artifact import ExpertCard, TrainingSummary
+from expert_service.card import ExpertCard, TrainingSummary
 from expert_service.explain import Contribution
 from lus.errors import LusError
 from lus.expert.v1 import expert_service_pb2 as pb

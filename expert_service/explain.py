@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from expert_service.artifact import TrainingSummary
+from expert_service.card import TrainingSummary
 from expert_service.model import OnnxExpert
 
 STD_FLOOR = 0.01

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from expert_service.runner import ExpertRunner
+from expert_service.predictor import ExpertPredictor
 from lus.rpc.metrics import RpcMetrics
 
 
 class ExpertMetrics:
     """Collectors in a registry of their own (several servers may share a test process)."""
 
-    def __init__(self, runner: ExpertRunner) -> None:
+    def __init__(self, runner: ExpertPredictor) -> None:
         self.registry = CollectorRegistry()
         self.rpc = RpcMetrics("expert", self.registry)
         loaded = Gauge(

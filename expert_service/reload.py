@@ -13,8 +13,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from expert_service.predictor import ExpertPredictor
 from expert_service.registry.base import Subscription
-from expert_service.runner import ExpertRunner
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class RegistryWatcher:
 
     def __init__(
         self,
-        runner: ExpertRunner,
+        runner: ExpertPredictor,
         *,
         resync_interval_s: float = 1.0,
         max_backoff_s: float = 5.0,

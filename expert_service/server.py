@@ -17,9 +17,9 @@ from expert_service.admin_servicer import add_to_server as add_admin_to_server
 from expert_service.auth import TeamTokens
 from expert_service.converters import ADMIN_SERVICE_NAME, SERVICE_NAME
 from expert_service.metrics import ExpertMetrics
+from expert_service.predictor import ExpertPredictor
 from expert_service.registry import ExpertRegistry, LocalRegistry
 from expert_service.reload import RegistryWatcher
-from expert_service.runner import ExpertRunner
 from expert_service.servicer import ExpertServicer, add_to_server
 from expert_service.settings import ExpertSettings
 from expert_service.training.jobs import TrainingLimits
@@ -48,7 +48,7 @@ class ServerControl:
 
     server: grpc.Server
     health: health.HealthServicer
-    runner: ExpertRunner
+    runner: ExpertPredictor
     watcher: RegistryWatcher
     admin_server: grpc.aio.Server | None
     admin_health: health.aio.HealthServicer | None
@@ -144,7 +144,7 @@ def open_store(settings: ExpertSettings) -> FeatureStore | None:
 
 def _bind(server: grpc.Server | grpc.aio.Server, settings: ExpertSettings, address: str) -> int:
     if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return bind(server, address)
+        return bind(server, address, None)
     ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
     credentials = grpc.ssl_server_credentials(
         [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
@@ -181,7 +181,7 @@ async def create_server(
     """
     registry = registry if registry is not None else open_registry(settings)
     store = feature_store if feature_store is not None else open_store(settings)
-    runner = ExpertRunner(registry, max_loaded=settings.max_loaded, feature_store=store)
+    runner = ExpertPredictor(registry, max_loaded=settings.max_loaded, feature_store=store)
     watcher = RegistryWatcher(runner, resync_interval_s=settings.resync_interval_s)
     metrics = ExpertMetrics(runner)
     server, health_servicer = create_threaded_server(
@@ -209,7 +209,7 @@ async def create_server(
 
 
 def create_admin_server(
-    settings: ExpertSettings, runner: ExpertRunner
+    settings: ExpertSettings, runner: ExpertPredictor
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer, ExpertAdminServicer]:
     """The ExpertAdminService server (unbound): registry writes and training jobs."""
     admin, admin_health = create_aio_server(max_message_bytes=settings.max_message_bytes)

@@ -1,4 +1,4 @@
-"""The gRPC ExpertService: converts messages and delegates to ``ExpertRunner``.
+"""The gRPC ExpertService: converts messages and delegates to ``ExpertPredictor``.
 
 It runs on the threaded server (``lus.rpc.threaded_server``): a prediction is tens of
 microseconds of compute, so the per-call cost of the RPC layer decides latency. Calls that
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from expert_service import converters
-from expert_service.runner import ExpertRunner
+from expert_service.predictor import ExpertPredictor
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:  # messages are built and read only in ``converters``
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # messages are built and read only in ``converters``
 class ExpertServicer(pb_grpc.ExpertServiceServicer):  # type: ignore[misc]
     """Handles ``lus.expert.v1.ExpertService``; domain errors become statuses in the interceptor."""
 
-    def __init__(self, runner: ExpertRunner) -> None:
+    def __init__(self, runner: ExpertPredictor) -> None:
         self._runner = runner
 
     def Predict(  # noqa: N802 - names fixed by the proto

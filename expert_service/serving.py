@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from expert_service.answers import MatrixPrediction, Prediction
-from expert_service.artifact import ExpertCard
+from expert_service.card import ExpertCard
 from expert_service.explain import Contribution, Explainer, Explanation
 from expert_service.model import OnnxExpert
 

@@ -7,7 +7,7 @@ from functools import cache
 
 import numpy as np
 
-from expert_service.artifact import ExpertCard
+from expert_service.card import ExpertCard
 from lus.errors import InvalidInput, SchemaMismatch
 from lus.schema import builtin_schema_names, load_schema
 

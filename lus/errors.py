@@ -6,6 +6,8 @@
      ├── NotFound              NOT_FOUND           (unknown task or version)
      ├── AlreadyExists         ALREADY_EXISTS      (registering a version twice)
      ├── Overloaded            RESOURCE_EXHAUSTED  (queue full; retry later)
+     │    └── QueueFull        RESOURCE_EXHAUSTED  (the batcher's queue; with a retry hint)
+     ├── DeadlineExpired       DEADLINE_EXCEEDED   (the deadline passed while queued)
      ├── NotReady              UNAVAILABLE         (model not loaded yet, registry unreachable)
      ├── FailedPrecondition    FAILED_PRECONDITION (state forbids it: delete a promoted version)
      ├── Unauthenticated       UNAUTHENTICATED     (no bearer token, or an unknown one)
@@ -66,3 +68,22 @@ class PermissionDenied(LusError):
     """The caller is known but may not do this, e.g. change another team's task."""
 
     code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class QueueFull(Overloaded):
+    """RESOURCE_EXHAUSTED with a retry hint: ``retry-after-ms`` and ``grpc-retry-pushback-ms``
+    trailing metadata (the latter is what gRPC's own retry policy honours)."""
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+        self.trailing_metadata = (
+            ("retry-after-ms", str(retry_after_ms)),
+            ("grpc-retry-pushback-ms", str(retry_after_ms)),
+        )
+
+
+class DeadlineExpired(LusError):
+    """The request's deadline passed while it waited; it never reached the model."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED

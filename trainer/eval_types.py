@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from expert_service.training.catalog import METHODS, SEEDS, ZOO_FAMILIES
 from lus.video import DecodedVideo
 from trainer.augment import ClipAugment
 from trainer.baselines import TaskData
-from trainer.catalog import METHODS, SEEDS, ZOO_FAMILIES
 from trainer.folds import Fold
 from trainer.manifest import ManifestRow
 

@@ -15,10 +15,10 @@ import time
 import numpy as np
 import torch
 
+from expert_service.training.catalog import METHODS
 from lus.errors import InvalidInput
 from lus.schema import load_schema
 from trainer.baselines import TaskData
-from trainer.catalog import METHODS
 from trainer.eval_runner import FoldRunner
 from trainer.eval_types import EvalConfig, EvalData, EvalResult, MethodRun
 from trainer.folds import patient_folds

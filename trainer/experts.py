@@ -19,14 +19,14 @@ from skl2onnx import to_onnx
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import StratifiedGroupKFold
 
-from expert_service.artifact import ExpertCard, TrainingSummary, validate_task
+from expert_service.card import ExpertCard, TrainingSummary, validate_task
 from expert_service.model import OnnxExpert
 from expert_service.registry.base import ExpertRegistry
+from expert_service.training.catalog import EXTRA_FAMILIES, ZOO_FAMILIES
+from expert_service.training.checks import check_training_set, training_summary
 from lus.errors import InvalidInput
 from lus.provenance import RESEARCH_DATA_NOTICE
 from lus.schema import BiomarkerSchema
-from trainer.catalog import EXTRA_FAMILIES, ZOO_FAMILIES
-from trainer.expert_checks import check_training_set, training_summary
 from trainer.metrics import macro_auc
 from trainer.vectors_csv import describe_training_data, read_vectors_csv
 from trainer.zoo import Progress, fit_estimator, fit_zoo, make_estimator
@@ -122,7 +122,8 @@ def fit_expert(
 
     Raises:
         InvalidInput: Fewer than 2 classes, a class with fewer than 2 rows, too few vectors or
-            too few patients in a class (``trainer.expert_checks``), shapes that do not match,
+            too few patients in a class (``expert_service.training.checks``), shapes that do
+            not match,
             values that are not finite, an unknown family, or ``zoo`` without patient ids.
     """
     x = np.asarray(vectors, dtype=np.float32)
@@ -267,7 +268,7 @@ def train_expert_from_csv(
 
     Raises:
         InvalidInput: Bad task name, missing columns (named), unreadable values, or a set too
-            small to fit on (``trainer.expert_checks``; the message says what is missing).
+            small to fit on (``expert_service.training.checks``; the message says what is missing).
         AlreadyExists: The registry already holds this exact model for the task.
     """
     validate_task(task)  # fail before fitting, not after

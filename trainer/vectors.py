@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from biomarker_service.artifact import load_artifact
 from biomarker_service.extractor import BiomarkerExtractor
-from biomarker_service.runner import TorchRunner, pick_device
+from biomarker_service.model_thread import TorchModelThread, pick_device
 from lus.video import decode_video
 from trainer.manifest import read_manifest
 
@@ -22,7 +22,7 @@ def extract_vectors(
     model, info = load_artifact(artifact)
     rows = read_manifest(manifest, info.schema)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        extractor = BiomarkerExtractor(TorchRunner(model, pick_device(device)), info, pool)
+        extractor = BiomarkerExtractor(TorchModelThread(model, pick_device(device)), info, pool)
         task_columns = [c for c in rows[0].tasks if c != "notice"]
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", newline="") as handle:

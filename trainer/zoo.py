@@ -25,8 +25,8 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
+from expert_service.training.catalog import EXTRA_FAMILIES, SEEDS, ZOO_FAMILIES
 from lus.errors import InvalidInput
-from trainer.catalog import EXTRA_FAMILIES, SEEDS, ZOO_FAMILIES
 from trainer.folds import validation_split
 from trainer.metrics import macro_auc
 from trainer.oversample import oversample_classes

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from expert_service.artifact import ExpertCard, TrainingSummary
+from expert_service.card import ExpertCard, TrainingSummary
 
 PRODUCTION = "production"
 STAGING = "staging"

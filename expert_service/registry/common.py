@@ -6,7 +6,7 @@ import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 
-from expert_service.artifact import ExpertCard, TrainingSummary, validate_task
+from expert_service.card import ExpertCard, TrainingSummary, validate_task
 from expert_service.errors import CorruptArtifact
 from expert_service.model import OnnxExpert
 from expert_service.registry.base import ALIASES, PRODUCTION, TaskState

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from expert_service.artifact import ExpertCard, TrainingSummary, validate_task
+from expert_service.card import ExpertCard, TrainingSummary, validate_task
 from expert_service.errors import CorruptArtifact
 from expert_service.registry import common
 from expert_service.registry.base import (

@@ -29,7 +29,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from expert_service.artifact import ExpertCard, TrainingSummary, validate_task
+from expert_service.card import ExpertCard, TrainingSummary, validate_task
 from expert_service.errors import CorruptArtifact
 from expert_service.registry import common
 from expert_service.registry.base import ALIASES, PRODUCTION, RegistryState, TaskState

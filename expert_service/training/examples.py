@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from expert_service.artifact import validate_task
+from expert_service.card import validate_task
 from expert_service.registry.common import check_alias
+from expert_service.training.catalog import EXTRA_FAMILIES, ZOO_FAMILIES
+from expert_service.training.checks import check_training_set
 from expert_service.validation import schema_keys
 from lus.errors import FailedPrecondition, InvalidInput, NotFound, SchemaMismatch
 from lus.feature_store.base import FeatureStore, StoredVector
-from trainer.catalog import EXTRA_FAMILIES, ZOO_FAMILIES
-from trainer.expert_checks import check_training_set
 
 FAMILIES = ("zoo", *ZOO_FAMILIES, *EXTRA_FAMILIES)
 """What ``TrainingRequest.family`` may name (as ``trainer.experts.FAMILIES``, without sklearn)."""

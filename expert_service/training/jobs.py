@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 
 import grpc
 
-from expert_service.artifact import utc_now
+from expert_service.card import utc_now
 from lus.errors import LusError, NotFound, NotReady, Overloaded, PermissionDenied
 
 logger = logging.getLogger(__name__)

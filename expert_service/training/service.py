@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from expert_service.answers import TaskInfo
-from expert_service.artifact import validate_task
 from expert_service.auth import TeamTokens
+from expert_service.card import validate_task
 from expert_service.errors import TrainingUnavailable
 from expert_service.registry.base import ExpertRegistry
 from expert_service.training.examples import TrainingRequest, TrainingSet, build_training_set

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from expert_service.artifact import TrainingSummary
+from expert_service.card import TrainingSummary
 from expert_service.errors import TrainingUnavailable
 from expert_service.training.jobs import Progress
 from lus.errors import NotReady

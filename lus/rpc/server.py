@@ -9,6 +9,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from lus.rpc.interceptors import ErrorToStatusInterceptor
+from lus.rpc.tls import ServerTls
 
 MiB = 1024 * 1024
 
@@ -76,9 +77,17 @@ async def set_serving(
         await health_servicer.set(name, status)
 
 
-def bind(server: grpc.aio.Server, address: str) -> int:
-    """Bind an insecure port; ``host:0`` gets an ephemeral port, which is returned."""
-    port: int = server.add_insecure_port(address)
+def bind(server: grpc.Server | grpc.aio.Server, address: str, tls: ServerTls | None) -> int:
+    """Bind ``address`` with TLS when ``tls`` is given, else in plaintext; return the port.
+
+    ``host:0`` gets an ephemeral port. Both tiers bind every port through here, so a port
+    serves TLS exactly when its settings name a certificate and key.
+    """
+    if tls is None:
+        port: int = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, tls.credentials())
     if port == 0:
-        raise OSError(f"could not bind gRPC server to {address}")
+        kind = "TLS" if tls is not None else "plaintext"
+        raise OSError(f"could not bind gRPC server ({kind}) to {address}")
     return port

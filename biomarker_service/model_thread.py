@@ -1,0 +1,45 @@
+"""Runs a model backend on whole clips in one dedicated thread; the batcher sits in front."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from biomarker_service.backend import Backend
+from biomarker_service.model import TSMResNet
+from biomarker_service.torch_backend import TorchBackend, pick_device
+
+__all__ = ["ModelThread", "TorchModelThread", "pick_device"]
+
+
+class ModelThread:
+    """Sigmoid probabilities for clips ``(N, T, H, W)`` uint8, one forward pass at a time."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.device = backend.device
+        # One thread owns the model: forward passes never interleave and the event loop stays free.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+
+    def predict(self, clips: np.ndarray) -> np.ndarray:
+        """Run the backend in the calling thread (trainer, CLI, benchmarks)."""
+        return self.backend.predict(clips)
+
+    async def run(self, clips: np.ndarray) -> np.ndarray:
+        """Run the backend on the model thread without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.predict, clips)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.backend.close()
+
+
+class TorchModelThread(ModelThread):
+    """A runner over ``TorchBackend``: what the trainer and the walking skeleton construct."""
+
+    def __init__(self, model: TSMResNet, device: torch.device, *, bf16: bool = True) -> None:
+        super().__init__(TorchBackend(model, device, bf16=bf16))
+        self.model = model

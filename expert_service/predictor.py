@@ -1,0 +1,357 @@
+"""The transport-free core of the expert tier: route a query to a loaded expert and answer it.
+
+Serving never waits on the registry for a loaded expert: ``version=0`` goes through a routing
+table (task, alias) -> version that ``refresh()`` rebuilds when the registry's revision changes.
+A refresh loads the new targets first and swaps the table after, so the old version answers
+until the new one is ready, and a failed load keeps the old route. Sessions live in a bounded
+LRU shared by every task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from expert_service.answers import (
+    DEFAULT_CONTRIBUTIONS,
+    MatrixPrediction,
+    MatrixQuery,
+    Prediction,
+    PredictQuery,
+    TaskInfo,
+)
+from expert_service.errors import CorruptArtifact
+from expert_service.explain import Explainer
+from expert_service.model import OnnxExpert
+from expert_service.registry.base import PRODUCTION, STAGING, ExpertRegistry
+from expert_service.registry.common import resolve_alias
+from expert_service.serving import Served, answer_matrix, answer_rows
+from expert_service.validation import (
+    check_matrix,
+    check_schema,
+    check_vector,
+    feature_names,
+    valid_rows,
+)
+from lus.errors import InvalidInput, LusError, NotFound, NotReady
+
+if TYPE_CHECKING:  # the feature store is optional; its package is imported only when used
+    from lus.feature_store.base import FeatureStore
+
+__all__ = [
+    "DEFAULT_CONTRIBUTIONS",
+    "ExpertPredictor",
+    "MatrixPrediction",
+    "MatrixQuery",
+    "PredictQuery",
+    "Prediction",
+    "TaskInfo",
+]
+
+logger = logging.getLogger(__name__)
+
+NO_SUMMARY_NOTE = (
+    "expert {task} v{version} was registered without a training summary: no biomarker "
+    "contributions and no out-of-distribution check"
+)
+
+
+class ExpertPredictor:
+    """Answers predictions from a registry, keeping recently used experts loaded.
+
+    Thread-safe: the gRPC servicer calls it from the event loop and worker threads, and a
+    watcher thread calls ``refresh``.
+
+    Args:
+        registry: Where experts are stored.
+        max_loaded: How many ``(task, version)`` sessions stay in memory (least recently used
+            ones are dropped first).
+        feature_store: Where vectors of already-analysed videos are found by pixel hash.
+    """
+
+    def __init__(
+        self,
+        registry: ExpertRegistry,
+        *,
+        max_loaded: int = 32,
+        feature_store: FeatureStore | None = None,
+    ) -> None:
+        self.registry = registry
+        self.max_loaded = max_loaded
+        self.feature_store = feature_store
+        self._loaded: OrderedDict[tuple[str, int], Served] = OrderedDict()
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        # (task, alias) -> (version, alias label); replaced whole, never mutated in place.
+        self._routes: dict[tuple[str, str], tuple[int, str]] = {}
+        self._revision = -1
+
+    def predict(
+        self,
+        task: str,
+        version: int,
+        schema_id: str,
+        values: Sequence[float],
+        *,
+        alias: str = "",
+        max_contributions: int = DEFAULT_CONTRIBUTIONS,
+    ) -> Prediction:
+        """Run the expert ``task`` v``version`` (0 = what ``alias`` points to) on one vector.
+
+        Raises:
+            NotFound: Unknown task, version or alias (the message lists the known ones).
+            SchemaMismatch: The vector's schema is not the expert's.
+            InvalidInput: Bad task name, wrong length, or values not finite / not in [0, 1].
+            NotReady: The expert is not loaded and the registry is unreachable.
+        """
+        served, label = self._served(task, version, alias)
+        row = check_vector(served.card, schema_id, values)
+        return answer_rows(served, label, row, max_contributions)[0]
+
+    def predict_query(self, query: PredictQuery) -> Prediction:
+        """``predict`` for a query, looking its vector up first when it names a video hash."""
+        query = self._with_vector(query)
+        return self.predict(
+            query.task,
+            query.version,
+            query.schema_id,
+            query.values,
+            alias=query.alias,
+            max_contributions=query.max_contributions,
+        )
+
+    def predict_batch(self, queries: Sequence[PredictQuery]) -> list[Prediction | LusError]:
+        """Answer many queries; vectors for the same expert run as one batch.
+
+        Returns one result per query, in order: a ``Prediction``, or the error for that query.
+        """
+        results: list[Prediction | LusError | None] = [None] * len(queries)
+        resolved = list(queries)
+        groups: dict[tuple[int, str, int], tuple[Served, list[int]]] = {}
+        for i, asked in enumerate(queries):
+            try:
+                resolved[i] = query = self._with_vector(asked)
+                served, label = self._served(query.task, query.version, query.alias)
+                check_schema(served.card, query.schema_id)
+                if len(query.values) != served.card.n_features:
+                    check_vector(served.card, query.schema_id, query.values)  # raises with why
+            except LusError as err:
+                results[i] = err
+                continue
+            key = (id(served), label, query.max_contributions)
+            groups.setdefault(key, (served, []))[1].append(i)
+        for (_, label, top_k), (served, indices) in groups.items():
+            group = [resolved[i] for i in indices]
+            self._answer_group(served, (label, top_k), group, indices, results)
+        return [r for r in results if r is not None]
+
+    def _answer_group(
+        self,
+        served: Served,
+        how: tuple[str, int],
+        group: list[PredictQuery],
+        indices: list[int],
+        results: list[Prediction | LusError | None],
+    ) -> None:
+        try:
+            matrix = np.asarray([q.values for q in group], dtype=np.float64)
+        except (TypeError, ValueError):
+            matrix = np.full((len(group), served.card.n_features), np.nan)
+        ok = valid_rows(matrix)
+        for position in np.flatnonzero(~ok).tolist():
+            query = group[position]
+            try:
+                check_vector(served.card, query.schema_id, query.values)
+                results[indices[position]] = InvalidInput("vector values must be numbers")
+            except LusError as err:
+                results[indices[position]] = err
+        if not ok.any():
+            return
+        rows = matrix[ok].astype(np.float32)
+        answers = answer_rows(served, how[0], rows, how[1])
+        for index, answer in zip(np.asarray(indices)[ok].tolist(), answers, strict=True):
+            results[index] = answer
+
+    def predict_matrix(self, query: MatrixQuery) -> MatrixPrediction:
+        """Answer many vectors for one expert at once (one model run, arrays out).
+
+        Raises:
+            NotFound, SchemaMismatch, InvalidInput, NotReady: As ``predict``; one bad vector
+                fails the whole matrix, and the message names it.
+        """
+        served, label = self._served(query.task, query.version, query.alias)
+        rows = check_matrix(served.card, query.schema_id, query.values, query.n_vectors)
+        return answer_matrix(served, label, rows, query.max_contributions)
+
+    def predict_matrices(self, queries: Sequence[MatrixQuery]) -> list[MatrixPrediction | LusError]:
+        """``predict_matrix`` for each query; a failing matrix gives its error, in order."""
+        results: list[MatrixPrediction | LusError] = []
+        for query in queries:
+            try:
+                results.append(self.predict_matrix(query))
+            except LusError as err:
+                results.append(err)
+        return results
+
+    def list_tasks(self) -> list[TaskInfo]:
+        """The default version's card of every task, sorted by task."""
+        state = self.registry.state()
+        return [
+            TaskInfo(
+                card=self.registry.card(task),
+                versions=ts.versions,
+                aliases=dict(ts.aliases),
+                owner=ts.owner,
+            )
+            for task, ts in sorted(state.tasks.items())
+        ]
+
+    def task_card(self, task: str, version: int = 0) -> TaskInfo:
+        """The card of ``task`` v``version`` (0 = default), with every version's card."""
+        state = self.registry.task_state(task)
+        card = self.registry.card(task, version)
+        history = tuple(self.registry.card(task, v) for v in state.versions)
+        return TaskInfo(card, state.versions, dict(state.aliases), state.owner, history)
+
+    def warm_up(self) -> list[tuple[str, int]]:
+        """Build the routes and load every task's default version (up to ``max_loaded``)."""
+        self.refresh(preload_all=True)
+        with self._lock:
+            return sorted(self._loaded)
+
+    def refresh(self, *, preload_all: bool = False) -> bool:
+        """Re-read the registry if it changed; load new route targets, then swap the routes.
+
+        Args:
+            preload_all: Load every task's targets (start-up), not only tasks in use.
+
+        Returns:
+            Whether the registry had changed.
+
+        Raises:
+            NotReady: The registry is unreachable (routes and loaded experts stay as they were).
+        """
+        with self._refresh_lock:
+            # Until one refresh has succeeded (e.g. Redis was down at start) every refresh is
+            # the start-up one, loading every task.
+            preload_all = preload_all or self._revision < 0
+            if not preload_all and self.registry.revision() == self._revision:
+                return False
+            state = self.registry.state()
+            routes: dict[tuple[str, str], tuple[int, str]] = {}
+            for task, ts in state.tasks.items():
+                default = ts.default_version()
+                if default is not None:
+                    label = PRODUCTION if PRODUCTION in ts.aliases else ""
+                    routes[(task, PRODUCTION)] = (default, label)
+                if STAGING in ts.aliases:
+                    routes[(task, STAGING)] = (ts.aliases[STAGING], STAGING)
+            with self._lock:
+                gone = [
+                    (task, v)
+                    for task, v in self._loaded
+                    if task not in state.tasks or v not in state.tasks[task].versions
+                ]
+                for stale in gone:
+                    del self._loaded[stale]  # deleted versions stop answering
+                in_use = {task for task, _ in self._loaded}
+            old = self._routes
+            for key, (version, _) in routes.items():
+                task = key[0]
+                if (task, version) in self._loaded or not (preload_all or task in in_use):
+                    continue
+                if task not in in_use and len(self._loaded) >= self.max_loaded:
+                    continue
+                try:
+                    self._load(task, version)
+                except LusError as err:
+                    logger.error("expert %s v%d not loaded: %s", task, version, err)
+                    if key in old:
+                        routes[key] = old[key]  # keep serving what worked
+            self._routes = routes
+            self._revision = state.revision
+            return True
+
+    @property
+    def synced(self) -> bool:
+        """Whether the routes have been built from the registry at least once."""
+        return self._revision >= 0
+
+    def loaded(self) -> list[tuple[str, int]]:
+        """``(task, version)`` of every loaded expert, least recently used first."""
+        with self._lock:
+            return list(self._loaded)
+
+    def _with_vector(self, query: PredictQuery) -> PredictQuery:
+        if not query.video_hash:
+            return query
+        if self.feature_store is None:
+            raise InvalidInput("this server has no feature store; send the vector instead")
+        stored = self.feature_store.get(query.video_hash, query.biomarker_model_version or None)
+        if stored is None:
+            which = query.biomarker_model_version or "any model version"
+            raise NotFound(
+                f"no vector stored for video hash {query.video_hash[:16]}... ({which}); "
+                "analyse the video first or send its vector"
+            )
+        return replace(query, schema_id=stored.schema_id, values=stored.vector)
+
+    def _served(self, task: str, version: int, alias: str) -> tuple[Served, str]:
+        if version == 0:
+            route = self._routes.get((task, alias or PRODUCTION))
+            if route is not None:
+                served = self._loaded.get((task, route[0]))
+                if served is not None:
+                    self._touch((task, route[0]))
+                    return served, route[1]
+            state = self.registry.task_state(task)  # NotFound lists the known tasks
+            number = resolve_alias(task, state, alias)
+            wanted = alias or PRODUCTION
+            label = wanted if wanted in state.aliases else ""
+            return self._cached_or_load(task, number), label
+        if version < 0:
+            raise InvalidInput(f"version must be 0 (default) or a version number, got {version}")
+        return self._cached_or_load(task, version), ""
+
+    def _cached_or_load(self, task: str, version: int) -> Served:
+        served = self._loaded.get((task, version))
+        if served is not None:
+            self._touch((task, version))
+            return served
+        return self._load(task, version)
+
+    def _touch(self, key: tuple[str, int]) -> None:
+        # No lock on the hot path: each OrderedDict operation is atomic under the GIL, and an
+        # entry dropped by another thread in between only makes this a no-op.
+        with contextlib.suppress(KeyError):
+            self._loaded.move_to_end(key)
+
+    def _load(self, task: str, version: int) -> Served:
+        try:
+            card, onnx_bytes = self.registry.get(task, version)
+        except NotReady as err:
+            raise NotReady(f"expert {task} is not loaded and {err}") from err
+        try:
+            expert = OnnxExpert(onnx_bytes, n_features=card.n_features, classes=card.classes)
+        except InvalidInput as err:
+            # Stored bytes passed this check at registration; failing now is not the caller's fault.
+            raise CorruptArtifact(f"expert {task} v{card.version} cannot be loaded") from err
+        summary = card.training_summary
+        explainer = None
+        if summary is not None:
+            explainer = Explainer(summary, feature_names(card.schema_id, card.n_features))
+        note = "" if summary else NO_SUMMARY_NOTE.format(task=card.task, version=card.version)
+        served = Served(card, expert, explainer, note)
+        logger.info("loaded expert %s v%d", card.task, card.version)
+        with self._lock:
+            self._loaded[(card.task, card.version)] = served
+            while len(self._loaded) > self.max_loaded:
+                self._loaded.popitem(last=False)
+        return served

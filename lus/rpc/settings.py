@@ -1,0 +1,52 @@
+"""Settings every serving process has, whatever its tier: logging, TLS and shutdown.
+
+Each tier's settings class inherits these fields under its own prefix
+(``LUS_BIOMARKER_TLS_CERT_FILE``, ``LUS_EXPERT_TLS_CERT_FILE``, ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings
+
+from lus.rpc.tls import ServerTls
+
+
+class ServingSettings(BaseSettings):
+    """Logging, TLS and shutdown fields shared by both tiers (and the settings check)."""
+
+    log_json: bool = False
+    """Log one JSON object per line (for log shippers) instead of plain text. Default false."""
+
+    log_level: str = "INFO"
+    """Root log level: DEBUG, INFO, WARNING or ERROR. Default INFO."""
+
+    tls_cert_file: Path | None = None
+    """PEM certificate chain of the server; with ``tls_key_file`` every port serves TLS only."""
+
+    tls_key_file: Path | None = None
+    """PEM private key matching ``tls_cert_file``."""
+
+    tls_client_ca_file: Path | None = None
+    """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
+
+    grace_s: float = Field(default=10.0, ge=0.0)
+    """Seconds in-flight calls get to finish on shutdown (SIGTERM/SIGINT). Default 10.0."""
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both tls_cert_file and tls_key_file, or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
+
+    @property
+    def tls(self) -> ServerTls | None:
+        """The TLS files to serve with, or None for plaintext."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return None
+        return ServerTls(self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file)

@@ -1,0 +1,206 @@
+"""What each ``lus`` subcommand does; argument parsing lives in ``lus_cli.cli``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run(args: argparse.Namespace) -> int:
+    handler = {
+        "synth": _synth,
+        "train": _train,
+        "extract": _extract,
+        "export-onnx": _export_onnx,
+        "serve": _serve,
+        "analyze": _analyze,
+        "demo": _demo,
+        "eval": _eval,
+    }[args.command]
+    return handler(args)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from lus.synthetic import generate_dataset
+
+    manifest = generate_dataset(
+        args.out,
+        n_videos=args.videos,
+        seed=args.seed,
+        frames=args.frames,
+        height=args.size,
+        width=args.size,
+        formats=tuple(args.formats.split(",")),
+    )
+    print(f"wrote {manifest} (synthetic data: NOT FOR CLINICAL USE)")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.what == "biomarker":
+        from trainer.augment import ClipAugment
+        from trainer.biomarker_training import BiomarkerTrainingConfig, train_biomarker_model
+
+        config = BiomarkerTrainingConfig(
+            manifest=args.manifest,
+            out=args.out,
+            schema=args.schema,
+            frames=args.frames,
+            size=args.size,
+            clips=args.clips,
+            width=args.width,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            weights=args.weights,
+            device=args.device,
+            augment=ClipAugment.none() if args.no_augment else ClipAugment(),
+            oversample=not args.no_oversample,
+            checkpoint=args.checkpoint,
+            crop=args.crop,
+        )
+        result = train_biomarker_model(config)
+        print(
+            f"wrote {result.artifact}: version {result.info.version}, "
+            f"metrics {result.info.provenance.metrics}"
+        )
+        print(f"notice: {result.info.provenance.notice}")
+        return 0
+    if args.server:
+        return _train_expert_on_server(args)
+    from expert_service.registry import LocalRegistry
+    from lus.schema import load_schema
+    from trainer.experts import train_expert_from_csv
+
+    card = train_expert_from_csv(
+        args.vectors,
+        task=args.task,
+        registry=LocalRegistry(args.registry),
+        schema=load_schema(args.schema),
+        label_column=args.label_column or args.task,
+        family=args.family,
+        owner=args.owner,
+        description=args.description,
+        patient_column=args.patient_column,
+        seed=args.seed,
+        notice=args.notice,
+    )
+    print(
+        f"registered {card.task} v{card.version} ({card.model_family}) in {args.registry}: "
+        f"{card.metrics}"
+    )
+    return 0
+
+
+def _train_expert_on_server(args: argparse.Namespace) -> int:
+    import os
+
+    import grpc
+    from tqdm import tqdm
+
+    from lus.errors import InvalidInput
+    from lus.expert.v1 import expert_service_pb2 as epb
+    from lus.schema import load_schema
+    from lus_cli.train_remote import (
+        TOKEN_VARIABLE,
+        describe_job,
+        open_admin_channel,
+        train_and_follow,
+        training_request,
+    )
+    from trainer.vectors_csv import describe_training_data, read_vectors_csv
+
+    token = args.token or os.environ.get(TOKEN_VARIABLE, "")
+    if not token:
+        raise InvalidInput(f"--server needs the team's token: --token or ${TOKEN_VARIABLE}")
+    if not args.patient_column:
+        raise InvalidInput("--server fits with patient-level validation; give --patient-column")
+    schema = load_schema(args.schema)
+    label_column = args.label_column or args.task
+    data = read_vectors_csv(args.vectors, schema, label_column, args.patient_column)
+    request = training_request(
+        data.vectors,
+        data.labels,
+        data.patients or [],
+        task=args.task,
+        schema_id=schema.schema_id,
+        family=args.family,
+        seed=args.seed,
+        description=args.description,
+        training_data=describe_training_data(args.vectors, data),
+        notice=args.notice or " | ".join(data.notices),
+        promote_to=args.promote_to,
+    )
+    with tqdm(total=100, desc=args.task, unit="%", bar_format="{l_bar}{bar}| {postfix}") as bar:
+
+        def show(job: epb.TrainingJob) -> None:
+            bar.update(round(100 * job.progress) - bar.n)
+            bar.set_postfix_str(job.stage)
+
+        try:
+            with open_admin_channel(args.server, args.ca_file) as channel:
+                job = train_and_follow(channel, token, request, on_update=show)
+        except grpc.RpcError as err:
+            bar.close()
+            print(f"error: {err.code().name}: {err.details()}")
+            return 1
+    print(describe_job(job))
+    return 0 if job.state == epb.TRAINING_JOB_STATE_SUCCEEDED else 1
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from trainer.vectors import extract_vectors
+
+    print(f"wrote {extract_vectors(args.artifact, args.manifest, args.out, device=args.device)}")
+    return 0
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    from biomarker_service.onnx_export import export_onnx
+
+    print(f"wrote {export_onnx(args.artifact, args.out, quantization=args.quantize)}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from lus_cli.serve_local import LocalStack, serve_forever
+
+    serve_forever(
+        LocalStack(
+            args.artifact,
+            args.registry,
+            args.host,
+            args.biomarker_port,
+            args.expert_port,
+            args.expert_admin_port,
+        )
+    )
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    import grpc
+
+    from lus_cli.analyze import analyze, format_analysis
+
+    try:
+        result = analyze(args.video, args.biomarker, args.expert, timeout_s=args.timeout)
+    except grpc.RpcError as err:
+        print(f"error: {err.code().name}: {err.details()}")
+        return 1
+    print(format_analysis(args.video, result))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from lus_cli.eval import run_eval
+
+    return run_eval(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from lus_cli.demo import run_demo
+
+    run_demo(args.workdir, n_videos=args.videos, epochs=args.epochs)
+    return 0

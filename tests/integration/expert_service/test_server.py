@@ -1,0 +1,277 @@
+"""The expert server over real gRPC on 127.0.0.1:0: health, reflection, RPCs and status codes."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from expert_service.registry import LocalRegistry
+from expert_service.server import create_server
+from expert_service.settings import ExpertSettings
+from lus.biomarker.v1 import schema_pb2
+from lus.expert.v1 import expert_service_pb2 as pb
+from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
+from lus.provenance import SYNTHETIC_DATA_NOTICE
+from lus.schema import load_schema
+from trainer.experts import fit_expert
+
+REPO = Path(__file__).resolve().parents[3]
+SCHEMA = load_schema()
+SERVICE = "lus.expert.v1.ExpertService"
+
+Scenario = Callable[[grpc.aio.Channel], Awaitable[None]]
+
+
+@pytest.fixture(scope="module")
+def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with one MLP expert fitted on random vectors whose label depends on 3 features."""
+    rng = np.random.default_rng(0)
+    x = rng.random((240, len(SCHEMA))).astype(np.float32)
+    labels = np.where(x[:, 0] + x[:, 4] - x[:, 9] > 0.5, "covid", "healthy").tolist()
+    patients = [f"p{i // 4}" for i in range(len(x))]
+    fitted = fit_expert(x, labels, family="mlp", seed=0, patient_ids=patients)
+    root = tmp_path_factory.mktemp("registry")
+    LocalRegistry(root).register(
+        "covid",
+        fitted.onnx_bytes,
+        schema_id=SCHEMA.schema_id,
+        classes=fitted.classes,
+        n_features=fitted.n_features,
+        model_family=fitted.model_family,
+        metrics=fitted.metrics,
+        owner="tests",
+        description="COVID-19 vs healthy from biomarkers",
+        training_data="240 random vectors",
+        notice=SYNTHETIC_DATA_NOTICE,
+    )
+    return root
+
+
+def _serve(registry_dir: Path, scenario: Scenario) -> None:
+    """Start a real server on an ephemeral port, run ``scenario`` over a channel, stop it."""
+
+    async def main() -> None:
+        settings = ExpertSettings(host="127.0.0.1", port=0, registry_dir=registry_dir)
+        _, port, control = await create_server(settings)
+        assert port > 0
+        await control.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                await scenario(channel)
+        finally:
+            await control.stop(None)
+
+    asyncio.run(main())
+
+
+def _vector(values: list[float], schema_id: str = SCHEMA.schema_id) -> schema_pb2.BiomarkerVector:
+    return schema_pb2.BiomarkerVector(schema_id=schema_id, values=values)
+
+
+async def _health(channel: grpc.aio.Channel, service: str = SERVICE) -> int:
+    response = await health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(service=service)
+    )
+    return int(response.status)
+
+
+def test_health_list_get_and_predict(registry_dir: Path) -> None:
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        assert await _health(channel) == health_pb2.HealthCheckResponse.SERVING
+        assert await _health(channel, "") == health_pb2.HealthCheckResponse.SERVING
+        stub = pb_grpc.ExpertServiceStub(channel)
+
+        listed = await stub.ListTasks(pb.ListTasksRequest())
+        assert [(t.task, t.latest_version, t.schema_id) for t in listed.tasks] == [
+            ("covid", 1, SCHEMA.schema_id)
+        ]
+        assert list(listed.tasks[0].classes) == ["covid", "healthy"]
+
+        card = await stub.GetTask(pb.GetTaskRequest(task="covid"))
+        assert (card.version, list(card.versions), card.model_family) == (1, [1], "mlp")
+        assert card.notice == SYNTHETIC_DATA_NOTICE and card.owner == "tests"
+        assert re.fullmatch(r"[0-9a-f]{64}", card.sha256)
+        assert {"heldout_accuracy", "heldout_roc_auc_macro"} <= set(card.metrics)
+
+        high = [0.0] * len(SCHEMA)
+        high[0] = high[4] = 1.0  # far on the "covid" side of the labelling rule
+        answer = await stub.Predict(pb.PredictRequest(task="covid", vector=_vector(high)))
+        assert (answer.task, answer.version, answer.label) == ("covid", 1, "covid")
+        assert [p.label for p in answer.probabilities] == ["covid", "healthy"]
+        assert math.isclose(sum(p.probability for p in answer.probabilities), 1.0, abs_tol=1e-5)
+        assert answer.notice == SYNTHETIC_DATA_NOTICE
+
+    _serve(registry_dir, scenario)
+
+
+def test_bad_inputs_get_exact_status_codes_and_the_server_keeps_serving(registry_dir: Path) -> None:
+    n = len(SCHEMA)
+    nan_vector = [0.5] * n
+    nan_vector[2] = math.nan
+    other = load_schema("pocus-weak6")
+    cases = [
+        (
+            pb.PredictRequest(task="ards", vector=_vector([0.5] * n)),
+            grpc.StatusCode.NOT_FOUND,
+            "known tasks: covid",
+        ),
+        (
+            pb.PredictRequest(task="covid", version=7, vector=_vector([0.5] * n)),
+            grpc.StatusCode.NOT_FOUND,
+            "versions: 1",
+        ),
+        (
+            pb.PredictRequest(task="covid", vector=_vector([0.5] * 12)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "vector has 12 values",
+        ),
+        (
+            pb.PredictRequest(task="covid", vector=_vector(nan_vector)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "positions 2 (",
+        ),
+        (pb.PredictRequest(task="covid"), grpc.StatusCode.INVALID_ARGUMENT, "no schema_id"),
+        (
+            pb.PredictRequest(task="covid", vector=_vector([0.5] * len(other), other.schema_id)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"made with schema {other.schema_id}; expert covid v1 expects {SCHEMA.schema_id}",
+        ),
+        (
+            pb.PredictRequest(task="Covid!", vector=_vector([0.5] * n)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "task name",
+        ),
+    ]
+
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        stub = pb_grpc.ExpertServiceStub(channel)
+        for request, code, text in cases:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Predict(request)
+            assert caught.value.code() == code, caught.value.details()
+            assert text in (caught.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetTask(pb.GetTaskRequest(task="covid", version=3))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert await _health(channel) == health_pb2.HealthCheckResponse.SERVING
+        answer = await stub.Predict(
+            pb.PredictRequest(task="covid", version=1, vector=_vector([0.5] * n))
+        )
+        assert answer.label in {"covid", "healthy"}
+
+    _serve(registry_dir, scenario)
+
+
+def test_reflection_lists_the_service(registry_dir: Path) -> None:
+    async def scenario(channel: grpc.aio.Channel) -> None:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        call = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        names = [s.name async for r in call for s in r.list_services_response.service]
+        assert SERVICE in names and "grpc.health.v1.Health" in names
+
+    _serve(registry_dir, scenario)
+
+
+def test_not_serving_until_experts_are_loaded(registry_dir: Path) -> None:
+    async def main() -> None:
+        settings = ExpertSettings(port=0, registry_dir=registry_dir)
+        server, port, control = await create_server(settings)
+        server.start()  # accepting calls, but experts not loaded yet
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                assert await _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+                await control.open()
+                assert await _health(channel) == health_pb2.HealthCheckResponse.SERVING
+        finally:
+            await control.stop(None)
+
+    asyncio.run(main())
+
+
+def test_sigterm_stops_the_server_gracefully(registry_dir: Path) -> None:
+    env = {
+        **os.environ,
+        "LUS_EXPERT_PORT": "0",
+        "LUS_EXPERT_REGISTRY_DIR": str(registry_dir),
+        "LUS_EXPERT_GRACE_S": "2",
+    }
+    with subprocess.Popen(
+        [sys.executable, "-m", "expert_service"],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stderr is not None
+            port = None
+            for line in proc.stderr:  # the server logs its ephemeral port once it is SERVING
+                if match := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
+                    port = int(match.group(1))
+                    break
+            assert port, "server exited before listening"
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                response = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=SERVICE), timeout=10
+                )
+                assert response.status == health_pb2.HealthCheckResponse.SERVING
+            proc.send_signal(signal.SIGTERM)
+            rest = proc.stderr.read()
+            assert proc.wait(timeout=30) == 0, rest
+            assert "stopping expert service" in rest
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """One sample's value from Prometheus text exposition (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} " if labels else f"{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_port_counts_calls_by_status(registry_dir: Path) -> None:
+    async def main() -> None:
+        settings = ExpertSettings(port=0, registry_dir=registry_dir, metrics_port=0)
+        _, port, control = await create_server(settings)
+        await control.start()
+        try:
+            assert control.metrics_server is not None
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = pb_grpc.ExpertServiceStub(channel)
+                middle = _vector([0.5] * len(SCHEMA))
+                for _ in range(3):
+                    await stub.Predict(pb.PredictRequest(task="covid", vector=middle))
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await stub.Predict(pb.PredictRequest(task="nope", vector=middle))
+            url = f"http://127.0.0.1:{control.metrics_server.port}/metrics"
+            text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+        finally:
+            await control.stop(None)
+        body = text.decode()
+        ok = {"service": "expert", "method": "Predict"}
+        assert _metric(body, "lus_rpc_requests_total", code="OK", **ok) == 3
+        assert _metric(body, "lus_rpc_requests_total", code="NOT_FOUND", **ok) == 1
+        assert _metric(body, "lus_rpc_latency_seconds_count", code="OK", **ok) == 3
+        assert _metric(body, "lus_expert_loaded_models") == 1
+
+    asyncio.run(main())
