@@ -21,10 +21,11 @@ test: setup lint proto-check deploy-check pytest  ## everything CI checks
 pytest: setup
 	$(BIN)/python -m pytest
 
-lint: setup
+lint: setup  ## ruff, mypy, and the import order (pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache --no-logo
 
 proto: setup  ## regenerate the gRPC stubs from proto/
 	$(BIN)/python tools/gen_protos.py

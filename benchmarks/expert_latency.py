@@ -38,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from expert_service.card import TrainingSummary  # noqa: E402
+from expert_service.card import ExpertDraft, TrainingSummary  # noqa: E402
 from expert_service.explain import ood_scores  # noqa: E402
 from expert_service.registry import LocalRegistry  # noqa: E402
 from lus.biomarker.v1 import schema_pb2  # noqa: E402
@@ -85,7 +85,7 @@ def build_registry(
 ) -> None:
     registry = LocalRegistry(root)
     for i in range(N_TASKS):
-        registry.register(
+        draft = ExpertDraft(
             "mlp-large" if i == 0 else f"task-{i:03d}",
             onnx,
             schema_id=SCHEMA.schema_id,
@@ -94,6 +94,7 @@ def build_registry(
             model_family="mlp",
             training_summary=summary,
         )
+        registry.register(draft, owner="")
 
 
 def start_server(root: Path, processes: int, pin: bool) -> tuple[subprocess.Popen[str], int]:

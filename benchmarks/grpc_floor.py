@@ -3,7 +3,9 @@
 Why the expert tier's public port uses the threaded server: for a prediction of ~100 µs, the
 Python gRPC layer is most of the cost. Each server runs in its own process serving only the
 standard health service; this process drives ``Check`` at concurrency 1 (blocking stub) and 16
-(asyncio stub) and prints p50, calls/s and the server's CPU per call.
+(asyncio stub) and prints p50, calls/s and the server's CPU per call. A third server,
+``lus-threaded``, is the expert tier's own (``lus.rpc.threaded_server``: request ids and error
+mapping on every call), so the last lines show what those cost over the bare threaded server.
 
     python benchmarks/grpc_floor.py [--seconds 3] [--workers 4]
 """
@@ -24,6 +26,7 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 REQUEST = health_pb2.HealthCheckRequest()
+KINDS = ("aio", "threaded", "lus-threaded")
 
 
 def cpu_s(pid: int) -> float:
@@ -33,6 +36,15 @@ def cpu_s(pid: int) -> float:
 
 def serve(kind: str, workers: int) -> None:
     """Server process: print the port, then serve health checks until killed."""
+    if kind == "lus-threaded":
+        from lus.rpc.threaded_server import create_threaded_server, set_serving_threaded
+
+        server, health_servicer = create_threaded_server(max_message_bytes=4 << 20, workers=workers)
+        set_serving_threaded(health_servicer, [], serving=True)
+        print(server.add_insecure_port("127.0.0.1:0"), flush=True)
+        server.start()
+        server.wait_for_termination()
+        return
     if kind == "threaded":
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
         health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
@@ -92,14 +104,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--workers", type=int, default=4, help="threads of the threaded server")
-    parser.add_argument("--serve", choices=("aio", "threaded"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.workers)
         return
     print(f"machine: {os.cpu_count()} CPUs; grpcio {grpc.__version__}; "
           f"{time.strftime('%Y-%m-%d %H:%M')}")  # fmt: skip
-    for kind in ("aio", "threaded"):
+    for kind in KINDS:
         command = [sys.executable, __file__, "--serve", kind, "--workers", str(args.workers)]
         server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         try:

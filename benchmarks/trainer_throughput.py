@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from biomarker_service.model import tsm_resnet18
-from biomarker_service.model_thread import pick_device
+from biomarker_service.torch_backend import pick_device
 from lus.schema import load_schema
 from lus.video import DecodedVideo, InputSpec, make_clips
 from trainer.augment import ClipAugment, augment_clips

@@ -1,5 +1,6 @@
 """``python -m biomarker_service``: run the GPU tier with settings from the environment."""
 
-from biomarker_service.settings import main
+from biomarker_service.server import main
 
-main()
+if __name__ == "__main__":
+    main()

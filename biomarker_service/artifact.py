@@ -2,6 +2,9 @@
 
 safetensors holds tensors only (no pickle), and its string metadata carries everything needed to
 rebuild the model and preprocess video exactly as in training.
+
+Reading the metadata (``read_info``) needs no PyTorch: the ONNX backend serves from it without
+importing torch. Only saving and loading the weights import torch, inside those functions.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from safetensors.torch import load_file, save_file
-
-from biomarker_service.model import TSMResNet
 from lus.schema import BiomarkerSchema
 from lus.video import InputSpec
+
+if TYPE_CHECKING:
+    from biomarker_service.model import TSMResNet
 
 ARCHITECTURE = "tsm_resnet18"
 METADATA_KEY = "lus_artifact"
@@ -92,6 +96,8 @@ def new_version(schema: BiomarkerSchema, model: TSMResNet) -> str:
 
 
 def save_artifact(path: Path, model: TSMResNet, info: ArtifactInfo) -> None:
+    from safetensors.torch import save_file  # torch only for those who write weights
+
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -103,13 +109,23 @@ def save_artifact(path: Path, model: TSMResNet, info: ArtifactInfo) -> None:
 
 
 def read_info(path: Path) -> ArtifactInfo:
-    from safetensors import safe_open
+    """The artifact's metadata, without its weights and without importing torch.
+
+    Raises:
+        FileNotFoundError: ``path`` is missing or unreadable by this user.
+        ValueError: ``path`` is not a safetensors file, or not a LUS biomarker artifact.
+    """
+    from safetensors import SafetensorError, safe_open
 
     if not os.access(path, os.R_OK):  # safetensors reports EACCES as "No such file"
         reason = "does not exist" if not path.exists() else "is not readable by this user"
         raise FileNotFoundError(f"biomarker artifact {path} {reason} (uid {os.getuid()})")
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    try:
+        # "numpy" reads the header only; "pt" would import torch for no tensor at all.
+        with safe_open(str(path), framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+    except SafetensorError as err:  # a ValueError, so that a start-up refuses it in one line
+        raise ValueError(f"{path} is not a safetensors file: {err}") from err
     if METADATA_KEY not in metadata:
         raise ValueError(f"{path} is not a LUS biomarker artifact (no {METADATA_KEY} metadata)")
     return ArtifactInfo.from_json(metadata[METADATA_KEY])
@@ -117,6 +133,10 @@ def read_info(path: Path) -> ArtifactInfo:
 
 def load_artifact(path: Path) -> tuple[TSMResNet, ArtifactInfo]:
     """Rebuild the model on CPU in eval mode; move it to a device afterwards."""
+    from safetensors.torch import load_file
+
+    from biomarker_service.model import TSMResNet
+
     info = read_info(path)
     model = TSMResNet(num_outputs=len(info.schema), spec=info.spec, width=info.width)
     model.load_state_dict(load_file(str(path), device="cpu"))

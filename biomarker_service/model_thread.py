@@ -1,4 +1,8 @@
-"""Runs a model backend on whole clips in one dedicated thread; the batcher sits in front."""
+"""Runs a model backend on whole clips in one dedicated thread; the batcher sits in front.
+
+Backend-neutral, so it imports no torch: the PyTorch flavour, ``TorchModelThread``, lives
+beside ``TorchBackend`` in ``biomarker_service.torch_backend``.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,10 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
 
 from biomarker_service.backend import Backend
-from biomarker_service.model import TSMResNet
-from biomarker_service.torch_backend import TorchBackend, pick_device
 
-__all__ = ["ModelThread", "TorchModelThread", "pick_device"]
+__all__ = ["ModelThread"]
 
 
 class ModelThread:
@@ -33,13 +34,9 @@ class ModelThread:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.predict, clips)
 
     def close(self) -> None:
+        """Wait for the forward pass in progress, then release the backend.
+
+        Blocks; an event loop calls it through ``asyncio.to_thread``.
+        """
         self._executor.shutdown(wait=True)
         self.backend.close()
-
-
-class TorchModelThread(ModelThread):
-    """A runner over ``TorchBackend``: what the trainer and the walking skeleton construct."""
-
-    def __init__(self, model: TSMResNet, device: torch.device, *, bf16: bool = True) -> None:
-        super().__init__(TorchBackend(model, device, bf16=bf16))
-        self.model = model

@@ -9,8 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from biomarker_service.artifact import METADATA_KEY, ArtifactInfo
-from biomarker_service.onnx_export import INPUT_NAME, QUANT_KEY
+from biomarker_service.onnx_format import INPUT_NAME, read_onnx_info
 
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
 _LEVELS = {
@@ -48,14 +47,6 @@ def _providers(device: str) -> tuple[list[str | tuple[str, dict[str, str]]], str
             f"cuda:{index}"
         )
     return ["CPUExecutionProvider"], "cpu"
-
-
-def read_onnx_info(model: onnx.ModelProto) -> tuple[ArtifactInfo, str]:
-    """The artifact metadata and the quantisation mode an exported model carries."""
-    metadata = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in metadata:
-        raise ValueError("ONNX model has no LUS artifact metadata; export it with lus export-onnx")
-    return ArtifactInfo.from_json(metadata[METADATA_KEY]), metadata.get(QUANT_KEY, "none")
 
 
 class OnnxBackend:

@@ -19,11 +19,9 @@ import torch
 
 from biomarker_service.artifact import METADATA_KEY, ArtifactInfo, load_artifact
 from biomarker_service.model import TSMResNet
+from biomarker_service.onnx_format import INPUT_NAME, OUTPUT_NAME, QUANT_KEY
 
 Quantization = Literal["none", "dynamic", "static"]
-INPUT_NAME = "clips"
-OUTPUT_NAME = "logits"
-QUANT_KEY = "lus_quantization"
 OPSET = 17
 
 

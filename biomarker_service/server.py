@@ -1,15 +1,20 @@
-"""Wires and starts the biomarker gRPC server: ``create_server`` for tests, ``serve`` to run."""
+"""Wires and starts the biomarker gRPC server: ``create_server`` for tests and ``lus serve``,
+``main`` for the tier's own process (``python -m biomarker_service``).
+
+Imports no torch: ``load_backend`` brings it in only for a backend that needs it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health
+from pydantic import ValidationError
 
 from biomarker_service.artifact import read_info
 from biomarker_service.backend import Backend
@@ -23,9 +28,11 @@ from biomarker_service.settings import BiomarkerSettings
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
 from lus.feature_store import FeatureStore, open_feature_store
-from lus.rpc.logging import RequestIdInterceptor
+from lus.rpc.lifecycle import run_until_signal
+from lus.rpc.logging import RequestIdInterceptor, configure_logging
 from lus.rpc.metrics import MetricsInterceptor, MetricsServer, start_metrics_server
 from lus.rpc.server import bind, create_aio_server, enable_reflection, set_serving
+from lus.rpc.settings import invalid_settings_reasons
 
 logger = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BiomarkerService"].full_name
@@ -33,7 +40,10 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BiomarkerService"].full_name
 
 @dataclass
 class RunningServer:
-    """A started server and the parts tests and ``serve`` need to reach."""
+    """A started server and the parts tests need to reach.
+
+    Satisfies ``lus.rpc.lifecycle.RunningServer`` (``port``, ``stop``).
+    """
 
     server: grpc.aio.Server
     port: int
@@ -59,8 +69,10 @@ class RunningServer:
         await set_serving(self.health, [SERVICE_NAME], serving=False)
         await self.server.stop(grace_s)  # refuses new calls, waits for running ones
         await self.batcher.close()
-        self.extractor.runner.close()
-        self.decode_pool.shutdown(wait=True)
+        # Both wait for threads to finish (a forward pass, a decode): off the loop, so that a
+        # process serving more than this tier (``lus serve``) keeps answering meanwhile.
+        await asyncio.to_thread(self.extractor.runner.close)
+        await asyncio.to_thread(self.decode_pool.shutdown, wait=True)
         close = getattr(self.store, "close", None)
         if close is not None:
             close()
@@ -89,7 +101,7 @@ async def create_server(
     servicer = BiomarkerServicer(None, max_video_bytes=settings.max_video_bytes)
     pb_grpc.add_BiomarkerServiceServicer_to_server(servicer, server)
     enable_reflection(server, [SERVICE_NAME])
-    port = bind(server, settings.address, None)
+    port = bind(server, settings.address, settings.tls)
     await server.start()
 
     # Until the model is loaded, health says NOT_SERVING and the servicer answers UNAVAILABLE.
@@ -130,8 +142,9 @@ async def create_server(
         )
     await set_serving(health_servicer, [SERVICE_NAME], serving=True)
     logger.info(
-        "biomarker service on port %d, model %s on %s (%s), store %s, metrics port %s",
+        "biomarker service on port %d (%s), model %s on %s (%s), store %s, metrics port %s",
         port,
+        settings.tls_label,
         info.version,
         backend.device,
         backend.name,
@@ -143,13 +156,29 @@ async def create_server(
     )
 
 
-async def serve(settings: BiomarkerSettings) -> None:
-    """Run until SIGTERM or SIGINT, then drain within ``settings.grace_s`` and stop."""
-    running = await create_server(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    logger.info("shutting down: draining for up to %.0f s", settings.grace_s)
-    await running.stop(settings.grace_s)
+async def _run(settings: BiomarkerSettings) -> int:
+    """Serve until SIGTERM or SIGINT, then drain; 2 when the server cannot start."""
+    try:
+        running = await create_server(settings)
+    except (OSError, ValueError) as err:
+        # Model, ONNX file, feature store, TLS files or port unusable: one line that says which
+        # (the traceback only at DEBUG), not a traceback an operator has to read.
+        logger.error("cannot start: %s", err)
+        logger.debug("start-up failure", exc_info=True)
+        return 2
+    await run_until_signal([running], settings.grace_s)
+    return 0
+
+
+def main() -> None:
+    """Entry point of the GPU tier's container: settings from ``LUS_BIOMARKER_*``."""
+    try:
+        settings = BiomarkerSettings()
+    except ValidationError as err:
+        print(
+            f"cannot start: invalid LUS_BIOMARKER_* settings: {invalid_settings_reasons(err)}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+    configure_logging(json_format=settings.log_json, level=settings.log_level)
+    raise SystemExit(asyncio.run(_run(settings)))

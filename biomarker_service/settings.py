@@ -1,4 +1,8 @@
-"""Settings of the biomarker service, read from ``LUS_BIOMARKER_*`` environment variables."""
+"""Settings of the biomarker service, read from ``LUS_BIOMARKER_*`` environment variables.
+
+Logging, TLS and the shutdown grace come from ``lus.rpc.settings.ServingSettings``, so they are
+``LUS_BIOMARKER_LOG_JSON``, ``LUS_BIOMARKER_TLS_CERT_FILE``, ... here.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from lus.rpc.server import MiB
+from lus.rpc.settings import ServingSettings
 
 
-class BiomarkerSettings(BaseSettings):
+class BiomarkerSettings(ServingSettings):
     """How the GPU tier listens, which model it loads and its limits.
 
     Built once in ``main()`` and passed down; nothing reads the environment after that.
@@ -85,12 +90,6 @@ class BiomarkerSettings(BaseSettings):
     """Port of Prometheus ``/metrics`` (0 picks a free one); unset serves no metrics port.
     Deployments set 9464. Default unset."""
 
-    log_json: bool = False
-    """Log one JSON object per line (for log shippers) instead of plain text. Default false."""
-
-    log_level: str = "INFO"
-    """Root log level: DEBUG, INFO, WARNING or ERROR. Default INFO."""
-
     max_message_bytes: int = Field(default=64 * MiB, gt=0)
     """Largest single gRPC message in bytes; larger videos use ExtractStream. Default 64 MiB."""
 
@@ -102,9 +101,6 @@ class BiomarkerSettings(BaseSettings):
 
     keepalive_timeout_s: float = Field(default=10.0, gt=0.0)
     """Seconds to wait for a ping's answer before closing the connection. Default 10."""
-
-    grace_s: float = Field(default=10.0, ge=0.0)
-    """Seconds in-flight calls get to finish on shutdown (SIGTERM/SIGINT). Default 10.0."""
 
     @property
     def address(self) -> str:
@@ -118,20 +114,3 @@ class BiomarkerSettings(BaseSettings):
         if self.feature_store_path is not None:
             return self.feature_store_path
         return self.artifact.parent / "lus-features.sqlite"
-
-
-def main() -> None:
-    """Entry point for the GPU tier's container: settings from ``LUS_BIOMARKER_*``."""
-    import asyncio
-    import logging
-
-    from biomarker_service.server import serve
-    from lus.rpc.logging import configure_logging
-
-    settings = BiomarkerSettings()
-    configure_logging(json_format=settings.log_json, level=settings.log_level)
-    try:
-        asyncio.run(serve(settings))
-    except OSError as err:  # model file or feature store unusable: one clear line
-        logging.getLogger("biomarker_service").error("cannot start: %s", err)
-        raise SystemExit(2) from None

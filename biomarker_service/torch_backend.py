@@ -1,4 +1,8 @@
-"""PyTorch backend: CUDA with bf16 autocast and channels_last when a GPU is present, else CPU."""
+"""PyTorch backend: CUDA with bf16 autocast and channels_last when a GPU is present, else CPU.
+
+Everything of the GPU tier that needs torch at import time is here (or in ``model``), so the
+ONNX backend's server never loads it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import numpy as np
 import torch
 
 from biomarker_service.model import TSMResNet
+from biomarker_service.model_thread import ModelThread
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -62,3 +67,11 @@ class TorchBackend:
         """Free cached GPU memory; the model itself goes with this object."""
         if self._cuda:
             torch.cuda.empty_cache()
+
+
+class TorchModelThread(ModelThread):
+    """A model thread over ``TorchBackend``: what the trainer and the walking skeleton build."""
+
+    def __init__(self, model: TSMResNet, device: torch.device, *, bf16: bool = True) -> None:
+        super().__init__(TorchBackend(model, device, bf16=bf16))
+        self.model = model

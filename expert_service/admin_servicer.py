@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 
 from expert_service import converters
 from expert_service.answers import TaskInfo
 from expert_service.auth import TeamTokens
+from expert_service.card import ExpertDraft
 from expert_service.predictor import ExpertPredictor
 from expert_service.registry.common import check_alias
 from expert_service.training import converters as training_converters
 from expert_service.training.jobs import TrainingLimits
-from expert_service.training.service import ExpertTraining
+from expert_service.training.service import ExpertTraining, Fitter
 from lus.errors import LusError
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
 
@@ -38,25 +39,36 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
         runner: The serving core (its registry is written to; its routes refreshed after).
         tokens: Which bearer token belongs to which team.
         training: Limits of TrainExpert jobs on this replica; default ``TrainingLimits()``.
+        fitter: Fits TrainExpert jobs; None answers TrainExpert with UNIMPLEMENTED
+            (``TrainingUnavailable``), saying how to get a replica that fits.
     """
 
     def __init__(
-        self, runner: ExpertPredictor, tokens: TeamTokens, training: TrainingLimits | None = None
+        self,
+        runner: ExpertPredictor,
+        tokens: TeamTokens,
+        training: TrainingLimits | None = None,
+        *,
+        fitter: Fitter | None = None,
     ) -> None:
         self._runner = runner
         self._registry = runner.registry
         self._tokens = tokens
         self._training = ExpertTraining(
-            runner.registry, runner.feature_store, self._publish, training or TrainingLimits()
+            runner.registry,
+            runner.feature_store,
+            self._publish,
+            training or TrainingLimits(),
+            fitter=fitter,
         )
 
     async def RegisterExpert(  # noqa: N802 - names fixed by the proto
         self, request: pb.RegisterExpertRequest, context: grpc.aio.ServicerContext
     ) -> pb.TaskCard:
         team = self._tokens.team(context.invocation_metadata())
-        arguments = converters.register_arguments(request)
+        draft = converters.expert_draft(request)
         promote_to = check_alias(request.promote_to) if request.promote_to else ""
-        info = await asyncio.to_thread(self._publish, team, arguments, promote_to)
+        info = await asyncio.to_thread(self._publish, team, draft, promote_to)
         return converters.task_info_to_pb(info)
 
     async def TrainExpert(  # noqa: N802 - names fixed by the proto
@@ -121,10 +133,10 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
         """Take no more training jobs; the fitting process stops once the running one ends."""
         self._training.close()
 
-    def _publish(self, team: str, arguments: dict[str, Any], promote_to: str) -> TaskInfo:
-        """Register a version for ``team``, promote it if asked, refresh routes (blocking)."""
+    def _publish(self, team: str, draft: ExpertDraft, promote_to: str) -> TaskInfo:
+        """Register ``draft`` for ``team``, promote it if asked, refresh routes (blocking)."""
         # The registry refuses another team's task inside its own transaction.
-        card = self._registry.register(owner=team, **arguments)
+        card = self._registry.register(draft, owner=team)
         logger.info("team %s registered %s v%d", team, card.task, card.version)
         if promote_to:
             self._registry.promote(card.task, card.version, promote_to)

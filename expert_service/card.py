@@ -1,4 +1,5 @@
-"""The expert card: everything a reviewer needs to judge a stored ONNX expert, as JSON."""
+"""The expert card: everything a reviewer needs to judge a stored ONNX expert, as JSON; and the
+draft a registration starts from."""
 
 from __future__ import annotations
 
@@ -71,6 +72,48 @@ class TrainingSummary:
             feature_std=tuple(float(v) for v in data["feature_std"]),
             ood_threshold=float(data["ood_threshold"]),
         )
+
+
+@dataclass(frozen=True)
+class ExpertDraft:
+    """An expert to register: the ONNX model and what its card says about it.
+
+    The one shape every registration travels in, from ``lus train expert``, RegisterExpert and
+    TrainExpert to ``ExpertRegistry.register``. The registry adds the rest of the card: version,
+    sha256, creation time and owner (the caller's team). Nothing is checked here; the registry
+    checks everything (``registry.common.draft_card``) before it stores anything.
+
+    Attributes:
+        task: Clinical question the expert answers, e.g. ``covid``.
+        onnx_bytes: The model: float32 input ``[N, n_features]``, outputs ``label`` and
+            ``probabilities`` ``[N, len(classes)]``.
+        schema_id: Id of the biomarker schema its input vectors must be made with.
+        classes: Output labels, in the order of the model's probability columns.
+        n_features: Length of the input vector.
+        model_family: How it was fitted, e.g. ``mlp``.
+        metrics: Evaluation figures, e.g. ``heldout_accuracy``.
+        description: What it is for, in plain words.
+        training_data: Where the training vectors came from.
+        notice: Plain-language use restriction returned with every answer.
+        training_summary: Class counts, patients and feature statistics of the training set.
+    """
+
+    task: str
+    onnx_bytes: bytes = field(repr=False)
+    schema_id: str
+    classes: tuple[str, ...]
+    n_features: int
+    model_family: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    description: str = ""
+    training_data: str = ""
+    notice: str = ""
+    training_summary: TrainingSummary | None = None
+
+    def __post_init__(self) -> None:
+        # Copies, so a caller that goes on changing its list or dict cannot change the draft.
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "metrics", dict(self.metrics))
 
 
 @dataclass(frozen=True)

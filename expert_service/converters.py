@@ -15,7 +15,7 @@ from expert_service.answers import (
     PredictQuery,
     TaskInfo,
 )
-from expert_service.card import ExpertCard, TrainingSummary
+from expert_service.card import ExpertCard, ExpertDraft, TrainingSummary
 from expert_service.explain import Contribution
 from lus.errors import LusError
 from lus.expert.v1 import expert_service_pb2 as pb
@@ -217,22 +217,22 @@ def task_info_to_pb(info: TaskInfo) -> pb.TaskCard:
     return message
 
 
-def register_arguments(request: pb.RegisterExpertRequest) -> dict[str, Any]:
-    """Keyword arguments of ``ExpertRegistry.register`` (all but ``owner``) from a request."""
+def expert_draft(request: pb.RegisterExpertRequest) -> ExpertDraft:
+    """The expert a ``RegisterExpertRequest`` carries; the registry checks it."""
     summary = request.training_summary if request.HasField("training_summary") else None
-    return {
-        "task": request.task,
-        "onnx_bytes": bytes(request.onnx_model),
-        "schema_id": request.schema_id,
-        "classes": tuple(request.classes),
-        "n_features": request.n_features,
-        "model_family": request.model_family,
-        "metrics": dict(request.metrics),
-        "description": request.description,
-        "training_data": request.training_data,
-        "notice": request.notice,
-        "training_summary": summary_from_pb(summary) if summary is not None else None,
-    }
+    return ExpertDraft(
+        task=request.task,
+        onnx_bytes=bytes(request.onnx_model),
+        schema_id=request.schema_id,
+        classes=tuple(request.classes),
+        n_features=request.n_features,
+        model_family=request.model_family,
+        metrics=dict(request.metrics),
+        description=request.description,
+        training_data=request.training_data,
+        notice=request.notice,
+        training_summary=summary_from_pb(summary) if summary is not None else None,
+    )
 
 
 def alias_to_pb(task: str, alias: str, version: int, previous: int) -> pb.AliasResponse:

@@ -2,7 +2,7 @@
 
 LusError
  ├── CorruptArtifact       DATA_LOSS           (stored expert fails its integrity check)
- └── TrainingUnavailable   UNIMPLEMENTED       (no ``train`` extra, or training switched off)
+ └── TrainingUnavailable   UNIMPLEMENTED       (no fitter or ``train`` extra, or training off)
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ class CorruptArtifact(LusError):
 
 
 class TrainingUnavailable(LusError):
-    """This replica cannot fit experts (no ``train`` extra, or training switched off)."""
+    """This replica cannot fit experts (composed without a fitter, no ``train`` extra, or
+    training switched off)."""
 
     code = grpc.StatusCode.UNIMPLEMENTED

@@ -1,16 +1,23 @@
-"""Wires and runs the expert gRPC server: registry, runner, hot reload, servicers, health, TLS."""
+"""Wires and runs the expert gRPC servers: registry, predictor, hot reload, servicers, health, TLS.
+
+``create_server`` composes and starts the servers of one process; ``main`` (``python -m
+expert_service``) adds the worker processes and serves until SIGTERM. Fitting experts is not
+this package's job: whoever composes a replica that should answer TrainExpert injects a fitter
+(``python -m trainer.expert_replica``, ``lus serve``); without one TrainExpert is UNIMPLEMENTED.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import signal
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health
+from pydantic import ValidationError
 
 from expert_service.admin_servicer import ExpertAdminServicer
 from expert_service.admin_servicer import add_to_server as add_admin_to_server
@@ -23,10 +30,15 @@ from expert_service.reload import RegistryWatcher
 from expert_service.servicer import ExpertServicer, add_to_server
 from expert_service.settings import ExpertSettings
 from expert_service.training.jobs import TrainingLimits
-from expert_service.workers import WorkerPool, pin_to_cpu
+from expert_service.training.service import Fitter
+from expert_service.training.worker import FitFunction, ProcessFitter
+from expert_service.workers import WorkerPool, pin_to_cpu, serve_until_stopped
 from lus.errors import LusError
+from lus.rpc.lifecycle import run_until_signal
+from lus.rpc.logging import RequestIdInterceptor, configure_logging
 from lus.rpc.metrics import MetricsServer, start_metrics_server
 from lus.rpc.server import bind, create_aio_server, enable_reflection, set_serving
+from lus.rpc.settings import invalid_settings_reasons
 from lus.rpc.threaded_server import create_threaded_server, set_serving_threaded
 
 if TYPE_CHECKING:  # typing only: the feature-store package is imported when configured
@@ -36,35 +48,48 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ServerControl:
-    """Starts and stops the servers made by ``create_server`` in step with their health status.
+class AdminServer:
+    """The ExpertAdminService server of the main process and the parts ``stop`` needs."""
 
-    The public server (``server``) serves ExpertService from a thread pool, where a fast
-    prediction costs least (``lus.rpc.threaded_server``); the admin server (``admin_server``,
-    on ``admin_port``) serves ExpertAdminService only, on the event loop with the registry
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    servicer: ExpertAdminServicer
+    port: int = 0
+
+
+@dataclass
+class ExpertServer:
+    """The started expert servers of one process, made by ``create_server``; a
+    ``lus.rpc.lifecycle.RunningServer``.
+
+    The public server (``server``, on ``port``) serves ExpertService from a thread pool, where a
+    fast prediction costs least (``lus.rpc.threaded_server``); the admin server (``admin``, on
+    ``admin_port``) serves ExpertAdminService only, on the event loop with the registry
     watcher, so a NetworkPolicy can fence it off. Both answer health checks and reflection.
     Worker processes (``expert_service.workers``) run without the admin server.
     """
 
     server: grpc.Server
+    port: int
     health: health.HealthServicer
-    runner: ExpertPredictor
+    predictor: ExpertPredictor
     watcher: RegistryWatcher
-    admin_server: grpc.aio.Server | None
-    admin_health: health.aio.HealthServicer | None
-    admin_port: int
-    admin_servicer: ExpertAdminServicer | None = None
+    admin: AdminServer | None = None
     metrics_server: MetricsServer | None = None
-    _stopping: bool = field(default=False, init=False)
+    stopping: bool = field(default=False, init=False)
+    """True once ``stop`` has begun; a second ``stop`` does nothing."""
 
-    async def start(self) -> None:
-        """Start serving RPCs on both ports, load the experts, then report SERVING."""
-        self.server.start()
-        if self.admin_server is not None:
-            await self.admin_server.start()
-        await self.open()
+    @property
+    def admin_port(self) -> int:
+        """The bound admin port; 0 without an admin server (worker processes)."""
+        return 0 if self.admin is None else self.admin.port
 
-    async def open(self) -> None:
+    @property
+    def metrics_port(self) -> int | None:
+        """The bound Prometheus port, or None when metrics are off."""
+        return None if self.metrics_server is None else self.metrics_server.port
+
+    async def _open(self) -> None:
         """Load every task's default version, start hot reload, then report SERVING.
 
         When the registry cannot be read (e.g. Redis down at start), health stays NOT_SERVING
@@ -72,7 +97,7 @@ class ServerControl:
         replica could only answer with UNAVAILABLE.
         """
         try:
-            loaded = await asyncio.to_thread(self.runner.warm_up)
+            loaded = await asyncio.to_thread(self.predictor.warm_up)
         except LusError as err:
             logger.error("registry unreadable at start (%s); NOT_SERVING until it syncs", err)
             loop = asyncio.get_running_loop()
@@ -80,37 +105,39 @@ class ServerControl:
             self.watcher.start()
             return
         if not loaded:
-            logger.warning("registry %r holds no loadable experts yet", self.runner.registry)
+            logger.warning("registry %r holds no loadable experts yet", self.predictor.registry)
         logger.info("experts loaded: %s", ", ".join(f"{t} v{v}" for t, v in loaded) or "none")
         self.watcher.start()
         await self._set_serving(True)
 
     def _serving_from_thread(self, loop: asyncio.AbstractEventLoop) -> None:
-        logger.info("registry synced: experts loaded %s; SERVING", self.runner.loaded())
+        logger.info("registry synced: experts loaded %s; SERVING", self.predictor.loaded())
         if not loop.is_closed():  # the server may have shut down while Redis was away
             asyncio.run_coroutine_threadsafe(self._set_serving(True), loop)
 
     async def _set_serving(self, serving: bool) -> None:
-        if serving and self._stopping:
+        if serving and self.stopping:
             return  # a late first sync must not undo a shutdown's NOT_SERVING
         set_serving_threaded(self.health, [SERVICE_NAME], serving=serving)
-        if self.admin_health is not None:
-            await set_serving(self.admin_health, [ADMIN_SERVICE_NAME], serving=serving)
+        if self.admin is not None:
+            await set_serving(self.admin.health, [ADMIN_SERVICE_NAME], serving=serving)
 
     async def stop(self, grace_s: float | None) -> None:
-        """Report NOT_SERVING so balancers drain, then let in-flight calls finish."""
-        self._stopping = True
+        """Report NOT_SERVING so balancers drain, let in-flight calls finish within ``grace_s``
+        (None: cancel them at once), then release the registry, metrics port and training."""
+        if self.stopping:
+            return
+        self.stopping = True
         await self._set_serving(False)
         stopped = self.server.stop(grace_s)  # returns at once; the event is set when done
-        if self.admin_server is not None:
-            await self.admin_server.stop(grace_s)
-        if self.admin_servicer is not None:
-            self.admin_servicer.close()  # no new training jobs; a running fit ends on its own
+        if self.admin is not None:
+            await self.admin.server.stop(grace_s)
+            self.admin.servicer.close()  # no new training jobs; a running fit ends on its own
         await asyncio.to_thread(stopped.wait)
         if self.metrics_server is not None:
             self.metrics_server.close()
         await asyncio.to_thread(self.watcher.close)
-        close = getattr(self.runner.registry, "close", None)
+        close = getattr(self.predictor.registry, "close", None)
         if callable(close):
             close()
 
@@ -142,48 +169,33 @@ def open_store(settings: ExpertSettings) -> FeatureStore | None:
     )
 
 
-def _bind(server: grpc.Server | grpc.aio.Server, settings: ExpertSettings, address: str) -> int:
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return bind(server, address, None)
-    ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
-    credentials = grpc.ssl_server_credentials(
-        [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
-        root_certificates=ca,
-        require_client_auth=ca is not None,
-    )
-    port: int = server.add_secure_port(address, credentials)
-    if port == 0:
-        raise OSError(f"could not bind gRPC server (TLS) to {address}")
-    return port
-
-
 async def create_server(
     settings: ExpertSettings,
     *,
     registry: ExpertRegistry | None = None,
     feature_store: FeatureStore | None = None,
     admin: bool = True,
-) -> tuple[grpc.Server, int, ServerControl]:
-    """Build and bind the expert servers (public and admin) without starting them.
+    fitter: Fitter | None = None,
+) -> ExpertServer:
+    """Bind and start the expert servers (public and admin), load the experts, report SERVING.
 
-    Must be called inside a running event loop (grpc.aio binds to it). Health reports
-    NOT_SERVING until ``ServerControl.start()`` (or ``open()``) has loaded the experts.
+    Must be called inside a running event loop (grpc.aio binds to it). Returns once the
+    experts are loaded; when the registry cannot be read yet, at once, NOT_SERVING until the
+    registry watcher's first sync succeeds.
 
     Args:
         settings: Where to listen, the registry, tokens, TLS.
         registry: A registry to serve instead of the one ``settings`` names.
         feature_store: Where to find vectors by video hash, instead of the one ``settings`` names.
-        admin: Whether to build the admin server (worker processes go without).
-
-    Returns:
-        The public server, the port it is bound to (useful with port 0), and the control,
-        which holds the admin server and its bound port (``control.admin_port``, 0 without).
+        admin: Whether to serve the admin port (worker processes go without).
+        fitter: Fits TrainExpert jobs (e.g. ``ProcessFitter``); None answers TrainExpert with
+            UNIMPLEMENTED, naming a replica kind that fits.
     """
     registry = registry if registry is not None else open_registry(settings)
     store = feature_store if feature_store is not None else open_store(settings)
-    runner = ExpertPredictor(registry, max_loaded=settings.max_loaded, feature_store=store)
-    watcher = RegistryWatcher(runner, resync_interval_s=settings.resync_interval_s)
-    metrics = ExpertMetrics(runner)
+    predictor = ExpertPredictor(registry, max_loaded=settings.max_loaded, feature_store=store)
+    watcher = RegistryWatcher(predictor, resync_interval_s=settings.resync_interval_s)
+    metrics = ExpertMetrics(predictor)
     server, health_servicer = create_threaded_server(
         max_message_bytes=settings.max_message_bytes,
         workers=settings.workers,
@@ -191,70 +203,130 @@ async def create_server(
         thread_name_prefix="expert-worker",
         metrics=metrics.rpc,
     )
-    add_to_server(ExpertServicer(runner), server)
+    add_to_server(ExpertServicer(predictor), server)
     enable_reflection(server, [SERVICE_NAME])
-    control = ServerControl(server, health_servicer, runner, watcher, None, None, 0)
+    running = ExpertServer(server, 0, health_servicer, predictor, watcher)
     if admin:
-        admin_parts = create_admin_server(settings, runner)
-        control.admin_server, control.admin_health, control.admin_servicer = admin_parts
-    await control._set_serving(False)
-    port = _bind(server, settings, settings.address)
-    if control.admin_server is not None:
-        control.admin_port = _bind(control.admin_server, settings, settings.admin_address)
-    if settings.metrics_port is not None:
-        control.metrics_server = start_metrics_server(
-            settings.metrics_host, settings.metrics_port, metrics.registry
-        )
-    return server, port, control
+        running.admin = create_admin_server(settings, predictor, fitter)
+    try:
+        await running._set_serving(False)
+        running.port = bind(server, settings.address, settings.tls)
+        if running.admin is not None:
+            running.admin.port = bind(running.admin.server, settings.admin_address, settings.tls)
+        if settings.metrics_port is not None:
+            running.metrics_server = start_metrics_server(
+                settings.metrics_host, settings.metrics_port, metrics.registry
+            )
+        server.start()
+        if running.admin is not None:
+            await running.admin.server.start()
+        await running._open()
+    except BaseException:
+        await running.stop(None)  # nothing half-started left behind: ports, Redis, threads
+        raise
+    return running
 
 
 def create_admin_server(
-    settings: ExpertSettings, runner: ExpertPredictor
-) -> tuple[grpc.aio.Server, health.aio.HealthServicer, ExpertAdminServicer]:
+    settings: ExpertSettings, predictor: ExpertPredictor, fitter: Fitter | None = None
+) -> AdminServer:
     """The ExpertAdminService server (unbound): registry writes and training jobs."""
-    admin, admin_health = create_aio_server(max_message_bytes=settings.max_message_bytes)
+    server, admin_health = create_aio_server(
+        max_message_bytes=settings.max_message_bytes, extra_interceptors=[RequestIdInterceptor()]
+    )
     training = TrainingLimits(
         settings.training_workers, settings.training_queue, settings.training_keep_s
     )
-    admin_servicer = ExpertAdminServicer(runner, TeamTokens(settings.team_tokens()), training)
-    add_admin_to_server(admin_servicer, admin)
-    enable_reflection(admin, [ADMIN_SERVICE_NAME])
-    return admin, admin_health, admin_servicer
+    servicer = ExpertAdminServicer(
+        predictor, TeamTokens(settings.team_tokens()), training, fitter=fitter
+    )
+    add_admin_to_server(servicer, server)
+    enable_reflection(server, [ADMIN_SERVICE_NAME])
+    return AdminServer(server, admin_health, servicer)
 
 
-async def serve(settings: ExpertSettings) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully within ``settings.grace_s``."""
-    _, port, control = await create_server(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await control.start()
-    pool = WorkerPool(settings, port, settings.processes - 1)
+def process_fitter(settings: ExpertSettings, fit: FitFunction) -> ProcessFitter:
+    """A ``ProcessFitter`` running ``fit`` with a process per TrainExpert job run at once."""
+    return ProcessFitter(fit, processes=max(1, settings.training_workers))
+
+
+async def serve(settings: ExpertSettings, *, fit: FitFunction | None = None) -> int:
+    """Serve until SIGTERM or SIGINT, then stop gracefully within ``settings.grace_s``.
+
+    This process serves both ports; ``settings.processes - 1`` worker processes serve the
+    public port beside it. ``fit``: see ``main``.
+
+    Returns:
+        The exit status: 0 after a graceful stop, 2 when the server could not start.
+    """
+    fitter = process_fitter(settings, fit) if fit is not None else None
+    try:
+        server = await create_server(settings, fitter=fitter)
+    except (OSError, ValueError) as err:
+        # A port taken, TLS files or the registry folder unusable: one line that says which
+        # (the traceback only at DEBUG), not a traceback an operator has to read.
+        logger.error("cannot start: %s", err)
+        logger.debug("start-up failure", exc_info=True)
+        return 2
+    pool = WorkerPool(settings, server.port, settings.processes - 1, target=run_worker)
     pool.start()
     supervisor = asyncio.create_task(pool.supervise())
     logger.info(
-        "expert service listening on %s:%d (admin on port %d), %d process(es), metrics port %s",
+        "expert service listening on %s:%d (admin on port %d), %s, %d process(es), "
+        "metrics port %s, TrainExpert %s",
         settings.host,
-        port,
-        control.admin_port,
+        server.port,
+        server.admin_port,
+        settings.tls_label,
         settings.processes,
-        control.metrics_server.port if control.metrics_server else "off",
+        server.metrics_port if server.metrics_port is not None else "off",
+        "on" if fitter is not None and settings.training_workers > 0 else "off",
     )
-    await stop.wait()
-    logger.info("stopping expert service (grace %.1f s)", settings.grace_s)
-    supervisor.cancel()
-    await asyncio.gather(pool.stop(settings.grace_s), control.stop(settings.grace_s))
+    try:
+        await run_until_signal([server, pool], settings.grace_s)
+    finally:
+        supervisor.cancel()
+    return 0
 
 
-def main() -> None:
-    """Entry point: settings from ``LUS_EXPERT_*`` environment variables."""
-    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=logging.INFO, format=log_format)
-    settings = ExpertSettings()
+def main(fit: FitFunction | None = None) -> None:
+    """Entry point: settings from ``LUS_EXPERT_*`` environment variables; exits 2, with one
+    line saying why, when they are invalid or the server cannot start.
+
+    Args:
+        fit: Fits TrainExpert jobs in a worker process (``ProcessFitter``); None, as ``python -m
+            expert_service`` runs it, answers TrainExpert with UNIMPLEMENTED.
+            ``trainer.expert_replica`` passes the trainer's.
+    """
+    try:
+        settings = ExpertSettings()
+    except ValidationError as err:
+        print(
+            f"cannot start: invalid LUS_EXPERT_* settings: {invalid_settings_reasons(err)}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+    configure_logging(json_format=settings.log_json, level=settings.log_level)
     if settings.pin_cpus:  # before gRPC starts its threads; workers pin themselves
         logger.info("expert service pid %d pinned to CPU %d", os.getpid(), pin_to_cpu(0))
-    asyncio.run(serve(settings))
+    raise SystemExit(asyncio.run(serve(settings, fit=fit)))
+
+
+def run_worker(settings: ExpertSettings, parent_pid: int, index: int) -> None:
+    """Entry point of worker process ``index`` (1, 2, ...; see ``workers.WorkerPool``): serve
+    ExpertService (no admin port) until told to stop, or until the main process is gone."""
+    configure_logging(
+        json_format=settings.log_json, level=settings.log_level, process_label=f"worker {index}"
+    )
+    if settings.pin_cpus:
+        logger.info("expert worker pid %d pinned to CPU %d", os.getpid(), pin_to_cpu(index))
+    asyncio.run(_serve_worker(settings, parent_pid))
+
+
+async def _serve_worker(settings: ExpertSettings, parent_pid: int) -> None:
+    server = await create_server(settings, admin=False)
+    logger.info("expert worker pid %d serving port %d", os.getpid(), server.port)
+    await serve_until_stopped(server, parent_pid, settings.grace_s)
 
 
 if __name__ == "__main__":

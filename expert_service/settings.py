@@ -6,15 +6,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from lus.rpc.server import MiB
+from lus.rpc.settings import ServingSettings
 
 
-class ExpertSettings(BaseSettings):
+class ExpertSettings(ServingSettings):
     """How the expert tier listens, where it finds its experts and who may change them.
 
-    Built once in ``main()`` and passed down; nothing reads the environment after that.
+    Logging, TLS (every port: public, admin) and the shutdown grace come from
+    ``ServingSettings``, as ``LUS_EXPERT_LOG_JSON``, ``LUS_EXPERT_TLS_CERT_FILE``, ... Built
+    once in ``main()`` and passed down; nothing reads the environment after that.
     """
 
     model_config = SettingsConfigDict(
@@ -70,7 +73,9 @@ class ExpertSettings(BaseSettings):
 
     training_workers: int = Field(default=1, ge=0)
     """TrainExpert jobs fitted at once, each in a worker process (started on the first job,
-    stopped after 5 idle minutes); 0 switches TrainExpert off here (UNIMPLEMENTED). Default 1."""
+    stopped after 5 idle minutes); 0 switches TrainExpert off here (UNIMPLEMENTED). Only a
+    replica started with a fitter fits at all (``python -m trainer.expert_replica``, ``lus
+    serve``); ``python -m expert_service`` answers TrainExpert with UNIMPLEMENTED. Default 1."""
 
     training_queue: int = Field(default=4, ge=0)
     """TrainExpert jobs that may wait behind the running ones; more get RESOURCE_EXHAUSTED.
@@ -79,15 +84,6 @@ class ExpertSettings(BaseSettings):
     training_keep_s: float = Field(default=3600.0, gt=0.0)
     """Seconds a finished training job stays readable by GetTrainingJob (at most 256 kept).
     Default 3600."""
-
-    tls_cert_file: Path | None = None
-    """PEM certificate chain of the server; with ``tls_key_file`` it serves TLS only."""
-
-    tls_key_file: Path | None = None
-    """PEM private key matching ``tls_cert_file``."""
-
-    tls_client_ca_file: Path | None = None
-    """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
 
     processes: int = Field(default=1, ge=1)
     """Processes serving ExpertService on the one public port (the kernel spreads client
@@ -122,9 +118,6 @@ class ExpertSettings(BaseSettings):
     max_message_bytes: int = Field(default=4 * MiB, gt=0)
     """Largest gRPC message sent or received, in bytes. Default 4 MiB."""
 
-    grace_s: float = Field(default=5.0, ge=0.0)
-    """Seconds in-flight calls get to finish on shutdown (SIGTERM/SIGINT). Default 5.0."""
-
     @model_validator(mode="before")
     @classmethod
     def _ephemeral_admin_port(cls, data: Any) -> Any:
@@ -135,11 +128,7 @@ class ExpertSettings(BaseSettings):
         return data
 
     @model_validator(mode="after")
-    def _tls_pair(self) -> ExpertSettings:
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("set both tls_cert_file and tls_key_file, or neither")
-        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
-            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+    def _admin_port_of_its_own(self) -> ExpertSettings:
         if self.port != 0 and self.admin_port == self.port:
             raise ValueError(f"admin_port must differ from port (both {self.port})")
         return self

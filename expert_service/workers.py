@@ -6,6 +6,9 @@ and the kernel spreads client connections across them (a connection stays with i
 clients with one channel stay on one process). The main process serves the admin port too and
 runs a ``WorkerPool`` of the others: each loads experts and follows the registry on its own,
 exactly like a replica; a worker that dies is started again; on shutdown each drains.
+
+The pool is given the workers' entry point (``expert_service.server.run_worker``) rather than
+importing the server, so the server imports this module and not the other way round.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import signal
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from expert_service.settings import ExpertSettings
+from lus.rpc.lifecycle import RunningServer, wait_for_signal
 
 logger = logging.getLogger(__name__)
 
@@ -32,17 +36,29 @@ HEALTHY_RUN_S = 30.0
 ``MAX_RESTART_DELAY_S``."""
 MAX_RESTART_DELAY_S = 60.0
 
+WorkerMain = Callable[[ExpertSettings, int, int], None]
+"""A worker process's entry point: ``(settings, parent pid, index)``, index 1, 2, ... It must
+be a module-level function: the worker is spawned, so it travels by qualified name."""
+
 
 class WorkerPool:
     """``count`` worker processes serving ExpertService on ``port`` beside the main process.
+
+    A ``lus.rpc.lifecycle.RunningServer`` once started, so ``main()`` stops it with the main
+    process's own servers.
 
     Args:
         settings: The main process's settings; workers get them without admin tokens.
         port: The bound public port (resolved, so ``port=0`` settings work too).
         count: Worker processes besides the main one.
+        target: What each worker process runs (``expert_service.server.run_worker``).
     """
 
-    def __init__(self, settings: ExpertSettings, port: int, count: int) -> None:
+    def __init__(
+        self, settings: ExpertSettings, port: int, count: int, *, target: WorkerMain
+    ) -> None:
+        self._port = port
+        self._target = target
         self._settings = settings.model_copy(
             update={"port": port, "processes": 1, "admin_tokens": {}}
         )
@@ -52,6 +68,11 @@ class WorkerPool:
         self._delay = [0.0] * count
         self._restart_at: list[float | None] = [None] * count
         self._stopping = False
+
+    @property
+    def port(self) -> int:
+        """The public port the workers serve, shared with the main process."""
+        return self._port
 
     def start(self) -> None:
         """Start every worker, or restart the ones that died (backing off a crash loop)."""
@@ -68,7 +89,7 @@ class WorkerPool:
             self._restart_at[index] = None
             self._started[index] = now
             fresh = self._context.Process(
-                target=run_worker,
+                target=self._target,
                 args=(self._worker_settings(index), os.getpid(), index + 1),
                 name=f"expert-worker-{index}",
                 daemon=False,  # a daemon process may not start its own children (none here)
@@ -133,28 +154,11 @@ def pin_to_cpu(index: int) -> int:
     return cpu
 
 
-def run_worker(settings: ExpertSettings, parent_pid: int, index: int) -> None:
-    """Entry point of worker ``index`` (1, 2, ...): serve ExpertService (no admin) until told
-    to stop."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s"
-    )
-    if settings.pin_cpus:
-        logger.info("expert worker pid %d pinned to CPU %d", os.getpid(), pin_to_cpu(index))
-    asyncio.run(_serve_worker(settings, parent_pid))
-
-
-async def _serve_worker(settings: ExpertSettings, parent_pid: int) -> None:
-    from expert_service.server import create_server  # the worker's own copy, after spawn
-
-    _, port, control = await create_server(settings, admin=False)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl-C reaches the whole group
-    await control.start()
-    logger.info("expert worker pid %d serving port %d", os.getpid(), port)
-    while not stop.is_set() and os.getppid() == parent_pid:  # orphaned: the main one is gone
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), PARENT_POLL_S)
-    await control.stop(settings.grace_s)
+async def serve_until_stopped(server: RunningServer, parent_pid: int, grace_s: float) -> None:
+    """A worker's life after its start: serve until SIGTERM or SIGINT (Ctrl-C reaches the whole
+    process group), or until the main process ``parent_pid`` is gone; then drain and stop."""
+    signalled = asyncio.create_task(wait_for_signal())
+    while not signalled.done() and os.getppid() == parent_pid:  # orphaned: the main one is gone
+        await asyncio.wait({signalled}, timeout=PARENT_POLL_S)
+    signalled.cancel()
+    await server.stop(grace_s)

@@ -1,18 +1,27 @@
 """``python -m lus.healthcheck HOST:PORT [SERVICE]``: exit 0 when the server reports SERVING.
 
-The containers' HEALTHCHECK; Kubernetes uses its native gRPC probes instead.
+The containers' HEALTHCHECK; Kubernetes uses its native gRPC probes instead. Against a TLS
+port add ``--ca-file`` (and ``--cert-file``/``--key-file`` for mutual TLS); ``--server-name``
+checks the certificate against that name when HOST is an address such as 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lus.rpc.client import ClientTls, client_tls, open_channel
 
-def check(address: str, service: str = "", timeout_s: float = 3.0) -> bool:
-    with grpc.insecure_channel(address) as channel:
+
+def check(
+    address: str, service: str = "", timeout_s: float = 3.0, *, tls: ClientTls | None = None
+) -> bool:
+    """Whether the server at ``address`` reports ``service`` ("" = overall) SERVING."""
+    with open_channel(address, tls=tls) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
@@ -23,11 +32,21 @@ def check(address: str, service: str = "", timeout_s: float = 3.0) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    if not 1 <= len(argv) <= 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    address, service = argv[0], (argv[1] if len(argv) == 2 else "")
-    return 0 if check(address, service) else 1
+    parser = argparse.ArgumentParser(
+        prog="python -m lus.healthcheck", description="exit 0 when the server reports SERVING"
+    )
+    parser.add_argument("address", metavar="HOST:PORT")
+    parser.add_argument("service", nargs="?", default="", help='default: "" (the whole server)')
+    parser.add_argument("--ca-file", type=Path, help="CA bundle of a TLS port")
+    parser.add_argument("--cert-file", type=Path, help="client certificate, for mutual TLS")
+    parser.add_argument("--key-file", type=Path, help="key of --cert-file")
+    parser.add_argument("--server-name", help="name the server's certificate must carry")
+    args = parser.parse_args(argv)
+    try:
+        tls = client_tls(args.ca_file, args.cert_file, args.key_file, args.server_name)
+    except ValueError as err:
+        parser.error(str(err))
+    return 0 if check(args.address, args.service, tls=tls) else 1
 
 
 if __name__ == "__main__":

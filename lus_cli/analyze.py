@@ -1,27 +1,24 @@
-"""``lus analyze``: send a video to the biomarker tier, then ask every expert for its answer."""
+"""``lus analyze``: send a video to the biomarker tier, then ask every expert for its answer.
+
+Both tiers are reached through the shipped clients (``lus.clients``): round robin over
+replicas, retries of transient statuses, a lookup by SOP Instance UID before uploading DICOM,
+and large files streamed in chunks.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from lus.biomarker.v1 import biomarker_service_pb2 as bpb
-from lus.biomarker.v1 import biomarker_service_pb2_grpc as bpb_grpc
+from lus.clients.biomarker import BiomarkerClient
+from lus.clients.expert import ExpertClient
 from lus.expert.v1 import expert_service_pb2 as epb
-from lus.expert.v1 import expert_service_pb2_grpc as epb_grpc
-from lus.rpc.client import balanced_channel_options
-from lus.rpc.server import MiB
+from lus.rpc.client import ClientTls
 from lus.schema import BiomarkerSchema
-from lus_cli.report import biomarker_lines
-
-STREAM_THRESHOLD = 3 * MiB
-"""Videos above this go through ExtractStream, below gRPC's 4 MiB default message limit."""
-CHUNK_BYTES = 1 * MiB
-BIOMARKER_SERVICE = bpb.DESCRIPTOR.services_by_name["BiomarkerService"].full_name
-EXPERT_SERVICE = epb.DESCRIPTOR.services_by_name["ExpertService"].full_name
+from lus_cli.report import biomarker_lines, explanation_lines
 
 
 @dataclass
@@ -32,44 +29,38 @@ class Analysis:
     failures: list[str]
 
 
-def _chunks(data: bytes, video_format: bpb.VideoFormat) -> Iterator[bpb.ExtractChunk]:
-    yield bpb.ExtractChunk(header=bpb.ExtractHeader(format=video_format, total_bytes=len(data)))
-    for start in range(0, len(data), CHUNK_BYTES):
-        yield bpb.ExtractChunk(data=data[start : start + CHUNK_BYTES])
-
-
-def extract(channel: grpc.Channel, video: Path, timeout_s: float) -> bpb.ExtractResponse:
-    stub = bpb_grpc.BiomarkerServiceStub(channel)
-    data = video.read_bytes()
-    reply: bpb.ExtractResponse
-    if len(data) > STREAM_THRESHOLD:
-        reply = stub.ExtractStream(_chunks(data, bpb.VIDEO_FORMAT_UNSPECIFIED), timeout=timeout_s)
-    else:
-        reply = stub.Extract(bpb.ExtractRequest(video=data), timeout=timeout_s)
-    return reply
-
-
 def analyze(
-    video: Path, biomarker_addr: str, expert_addr: str, timeout_s: float = 120.0
+    video: Path,
+    biomarker_addr: str,
+    expert_addr: str,
+    timeout_s: float = 120.0,
+    *,
+    biomarker_tls: ClientTls | None = None,
+    expert_tls: ClientTls | None = None,
 ) -> Analysis:
-    # Round robin over every address a target resolves to, retries on transient statuses.
-    biomarker_options = balanced_channel_options([BIOMARKER_SERVICE])
-    expert_options = balanced_channel_options([EXPERT_SERVICE])
-    with grpc.insecure_channel(biomarker_addr, options=biomarker_options) as channel:
-        info = bpb_grpc.BiomarkerServiceStub(channel).GetModelInfo(
-            bpb.GetModelInfoRequest(), timeout=10
-        )
-        extraction = extract(channel, video, timeout_s)
+    """The video's biomarkers and every registered expert's answer for them.
+
+    Args:
+        video: A DICOM, MP4, AVI, GIF, MOV or MPEG file.
+        biomarker_addr: Target of the biomarker tier, e.g. "dns:///lus-biomarker:50051".
+        expert_addr: Target of the expert tier's public port.
+        timeout_s: Deadline of each biomarker call, retries included (expert calls get 10 s:
+            an answer takes milliseconds once the expert is loaded).
+        biomarker_tls: CA (and client certificate) of a TLS biomarker port; None = plaintext.
+        expert_tls: The same for the expert port.
+
+    Raises:
+        grpc.RpcError: The biomarker tier, or the expert tier's task list, failed; a failing
+            expert is only reported in ``Analysis.failures``.
+    """
+    with BiomarkerClient(biomarker_addr, timeout_s=timeout_s, tls=biomarker_tls) as biomarkers:
+        info = biomarkers.model_info()
+        extraction = biomarkers.extract_path(video)
     answers, failures = [], []
-    with grpc.insecure_channel(expert_addr, options=expert_options) as channel:
-        stub = epb_grpc.ExpertServiceStub(channel)
-        for task in stub.ListTasks(epb.ListTasksRequest(), timeout=10).tasks:
+    with ExpertClient(expert_addr, tls=expert_tls) as experts:  # 10 s a call
+        for task in experts.list_tasks():
             try:
-                answers.append(
-                    stub.Predict(
-                        epb.PredictRequest(task=task.task, vector=extraction.vector), timeout=10
-                    )
-                )
+                answers.append(experts.predict(task.task, extraction.vector))
             except grpc.RpcError as err:  # e.g. an expert of another schema: report, keep going
                 failures.append(f"{task.task}: {err.code().name}: {err.details()}")
     return Analysis(extraction, info, answers, failures)
@@ -91,24 +82,6 @@ def schema_from_proto(message: bpb.ModelInfo) -> BiomarkerSchema:
     )
 
 
-def _explanation_lines(answer: epb.PredictResponse, labels: dict[str, str]) -> list[str]:
-    """Which biomarkers pushed the answer, and whether the input looks like the training data."""
-    lines = []
-    if answer.contributions:
-        lines.append("      driven by (vs the training mean):")
-        lines += [  # a low value can push as hard as a high one, so show both
-            f"        {labels.get(c.biomarker, c.biomarker)}: p={c.value:.2f} "
-            f"(mean {c.baseline:.2f}) {c.contribution:+.2f}"
-            for c in answer.contributions[:3]
-        ]
-    if answer.distribution == epb.DISTRIBUTION_OUT:
-        lines.append(
-            f"      CAUTION: input is far from this expert's training vectors "
-            f"(score {answer.ood_score:.2f} > {answer.ood_threshold:.2f})"
-        )
-    return lines
-
-
 def format_analysis(video: Path, analysis: Analysis) -> str:
     model = analysis.extraction.model
     summary = analysis.extraction.video
@@ -126,7 +99,7 @@ def format_analysis(video: Path, analysis: Analysis) -> str:
     for answer in analysis.answers:
         probs = ", ".join(f"{p.label}={p.probability:.2f}" for p in answer.probabilities)
         lines.append(f"  {answer.task} v{answer.version}: {answer.label}   ({probs})")
-        lines += _explanation_lines(answer, labels)
+        lines += explanation_lines(answer, labels)
     lines += [f"  {failure}" for failure in analysis.failures]
     if not analysis.answers and not analysis.failures:
         lines.append("  (no expert registered)")

@@ -11,6 +11,17 @@ import sys
 from pathlib import Path
 
 
+def _add_client_tls(p: argparse.ArgumentParser, what: str) -> None:
+    """Flags for calling TLS ports; none set means plaintext (``lus.rpc.client.client_tls``)."""
+    g = p.add_argument_group("TLS", f"for {what}; none of these set means plaintext")
+    g.add_argument("--ca-file", type=Path, help="CA bundle that signed the server's certificate")
+    g.add_argument("--cert-file", type=Path, help="client certificate, for mutual TLS")
+    g.add_argument("--key-file", type=Path, help="client certificate's private key")
+    g.add_argument(
+        "--server-name", help="name the server's certificate must carry, if not the host"
+    )
+
+
 def _add_synth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("synth", help="write synthetic cine loops + labels (NOT for clinical use)")
     p.add_argument("out", type=Path, help="output folder (videos/, manifest.csv, NOTICE.txt)")
@@ -73,7 +84,7 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "the job; --registry and --owner are then unused (the token names the team)",
     )
     e.add_argument("--token", help="team bearer token for --server (default: $LUS_ADMIN_TOKEN)")
-    e.add_argument("--ca-file", type=Path, help="CA bundle of a TLS admin port (--server)")
+    _add_client_tls(e, "the admin port (--server)")
     e.add_argument(
         "--promote-to", default="", help="with --server: point this alias at the new version"
     )
@@ -115,6 +126,7 @@ def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--biomarker", default="127.0.0.1:50051", help="biomarker service address")
     p.add_argument("--expert", default="127.0.0.1:50052", help="expert service address")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds")
+    _add_client_tls(p, "both services")
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

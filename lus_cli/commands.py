@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing only: each command imports what it uses when it runs
+    from lus.rpc.client import ClientTls
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,22 +97,23 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client_tls(args: argparse.Namespace) -> ClientTls | None:
+    from lus.rpc.client import client_tls
+
+    return client_tls(args.ca_file, args.cert_file, args.key_file, args.server_name)
+
+
 def _train_expert_on_server(args: argparse.Namespace) -> int:
     import os
 
     import grpc
     from tqdm import tqdm
 
+    from lus.clients.expert import ExpertAdminClient
     from lus.errors import InvalidInput
     from lus.expert.v1 import expert_service_pb2 as epb
     from lus.schema import load_schema
-    from lus_cli.train_remote import (
-        TOKEN_VARIABLE,
-        describe_job,
-        open_admin_channel,
-        train_and_follow,
-        training_request,
-    )
+    from lus_cli.train_remote import TOKEN_VARIABLE, describe_job, training_request
     from trainer.vectors_csv import describe_training_data, read_vectors_csv
 
     token = args.token or os.environ.get(TOKEN_VARIABLE, "")
@@ -139,8 +144,8 @@ def _train_expert_on_server(args: argparse.Namespace) -> int:
             bar.set_postfix_str(job.stage)
 
         try:
-            with open_admin_channel(args.server, args.ca_file) as channel:
-                job = train_and_follow(channel, token, request, on_update=show)
+            with ExpertAdminClient(args.server, token, tls=_client_tls(args)) as admin:
+                job = admin.train_and_follow(request, on_update=show)
         except grpc.RpcError as err:
             bar.close()
             print(f"error: {err.code().name}: {err.details()}")
@@ -185,7 +190,15 @@ def _analyze(args: argparse.Namespace) -> int:
     from lus_cli.analyze import analyze, format_analysis
 
     try:
-        result = analyze(args.video, args.biomarker, args.expert, timeout_s=args.timeout)
+        tls = _client_tls(args)
+        result = analyze(
+            args.video,
+            args.biomarker,
+            args.expert,
+            timeout_s=args.timeout,
+            biomarker_tls=tls,
+            expert_tls=tls,
+        )
     except grpc.RpcError as err:
         print(f"error: {err.code().name}: {err.details()}")
         return 1

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lus.rpc.lifecycle import RunningServer, run_until_signal
+
+if TYPE_CHECKING:  # imported when a stack starts: ``lus`` alone must not pay for both tiers
+    from expert_service.server import ExpertServer
 
 logger = logging.getLogger(__name__)
+
+GRACE_S = 5.0
+"""Seconds in-flight calls get to finish when the local stack stops."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,41 @@ class LocalStack:
     expert_admin_port: int = 50053
 
 
+async def start_stack(stack: LocalStack) -> tuple[RunningServer, ExpertServer]:
+    """Start both tiers' servers; the expert tier fits TrainExpert jobs with the trainer."""
+    from biomarker_service.server import create_server as create_biomarker
+    from biomarker_service.settings import BiomarkerSettings
+    from expert_service.server import create_server as create_expert
+    from expert_service.server import process_fitter
+    from expert_service.settings import ExpertSettings
+    from trainer.expert_fitting import fit_in_worker
+
+    biomarker = await create_biomarker(
+        BiomarkerSettings(artifact=stack.artifact, host=stack.host, port=stack.biomarker_port)
+    )
+    settings = ExpertSettings(
+        host=stack.host,
+        port=stack.expert_port,
+        admin_port=stack.expert_admin_port,
+        registry_dir=stack.registry,
+    )
+    try:
+        # The fitting process starts on the first TrainExpert job, so serving pays nothing.
+        expert = await create_expert(settings, fitter=process_fitter(settings, fit_in_worker))
+    except BaseException:
+        await biomarker.stop(0.0)
+        raise
+    logger.info(
+        "serving: biomarker %s:%d, expert %s:%d (admin %d)",
+        stack.host,
+        biomarker.port,
+        stack.host,
+        expert.port,
+        expert.admin_port,
+    )
+    return biomarker, expert
+
+
 async def run_stack(
     stack: LocalStack,
     ready: asyncio.Event | None = None,
@@ -31,49 +74,25 @@ async def run_stack(
     ports: dict[str, int] | None = None,
 ) -> None:
     """Start both servers, signal ``ready`` (ports in ``ports``), run until ``stop``, then drain."""
-    from biomarker_service.server import create_server as create_biomarker
-    from biomarker_service.settings import BiomarkerSettings
-    from expert_service.server import create_server as create_expert
-    from expert_service.settings import ExpertSettings
-
     stop = stop or asyncio.Event()
-    biomarker = await create_biomarker(
-        BiomarkerSettings(artifact=stack.artifact, host=stack.host, port=stack.biomarker_port)
-    )
-    _, expert_port, expert = await create_expert(
-        ExpertSettings(
-            host=stack.host,
-            port=stack.expert_port,
-            admin_port=stack.expert_admin_port,
-            registry_dir=stack.registry,
-        )
-    )
-    await expert.start()
+    biomarker, expert = await start_stack(stack)
     if ports is not None:
-        ports.update(biomarker=biomarker.port, expert=expert_port, expert_admin=expert.admin_port)
-    logger.info(
-        "serving: biomarker %s:%d, expert %s:%d (admin %d)",
-        stack.host,
-        biomarker.port,
-        stack.host,
-        expert_port,
-        expert.admin_port,
-    )
+        ports.update(biomarker=biomarker.port, expert=expert.port, expert_admin=expert.admin_port)
     if ready is not None:
         ready.set()
     await stop.wait()
     logger.info("stopping: health NOT_SERVING, draining in-flight calls")
-    await asyncio.gather(biomarker.stop(5.0), expert.stop(5.0))
+    await asyncio.gather(biomarker.stop(GRACE_S), expert.stop(GRACE_S))
     logger.info("stopped")
 
 
 def serve_forever(stack: LocalStack) -> None:
+    """``lus serve``: both tiers until SIGTERM or SIGINT, then drain both."""
+
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run_stack(stack, stop=stop)
+        servers = await start_stack(stack)
+        await run_until_signal(list(servers), GRACE_S)
+        logger.info("stopped")
 
     asyncio.run(main())
 

@@ -1,14 +1,11 @@
 """``lus train expert --server``: fit an expert on the expert tier (TrainExpert) and follow the job.
 
-The job lives in the memory of the replica that took it, so every call goes over one plain
-channel (pick-first: one connection, one replica), not a round-robin one.
+Builds the request and describes the finished job; the calls go through
+``lus.clients.expert.ExpertAdminClient`` over one channel (pick-first: one connection, one
+replica), since the job lives in the memory of the replica that took it.
 """
 
 from __future__ import annotations
-
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -16,12 +13,9 @@ import numpy as np
 from lus.biomarker.v1 import schema_pb2
 from lus.errors import InvalidInput
 from lus.expert.v1 import expert_service_pb2 as epb
-from lus.expert.v1 import expert_service_pb2_grpc as epb_grpc
-from lus.rpc.server import MiB, message_size_options
 
 TOKEN_VARIABLE = "LUS_ADMIN_TOKEN"
 """Environment variable the CLI reads the team's bearer token from when ``--token`` is unset."""
-FINISHED = (epb.TRAINING_JOB_STATE_SUCCEEDED, epb.TRAINING_JOB_STATE_FAILED)
 
 
 def training_request(
@@ -55,47 +49,6 @@ def training_request(
     for row, label, patient in zip(np.asarray(vectors).tolist(), labels, patients, strict=True):
         add(vector=schema_pb2.BiomarkerVector(values=row), label=label, patient_id=patient)
     return request
-
-
-def open_admin_channel(address: str, ca_file: Path | None = None) -> grpc.Channel:
-    """A channel to the admin port; TLS when ``ca_file`` (the server's CA bundle) is given."""
-    options = message_size_options(64 * MiB)
-    if ca_file is None:
-        return grpc.insecure_channel(address, options=options)
-    credentials = grpc.ssl_channel_credentials(ca_file.read_bytes())
-    return grpc.secure_channel(address, credentials, options=options)
-
-
-def train_and_follow(
-    channel: grpc.Channel,
-    token: str,
-    request: epb.TrainExpertRequest,
-    *,
-    on_update: Callable[[epb.TrainingJob], None] = lambda job: None,
-    poll_s: float = 0.5,
-    timeout_s: float = 3600.0,
-) -> epb.TrainingJob:
-    """Submit ``request`` and poll the job until it has finished, telling ``on_update`` each time.
-
-    Raises:
-        grpc.RpcError: The server refused the request (e.g. INVALID_ARGUMENT for a set too
-            small, with the message saying what is missing) or a poll failed.
-        TimeoutError: The job had not finished after ``timeout_s`` seconds.
-    """
-    stub = epb_grpc.ExpertAdminServiceStub(channel)
-    metadata = (("authorization", f"Bearer {token}"),)
-    job: epb.TrainingJob = stub.TrainExpert(request, metadata=metadata, timeout=60)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        on_update(job)
-        if job.state in FINISHED:
-            return job
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"training job {job.job_id} still running after {timeout_s:.0f} s")
-        time.sleep(poll_s)
-        job = stub.GetTrainingJob(
-            epb.GetTrainingJobRequest(job_id=job.job_id), metadata=metadata, timeout=30
-        )
 
 
 def describe_job(job: epb.TrainingJob) -> str:

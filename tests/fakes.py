@@ -1,18 +1,92 @@
-"""Small experts for the multi-process tests: real scikit-learn models exported to ONNX."""
+"""Small stand-ins the tests build themselves: an untrained biomarker artifact and ONNX experts.
+
+One place for them, so every test that needs "a tiny model" or "a logistic-regression expert"
+makes it the same way. torch and scikit-learn are imported inside each helper: a test of the
+expert tier that never calls ``untrained_artifact`` loads no torch.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 
+from lus.schema import BiomarkerSchema, load_schema
+from lus.video import InputSpec
 
-def logistic_onnx(seed: int, n_features: int) -> bytes:
-    """A "covid"/"healthy" logistic regression on random vectors (label: feature 0 > feature 1);
-    each seed gives different weights, so versions are told apart by their answers."""
+Rule = Callable[[np.ndarray], np.ndarray]
+"""Labels for training rows ``(n, n_features)``: one string per row."""
+
+
+def _first_beats_second(x: np.ndarray) -> np.ndarray:
+    return np.where(x[:, 0] > x[:, 1], "covid", "healthy")
+
+
+def untrained_artifact(
+    path: Path,
+    *,
+    spec: InputSpec,
+    version: str = "test",
+    width: int = 8,
+    schema: BiomarkerSchema | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write an untrained TSM ResNet-18 of ``width`` channels as an artifact at ``path``.
+
+    The same ``seed`` gives the same weights, so two artifacts saved with different
+    ``version`` names differ in their name only.
+    """
+    import torch
+
+    from biomarker_service.artifact import ArtifactInfo, Provenance, save_artifact
+    from biomarker_service.model import tsm_resnet18
+
+    schema = schema if schema is not None else load_schema()
+    torch.manual_seed(seed)
+    model = tsm_resnet18(schema=schema, spec=spec, width=width).eval()
+    info = ArtifactInfo(
+        version, schema, spec, width, Provenance(training_data="untrained", notice="test only")
+    )
+    save_artifact(path, model, info)
+    return path
+
+
+def logistic_fit(
+    seed: int,
+    n_features: int,
+    *,
+    rule: Rule = _first_beats_second,
+    rows: int = 60,
+    c: float = 1.0,
+    scale: float = 1.0,
+) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """A logistic regression on vectors uniform on ``[0, scale)`` labelled by ``rule``, as
+    ONNX bytes (outputs ``label`` and ``probabilities``, no zipmap), with the vectors and labels
+    it saw.
+
+    Each seed gives other vectors and so other weights: versions are told apart by answers.
+    """
     from skl2onnx import to_onnx
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(seed)
-    x = rng.random((60, n_features)).astype(np.float32)
-    y = np.where(x[:, 0] > x[:, 1], "covid", "healthy")
-    model = LogisticRegression(random_state=seed).fit(x, y)
-    return bytes(to_onnx(model, x[:1], options={"zipmap": False}).SerializeToString())
+    x = rng.random((rows, n_features)).astype(np.float32) * scale
+    y = rule(x)
+    model = LogisticRegression(C=c, random_state=seed).fit(x, y)
+    onnx = bytes(to_onnx(model, x[:1], options={"zipmap": False}).SerializeToString())
+    return onnx, x, y
+
+
+def logistic_onnx(
+    seed: int, n_features: int, *, rule: Rule = _first_beats_second, rows: int = 60
+) -> bytes:
+    """``logistic_fit``'s ONNX bytes only (default: "covid" when feature 0 > feature 1)."""
+    return logistic_fit(seed, n_features, rule=rule, rows=rows)[0]
+
+
+SMALL_SPEC = InputSpec(frames_per_clip=4, size=32, clips=4)
+"""Input of the tiny artifacts the biomarker-tier tests serve: 4 clips of 4 frames, 32 px."""
+
+TEST_ARTIFACT_VERSION = "biomarker-test"
+"""Model version of the shared ``artifact`` fixture (``tests/integration/biomarker_service``)."""

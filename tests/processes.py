@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERT_PORTS = r"listening on \S+:(?P<grpc>\d+) \(admin on port (?P<admin>\d+)\)"
 BIOMARKER_PORT = r"biomarker service on port (?P<grpc>\d+)"
 BIOMARKER_METRICS_PORT = r"metrics port (?P<metrics>\d+)"
+LOCAL_STACK_PORTS = (
+    r"serving: biomarker \S+:(?P<biomarker>\d+), expert \S+:(?P<grpc>\d+) \(admin (?P<admin>\d+)\)"
+)
+"""``lus serve``: both tiers in one process."""
 
 
 @dataclass
@@ -28,14 +32,16 @@ class ServerProcess:
 
 
 @contextmanager
-def server_process(module: str, env: dict[str, str], *patterns: str) -> Iterator[ServerProcess]:
-    """Start ``python -m module`` (servers bind port 0) and read the ports it logs.
+def server_process(
+    module: str, env: dict[str, str], *patterns: str, args: Sequence[str] = ()
+) -> Iterator[ServerProcess]:
+    """Start ``python -m module *args`` (servers bind port 0) and read the ports it logs.
 
     Each pattern's named groups become ``ports`` entries; start-up waits until all are seen.
     Stops the process with SIGTERM (graceful drain), or SIGKILL if it does not exit.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-m", module],
+        [sys.executable, "-m", module, *args],
         cwd=REPO,
         env={**os.environ, **env},
         stderr=subprocess.PIPE,

@@ -17,7 +17,7 @@ import torch
 
 from biomarker_service.artifact import ArtifactInfo, Provenance, new_version, save_artifact
 from biomarker_service.model import TSMResNet, tsm_resnet18
-from biomarker_service.model_thread import pick_device
+from biomarker_service.torch_backend import pick_device
 from lus.provenance import RESEARCH_DATA_NOTICE
 from lus.schema import DEFAULT_SCHEMA, BiomarkerSchema, load_schema
 from lus.video import DecodedVideo, InputSpec

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from biomarker_service.model import TSMResNet
-from biomarker_service.model_thread import pick_device
+from biomarker_service.torch_backend import pick_device
 from lus.schema import load_schema
 from lus.video import InputSpec
 from trainer.baselines import TaskData, majority_proba, predict_task, train_end_to_end

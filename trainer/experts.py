@@ -19,7 +19,7 @@ from skl2onnx import to_onnx
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import StratifiedGroupKFold
 
-from expert_service.card import ExpertCard, TrainingSummary, validate_task
+from expert_service.card import ExpertCard, ExpertDraft, TrainingSummary, validate_task
 from expert_service.model import OnnxExpert
 from expert_service.registry.base import ExpertRegistry
 from expert_service.training.catalog import EXTRA_FAMILIES, ZOO_FAMILIES
@@ -66,6 +66,30 @@ class FittedExpert:
     n_features: int
     estimator: Any = field(repr=False, compare=False)
     summary: TrainingSummary | None = field(default=None, repr=False, compare=False)
+
+    def draft(
+        self,
+        task: str,
+        *,
+        schema_id: str,
+        description: str = "",
+        training_data: str = "",
+        notice: str = "",
+    ) -> ExpertDraft:
+        """This expert as ``task``'s next version, for ``ExpertRegistry.register``."""
+        return ExpertDraft(
+            task=task,
+            onnx_bytes=self.onnx_bytes,
+            schema_id=schema_id,
+            classes=self.classes,
+            n_features=self.n_features,
+            model_family=self.model_family,
+            metrics=self.metrics,
+            description=description,
+            training_data=training_data,
+            notice=notice,
+            training_summary=self.summary,
+        )
 
 
 def _scores(model: Any, x: np.ndarray, y: np.ndarray, prefix: str) -> dict[str, float]:
@@ -277,17 +301,11 @@ def train_expert_from_csv(
     fitted = fit_expert(
         data.vectors, data.labels, family=family, seed=seed, patient_ids=data.patients
     )
-    return registry.register(
+    draft = fitted.draft(
         task,
-        fitted.onnx_bytes,
         schema_id=schema.schema_id,
-        classes=fitted.classes,
-        n_features=fitted.n_features,
-        model_family=fitted.model_family,
-        metrics=fitted.metrics,
-        owner=owner,
         description=description,
         training_data=describe_training_data(csv_path, data),
         notice=notice or " | ".join(data.notices) or RESEARCH_DATA_NOTICE,
-        training_summary=fitted.summary,
     )
+    return registry.register(draft, owner=owner)

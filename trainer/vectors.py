@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from biomarker_service.artifact import load_artifact
 from biomarker_service.extractor import BiomarkerExtractor
-from biomarker_service.model_thread import TorchModelThread, pick_device
+from biomarker_service.torch_backend import TorchModelThread, pick_device
 from lus.video import decode_video
 from trainer.manifest import read_manifest
 

@@ -12,9 +12,10 @@ COPY pyproject.toml README.md ./
 COPY deploy/constraints.txt deploy/constraints.txt
 COPY lus lus
 COPY biomarker_service biomarker_service
-COPY expert_service expert_service
-COPY trainer trainer
+# lus/ and biomarker_service/ only: the tier imports neither expert_service nor trainer nor lus_cli
+# (the import contract in pyproject.toml), so the `lus` script pip writes is removed.
 RUN pip install -c deploy/constraints.txt '.[biomarker,redis]' \
+    && rm "$(python -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/lus" \
     && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin lus \
     && install -d -o 10001 -g 10001 /data
 

@@ -1,10 +1,14 @@
-# CPU tier: task experts (ONNX Runtime). No torch, no video decoders: a slim image.
+# CPU tier: task experts (ONNX Runtime). No torch, no video decoders, no trainer: a slim image.
+# The image holds lus/ and expert_service/ only: no biomarker_service/, trainer/ or lus_cli/ (so
+# no `lus` command), and the build fails if `import expert_service.server` needs any of them.
+# Replicas that accept TrainExpert run deploy/docker/expert-train.Dockerfile instead.
 # Build from the repository root: docker build -f deploy/docker/expert.Dockerfile -t lus-expert .
+# With BuildKit the context is cut down by expert.Dockerfile.dockerignore (beside this file).
 # BASE_IMAGE: the same image from an internal registry mirror; deploy/docker/standin-base.sh
 # builds a local stand-in for hosts that cannot reach Docker Hub.
 ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 FROM ${BASE_IMAGE}
-# EXTRAS=redis,train adds scikit-learn and skl2onnx (no torch) for replicas that run TrainExpert.
+# Extras of lus-serving to install: the Redis client by default. `train` belongs in expert-train.
 ARG EXTRAS=redis
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -12,11 +16,13 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY deploy/constraints.txt deploy/constraints.txt
 COPY lus lus
-COPY biomarker_service biomarker_service
 COPY expert_service expert_service
-COPY trainer trainer
 # Core dependencies only (grpc, onnxruntime, numpy, pydantic, prometheus) plus the Redis client.
+# Package discovery takes the folders present; the `lus` console script pip writes anyway would
+# only fail (lus_cli is not here), so it is removed.
 RUN pip install -c deploy/constraints.txt ".[${EXTRAS}]" \
+    && rm "$(python -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/lus" \
+    && python -c "import expert_service.server" \
     && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin lus
 
 USER 10001

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from expert_service.card import ExpertCard, TrainingSummary
+from expert_service.card import ExpertCard, ExpertDraft
 
 PRODUCTION = "production"
 STAGING = "staging"
@@ -74,26 +74,12 @@ class ExpertRegistry(Protocol):
     (stored bytes no longer match their sha256).
     """
 
-    def register(
-        self,
-        task: str,
-        onnx_bytes: bytes,
-        *,
-        schema_id: str,
-        classes: Sequence[str],
-        n_features: int,
-        model_family: str,
-        metrics: Mapping[str, float] | None = None,
-        owner: str = "",
-        description: str = "",
-        training_data: str = "",
-        notice: str = "",
-        training_summary: TrainingSummary | None = None,
-    ) -> ExpertCard:
-        """Validate the model, store it as the task's next version and return its card.
+    def register(self, draft: ExpertDraft, *, owner: str) -> ExpertCard:
+        """Validate ``draft``'s model, store it as its task's next version and return its card.
 
         Model and card are committed together or not at all. The first registration of a task
-        makes ``owner`` its owner; a later one with another non-empty owner is refused.
+        makes ``owner`` its owner (empty: no owner yet); a later one with another non-empty
+        owner is refused.
         """
         ...
 

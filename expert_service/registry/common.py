@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 
-from expert_service.card import ExpertCard, TrainingSummary, validate_task
+from expert_service.card import ExpertCard, ExpertDraft, TrainingSummary, validate_task
 from expert_service.errors import CorruptArtifact
 from expert_service.model import OnnxExpert
 from expert_service.registry.base import ALIASES, PRODUCTION, TaskState
 from lus.errors import AlreadyExists, InvalidInput, NotFound, PermissionDenied
 
 
-def draft_card(
-    task: str,
-    onnx_bytes: bytes,
-    *,
-    schema_id: str,
-    classes: Sequence[str],
-    n_features: int,
-    model_family: str,
-    metrics: Mapping[str, float] | None,
-    owner: str,
-    description: str,
-    training_data: str,
-    notice: str,
-    training_summary: TrainingSummary | None,
-) -> ExpertCard:
-    """The card of a registration (as version 1), after loading the model the way servers do.
+def draft_card(draft: ExpertDraft, *, owner: str) -> ExpertCard:
+    """The card ``draft`` would get (as version 1), after loading the model the way servers do.
 
     Loading parses the bytes as ONNX only, so a pickle or other payload is refused without
     ever being executed.
@@ -37,30 +23,30 @@ def draft_card(
         InvalidInput: Bad task name, missing fields, a summary that does not fit, or bytes that
             are not an ONNX model of the card's shape.
     """
-    validate_task(task)
-    if not schema_id or not model_family:
+    validate_task(draft.task)
+    if not draft.schema_id or not draft.model_family:
         raise InvalidInput("an expert needs a schema_id and a model_family")
-    if training_summary is not None:
-        check_summary(training_summary, n_features)
+    if draft.training_summary is not None:
+        check_summary(draft.training_summary, draft.n_features)
     try:
         card = ExpertCard(
-            task=task,
+            task=draft.task,
             version=1,
-            schema_id=schema_id,
-            classes=tuple(classes),
-            model_family=model_family,
-            sha256=hashlib.sha256(onnx_bytes).hexdigest(),
-            n_features=n_features,
-            metrics=dict(metrics or {}),
+            schema_id=draft.schema_id,
+            classes=draft.classes,
+            model_family=draft.model_family,
+            sha256=hashlib.sha256(draft.onnx_bytes).hexdigest(),
+            n_features=draft.n_features,
+            metrics=draft.metrics,
             owner=owner,
-            description=description,
-            training_data=training_data,
-            notice=notice,
-            training_summary=training_summary,
+            description=draft.description,
+            training_data=draft.training_data,
+            notice=draft.notice,
+            training_summary=draft.training_summary,
         )
     except ValueError as err:
-        raise InvalidInput(f"cannot register expert {task!r}: {err}") from None
-    OnnxExpert(onnx_bytes, n_features=n_features, classes=card.classes)
+        raise InvalidInput(f"cannot register expert {draft.task!r}: {err}") from None
+    OnnxExpert(draft.onnx_bytes, n_features=draft.n_features, classes=card.classes)
     return card
 
 

@@ -16,11 +16,11 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from expert_service.card import ExpertCard, TrainingSummary, validate_task
+from expert_service.card import ExpertCard, ExpertDraft, validate_task
 from expert_service.errors import CorruptArtifact
 from expert_service.registry import common
 from expert_service.registry.base import (
@@ -74,46 +74,19 @@ class LocalRegistry:
     def __repr__(self) -> str:
         return f"LocalRegistry({str(self.root)!r})"
 
-    def register(
-        self,
-        task: str,
-        onnx_bytes: bytes,
-        *,
-        schema_id: str,
-        classes: Sequence[str],
-        n_features: int,
-        model_family: str,
-        metrics: Mapping[str, float] | None = None,
-        owner: str = "",
-        description: str = "",
-        training_data: str = "",
-        notice: str = "",
-        training_summary: TrainingSummary | None = None,
-    ) -> ExpertCard:
-        """Validate the model, store it as the task's next version and return its card."""
-        draft = common.draft_card(
-            task,
-            onnx_bytes,
-            schema_id=schema_id,
-            classes=classes,
-            n_features=n_features,
-            model_family=model_family,
-            metrics=metrics,
-            owner=owner,
-            description=description,
-            training_data=training_data,
-            notice=notice,
-            training_summary=training_summary,
-        )
+    def register(self, draft: ExpertDraft, *, owner: str) -> ExpertCard:
+        """Validate ``draft``'s model, store it as its task's next version and return its card."""
+        task = draft.task
+        unnumbered = common.draft_card(draft, owner=owner)
         task_dir = self.root / task
         task_dir.mkdir(exist_ok=True)
         with self._locked(task_dir):
             meta = read_meta(task_dir)
             common.check_owner(task, meta.owner, owner)
-            self._refuse_duplicate(task, draft.sha256)
+            self._refuse_duplicate(task, unnumbered.sha256)
             number = max([meta.next_version, *(v + 1 for v in self.versions(task))])
-            card = replace(draft, version=number)
-            self._commit(task_dir, card, onnx_bytes)
+            card = replace(unnumbered, version=number)
+            self._commit(task_dir, card, draft.onnx_bytes)
             meta.next_version = number + 1
             meta.owner = meta.owner or owner
             write_meta(task_dir, meta)

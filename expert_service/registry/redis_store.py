@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar
 
@@ -29,7 +29,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from expert_service.card import ExpertCard, TrainingSummary, validate_task
+from expert_service.card import ExpertCard, ExpertDraft, validate_task
 from expert_service.errors import CorruptArtifact
 from expert_service.registry import common
 from expert_service.registry.base import ALIASES, PRODUCTION, RegistryState, TaskState
@@ -96,49 +96,22 @@ class RedisRegistry:
         return ":".join([f"{self.prefix}task", task, *map(str, parts)])
 
     @_unavailable
-    def register(
-        self,
-        task: str,
-        onnx_bytes: bytes,
-        *,
-        schema_id: str,
-        classes: Sequence[str],
-        n_features: int,
-        model_family: str,
-        metrics: Mapping[str, float] | None = None,
-        owner: str = "",
-        description: str = "",
-        training_data: str = "",
-        notice: str = "",
-        training_summary: TrainingSummary | None = None,
-    ) -> ExpertCard:
-        """Validate the model, store it as the task's next version and return its card."""
-        draft = common.draft_card(
-            task,
-            onnx_bytes,
-            schema_id=schema_id,
-            classes=classes,
-            n_features=n_features,
-            model_family=model_family,
-            metrics=metrics,
-            owner=owner,
-            description=description,
-            training_data=training_data,
-            notice=notice,
-            training_summary=training_summary,
-        )
+    def register(self, draft: ExpertDraft, *, owner: str) -> ExpertCard:
+        """Validate ``draft``'s model, store it as its task's next version and return its card."""
+        task = draft.task
+        unnumbered = common.draft_card(draft, owner=owner)
         task_key, sha_key = self._key(task), self._key(task, "sha")
 
         def commit(pipe: Any) -> ExpertCard:
             current_owner = (pipe.hget(task_key, "owner") or b"").decode()
             common.check_owner(task, current_owner, owner)
-            existing = pipe.hget(sha_key, draft.sha256)
-            common.refuse_duplicate(task, _int(existing) if existing else None, draft.sha256)
-            card = replace(draft, version=_int(pipe.hget(task_key, "next_version"), 1))
+            existing = pipe.hget(sha_key, unnumbered.sha256)
+            common.refuse_duplicate(task, _int(existing) if existing else None, unnumbered.sha256)
+            card = replace(unnumbered, version=_int(pipe.hget(task_key, "next_version"), 1))
             pipe.multi()
             pipe.hset(
                 self._key(task, "v", card.version),
-                mapping={"card": card.to_json(), "model": onnx_bytes},
+                mapping={"card": card.to_json(), "model": draft.onnx_bytes},
             )
             pipe.sadd(self._key(task, "versions"), card.version)
             pipe.hset(sha_key, card.sha256, card.version)

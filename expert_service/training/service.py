@@ -6,6 +6,7 @@ The steps of a job and the share of its progress each takes:
 
 Registration goes through the admin servicer's own path (``Publish``), the one RegisterExpert
 takes, so ownership rules, promotion and hot reload behave the same for trained experts.
+Fitting is injected (``Fitter``): a replica composed without one refuses TrainExpert.
 """
 
 from __future__ import annotations
@@ -13,36 +14,38 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from expert_service.answers import TaskInfo
 from expert_service.auth import TeamTokens
-from expert_service.card import validate_task
+from expert_service.card import ExpertDraft, validate_task
 from expert_service.errors import TrainingUnavailable
 from expert_service.registry.base import ExpertRegistry
 from expert_service.training.examples import TrainingRequest, TrainingSet, build_training_set
 from expert_service.training.jobs import JobStatus, Progress, TrainingJobs, TrainingLimits
-from expert_service.training.worker import (
-    FitOutcome,
-    FitRequest,
-    ProcessFitter,
-    check_training_installed,
-)
+from expert_service.training.worker import FitOutcome, FitRequest, check_training_installed
 from lus.errors import NotFound
 from lus.feature_store.base import FeatureStore
 from lus.provenance import RESEARCH_DATA_NOTICE
 
 logger = logging.getLogger(__name__)
 
-Publish = Callable[[str, dict[str, Any], str], TaskInfo]
-"""``(team, ExpertRegistry.register keyword arguments less owner, promote_to) -> new card``."""
+Publish = Callable[[str, ExpertDraft, str], TaskInfo]
+"""``(team, draft, promote_to) -> new card``: registers ``draft`` as ``team``'s."""
+
+NO_FITTER = (
+    "this replica was started without an expert fitter, so it cannot fit experts: run it as "
+    "`python -m trainer.expert_replica` (same LUS_EXPERT_* settings, with the `train` extra "
+    "installed), or send TrainExpert to a replica that does"
+)
+"""TrainExpert's answer (UNIMPLEMENTED) on a replica composed without a ``Fitter``."""
 
 FITTING_SHARE = 0.9
 """Share of a job's progress spent fitting; registering takes the rest."""
 
 
 class Fitter(Protocol):
-    """Fits experts somewhere other than the event loop (``ProcessFitter``, or a test fake)."""
+    """Fits experts somewhere other than the event loop (``worker.ProcessFitter``, or a fake)."""
 
     def fit(self, job_id: str, request: FitRequest, progress: Progress) -> FitOutcome: ...
 
@@ -57,7 +60,8 @@ class ExpertTraining:
         feature_store: Where video hashes are looked up; None when the server has none.
         publish: Registers a fitted expert for a team (the admin servicer's path).
         limits: Workers, queue bound and how long finished jobs are kept.
-        fitter: Fits a ``FitRequest``; by default a ``ProcessFitter`` started on first use.
+        fitter: Fits a ``FitRequest`` (e.g. a ``worker.ProcessFitter``); None refuses every
+            TrainExpert with ``TrainingUnavailable``, saying how to get a replica that fits.
     """
 
     def __init__(
@@ -72,8 +76,9 @@ class ExpertTraining:
         self._registry = registry
         self._store = feature_store
         self._publish = publish
-        self._fitter: Fitter = fitter or ProcessFitter(processes=max(1, limits.workers))
-        self._jobs: TrainingJobs[TaskInfo] = TrainingJobs(limits, on_idle=self._fitter.release)
+        self._fitter = fitter
+        on_idle = fitter.release if fitter is not None else None
+        self._jobs: TrainingJobs[TaskInfo] = TrainingJobs(limits, on_idle=on_idle)
         # The server's stop() does not know about training; when the servicer goes away (a
         # stopped test server) its fitting process goes too, instead of idling until exit.
         weakref.finalize(self, _shut_down, self._jobs, self._fitter)
@@ -83,7 +88,7 @@ class ExpertTraining:
         feature-store reads).
 
         Raises:
-            TrainingUnavailable: No ``train`` extra here, or training switched off.
+            TrainingUnavailable: Training switched off, no fitter, or no ``train`` extra here.
             InvalidInput, SchemaMismatch, FailedPrecondition, NotFound: See
                 ``examples.build_training_set``.
             PermissionDenied: The task belongs to another team.
@@ -93,13 +98,19 @@ class ExpertTraining:
             raise TrainingUnavailable(
                 "training is switched off on this replica (LUS_EXPERT_TRAINING_WORKERS=0)"
             )
+        if self._fitter is None:
+            raise TrainingUnavailable(NO_FITTER)
         check_training_installed()
         validate_task(request.task)
         self._authorize(team, request.task)
         training_set = build_training_set(request, self._store)
 
+        fitter = self._fitter
+
         def run(job_id: str, progress: Progress) -> TaskInfo:
-            return self._run(job_id, progress, team=team, request=request, data=training_set)
+            return self._run(
+                fitter, job_id, progress, team=team, request=request, data=training_set
+            )
 
         status = self._jobs.submit(request.task, team, run)
         logger.info(
@@ -131,6 +142,7 @@ class ExpertTraining:
 
     def _run(
         self,
+        fitter: Fitter,
         job_id: str,
         progress: Progress,
         *,
@@ -140,29 +152,37 @@ class ExpertTraining:
     ) -> TaskInfo:
         fit = FitRequest(data.vectors, data.labels, data.patients, request.family, request.seed)
         progress(0.0, f"fitting {request.family}")
-        fitted = self._fitter.fit(
+        fitted = fitter.fit(
             job_id, fit, lambda fraction, stage: progress(FITTING_SHARE * fraction, stage)
         )
         progress(0.95, f"registering {fitted.model_family}")
-        arguments = {
-            "task": request.task,
-            "onnx_bytes": fitted.onnx_bytes,
-            "schema_id": request.schema_id,
-            "classes": fitted.classes,
-            "n_features": fitted.n_features,
-            "model_family": fitted.model_family,
-            "metrics": fitted.metrics,
-            "description": request.description,
-            "training_data": request.training_data or _describe(job_id, data),
-            "notice": request.notice or RESEARCH_DATA_NOTICE,
-            "training_summary": fitted.summary,
-        }
-        return self._publish(team, arguments, request.promote_to)
+        draft = _draft(job_id, request, data, fitted)
+        return self._publish(team, draft, request.promote_to)
 
 
-def _shut_down(jobs: TrainingJobs[TaskInfo], fitter: Fitter) -> None:
+def _draft(
+    job_id: str, request: TrainingRequest, data: TrainingSet, fitted: FitOutcome
+) -> ExpertDraft:
+    """The expert a job registers: the fitted model, with the request's card texts."""
+    return ExpertDraft(
+        task=request.task,
+        onnx_bytes=fitted.onnx_bytes,
+        schema_id=request.schema_id,
+        classes=fitted.classes,
+        n_features=fitted.n_features,
+        model_family=fitted.model_family,
+        metrics=fitted.metrics,
+        description=request.description,
+        training_data=request.training_data or _describe(job_id, data),
+        notice=request.notice or RESEARCH_DATA_NOTICE,
+        training_summary=fitted.summary,
+    )
+
+
+def _shut_down(jobs: TrainingJobs[TaskInfo], fitter: Fitter | None) -> None:
     jobs.close()
-    fitter.release()
+    if fitter is not None:
+        fitter.release()
 
 
 def _describe(job_id: str, training_set: TrainingSet) -> str:

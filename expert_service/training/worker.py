@@ -1,16 +1,21 @@
 """Fits experts in a separate worker process and relays its progress back to the job.
 
+What fits is not this package's business: ``ProcessFitter`` runs a ``FitFunction`` it is given
+where the server is composed (``trainer.expert_fitting.fit_in_worker``, injected by ``python -m
+trainer.expert_replica`` and ``lus serve``), so the expert tier never imports the trainer.
+
 Why a process and not a thread: on the small sets experts are fit on, scikit-learn spends much
 of its time in Python-level loops (MLP epochs, AdaBoost rounds, forest bookkeeping) that hold
 the GIL, so on a thread it competes with the threads answering Predict for the GIL as well as
 for the CPU. A process competes only for the CPU, and at a lower priority (``os.nice``). On
 2 cores, Predict p99 while a 400-vector zoo fitted was 1.4-3 ms this way against 6 ms with a
 thread (0.9 ms idle), with 50-70 % more Predict calls answered. The process is also the only
-place scikit-learn and skl2onnx are imported, so the serving process stays as lean as the
-expert image that lacks them, and a fit that runs out of memory does not take the replica
-down. It is started with "spawn" (forking a process that runs gRPC threads is unsafe; scripts
-that start a server need the usual ``if __name__ == "__main__":`` guard), kept between jobs
-because its imports take about a second, and stopped once training has been idle a while.
+place scikit-learn and skl2onnx are imported (by the fit function, when it runs), so the
+serving process stays as lean as the expert image that lacks them, and a fit that runs out of
+memory does not take the replica down. It is started with "spawn" (forking a process that runs
+gRPC threads is unsafe; scripts that start a server need the usual ``if __name__ ==
+"__main__":`` guard), kept between jobs because its imports take about a second, and stopped
+once training has been idle a while.
 
 What crosses the process boundary is this server's own data (numbers, labels, the ONNX bytes
 and metrics that come back), never anything received from a caller as a pickle.
@@ -22,7 +27,9 @@ import importlib.util
 import logging
 import multiprocessing
 import os
+import pickle
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -66,8 +73,8 @@ class FitRequest:
 
 @dataclass(frozen=True)
 class FitOutcome:
-    """A fitted expert as the registry takes it (``trainer.experts.FittedExpert`` less the
-    scikit-learn model, which stays in the worker)."""
+    """A fitted expert as the registry takes it, less what the request already says (task,
+    schema, card texts); the fitted scikit-learn model itself stays in the worker."""
 
     onnx_bytes: bytes
     classes: tuple[str, ...]
@@ -75,6 +82,16 @@ class FitOutcome:
     model_family: str
     n_features: int
     summary: TrainingSummary | None
+
+
+FitFunction = Callable[[FitRequest, Progress], FitOutcome]
+"""Fits one request in the worker process, telling ``progress`` (share done, 0 to 1; stage) as
+it goes; raises ``lus.errors.InvalidInput`` for a set it cannot fit.
+
+The worker is spawned, so the function travels to it by qualified name: it must be a
+module-level function, and its module must not import scikit-learn when imported (the serving
+process imports it to hand it over); the function imports what it needs when it runs.
+"""
 
 
 WORKER_NICENESS = 10
@@ -94,43 +111,37 @@ def _start_worker(progress_queue: Any) -> None:
     os.nice(WORKER_NICENESS)
 
 
-def _fit_in_worker(job_id: str, request: FitRequest) -> FitOutcome:
-    from trainer.experts import fit_expert  # scikit-learn is imported here, in the worker only
-
+def _fit_in_worker(fit: FitFunction, job_id: str, request: FitRequest) -> FitOutcome:
     def report(fraction: float, stage: str) -> None:
         _progress_queue.put((job_id, fraction, stage))
 
     try:
-        fitted = fit_expert(
-            request.vectors,
-            request.labels,
-            family=request.family,
-            seed=request.seed,
-            patient_ids=request.patients,
-            progress=report,
-        )
+        return fit(request, report)
     finally:
         # Progress travels apart from the result: this marker lets the parent wait for the
         # last messages, so none arrives after the job has moved on.
         _progress_queue.put((job_id, None, ""))
-    return FitOutcome(
-        fitted.onnx_bytes,
-        fitted.classes,
-        fitted.metrics,
-        fitted.model_family,
-        fitted.n_features,
-        fitted.summary,
-    )
 
 
 class ProcessFitter:
-    """Fits in a worker process started on first use and stopped by ``release()``.
+    """Fits with ``fit`` in a worker process started on first use and stopped by ``release()``.
 
     Args:
+        fit: What fits a request, in the worker process (see ``FitFunction``).
         processes: Worker processes, i.e. fits that may run at once.
+
+    Raises:
+        TypeError: ``fit`` cannot travel to a spawned process (a lambda, a nested function).
     """
 
-    def __init__(self, processes: int = 1) -> None:
+    def __init__(self, fit: FitFunction, *, processes: int = 1) -> None:
+        try:
+            pickle.dumps(fit)  # a module-level function pickles as its name: nothing runs
+        except (pickle.PicklingError, AttributeError, TypeError) as err:
+            raise TypeError(
+                f"ProcessFitter needs a module-level fit function, got {fit!r}: {err}"
+            ) from None
+        self._fit = fit
         self._processes = processes
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
@@ -143,7 +154,7 @@ class ProcessFitter:
         """Fit ``request`` in the worker process, telling ``progress`` as it goes (blocking).
 
         Raises:
-            InvalidInput: The set cannot be fitted (``trainer.experts.fit_expert`` says why).
+            InvalidInput: The set cannot be fitted (the fit function says why).
             NotReady: The worker process died (e.g. out of memory); the next fit starts anew.
         """
         flushed = threading.Event()
@@ -152,7 +163,7 @@ class ProcessFitter:
             self._listeners[job_id] = (progress, flushed)
             self._in_flight += 1
         try:
-            future = executor.submit(_fit_in_worker, job_id, request)
+            future = executor.submit(_fit_in_worker, self._fit, job_id, request)
             try:
                 return future.result()
             finally:

@@ -14,7 +14,8 @@ What it does for the caller:
 * keepalive pings and message-size limits matching the server's;
 * hash first: for DICOM it asks ``Lookup`` by SOP Instance UID (read without pixel data), and
   with ``hash_pixels`` it decodes locally and asks by pixel hash, uploading only on a miss;
-* files above ``stream_threshold`` go through ``ExtractStream`` in chunks.
+* files above ``stream_threshold`` go through ``ExtractStream`` in chunks (``lus.clients.upload``);
+* TLS, or mutual TLS, when given a ``ClientTls``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,7 +31,9 @@ import grpc
 
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
-from lus.rpc.client import balanced_channel_options
+from lus.clients.sniff import is_part10, looks_like_dicom
+from lus.clients.upload import CHUNK_BYTES, STREAM_THRESHOLD, Upload
+from lus.rpc.client import ClientTls, balanced_channel_options, open_channel
 from lus.rpc.server import MiB
 
 logger = logging.getLogger(__name__)
@@ -48,14 +51,16 @@ def channel_options(
     )
 
 
-def is_dicom(data: bytes) -> bool:
-    """Part-10 DICOM files carry "DICM" after a 128-byte preamble."""
-    return len(data) >= 132 and data[128:132] == b"DICM"
-
-
 def sop_instance_uid(path: Path) -> str:
-    """The SOP Instance UID of a DICOM file, read without its pixel data ("" if absent)."""
-    import pydicom
+    """The SOP Instance UID of a DICOM file, read without its pixel data.
+
+    "" when the file has none, and where pydicom is not installed (it comes with the
+    ``biomarker`` extra, not with the client): the file is then uploaded without a lookup.
+    """
+    try:
+        import pydicom
+    except ImportError:
+        return ""
 
     dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
     return str(getattr(dataset, "SOPInstanceUID", "") or "")
@@ -78,11 +83,12 @@ class BiomarkerClient:
         *,
         timeout_s: float = 120.0,
         max_message_bytes: int = 64 * MiB,
-        stream_threshold: int = 3 * MiB,
-        chunk_bytes: int = 1 * MiB,
+        stream_threshold: int = STREAM_THRESHOLD,
+        chunk_bytes: int = CHUNK_BYTES,
         max_attempts: int = 5,
         hash_first: bool = True,
         hash_pixels: bool = False,
+        tls: ClientTls | None = None,
     ) -> None:
         """Open a channel (connections are made lazily).
 
@@ -95,6 +101,7 @@ class BiomarkerClient:
             max_attempts: attempts per call for UNAVAILABLE / RESOURCE_EXHAUSTED (2..5).
             hash_first: ask ``Lookup`` by SOP Instance UID before uploading DICOM.
             hash_pixels: also decode non-DICOM files locally to ask by pixel hash first.
+            tls: CA (and client certificate) of a TLS port; None for plaintext.
         """
         self.timeout_s = timeout_s
         self.stream_threshold = stream_threshold
@@ -102,8 +109,9 @@ class BiomarkerClient:
         self.max_attempts = max_attempts
         self.hash_first = hash_first
         self.hash_pixels = hash_pixels
-        self._channel = grpc.insecure_channel(
+        self._channel = open_channel(
             target,
+            tls=tls,
             options=channel_options(max_message_bytes=max_message_bytes, max_attempts=max_attempts),
         )
         self._stub = pb_grpc.BiomarkerServiceStub(self._channel)
@@ -137,40 +145,28 @@ class BiomarkerClient:
         """Biomarkers for a DICOM, MP4, AVI, GIF, MOV or MPEG file on disk."""
         data = path.read_bytes()
         uid = ""
-        if self.hash_first and is_dicom(data):
+        if self.hash_first and is_part10(data):  # a bare dataset has no file meta to read it by
             uid = sop_instance_uid(path)
         return self.extract_bytes(data, sop_instance_uid=uid)
 
     def extract_bytes(self, data: bytes, *, sop_instance_uid: str = "") -> pb.ExtractResponse:
         """Biomarkers for a file's bytes: lookup first when a key is known, else upload."""
         digest = ""
-        if self.hash_first and self.hash_pixels and not is_dicom(data):
+        if self.hash_first and self.hash_pixels and not is_part10(data):  # Part 10: by its UID
             digest = local_pixel_hash(data)
         if sop_instance_uid or digest:
             found = self.lookup(pixel_hash=digest, sop_instance_uid=sop_instance_uid)
             if found is not None:
                 return found
-        video_format: pb.VideoFormat = (
-            pb.VIDEO_FORMAT_DICOM if is_dicom(data) else pb.VIDEO_FORMAT_UNSPECIFIED
+        upload = Upload(
+            data,
+            pb.VIDEO_FORMAT_DICOM if looks_like_dicom(data) else pb.VIDEO_FORMAT_UNSPECIFIED,
+            stream_threshold=self.stream_threshold,
+            chunk_bytes=self.chunk_bytes,
         )
-        if len(data) > self.stream_threshold:
-            return self._with_backoff(lambda timeout: self._stream(data, video_format, timeout))
-        reply: pb.ExtractResponse = self._stub.Extract(
-            pb.ExtractRequest(video=data, format=video_format), timeout=self.timeout_s
-        )
-        return reply
-
-    def _stream(
-        self, data: bytes, video_format: pb.VideoFormat, timeout: float
-    ) -> pb.ExtractResponse:
-        def chunks() -> Iterator[pb.ExtractChunk]:
-            header = pb.ExtractHeader(format=video_format, total_bytes=len(data))
-            yield pb.ExtractChunk(header=header)
-            for start in range(0, len(data), self.chunk_bytes):
-                yield pb.ExtractChunk(data=data[start : start + self.chunk_bytes])
-
-        reply: pb.ExtractResponse = self._stub.ExtractStream(chunks(), timeout=timeout)
-        return reply
+        if upload.streamed:  # gRPC replays only streams that fit its retry buffer: retry here
+            return self._with_backoff(lambda timeout: upload.send(self._stub, timeout))
+        return upload.send(self._stub, self.timeout_s)  # retried by the channel's policy
 
     def _with_backoff(self, call: Callable[[float], T]) -> T:
         """Retry ``call(remaining_timeout)`` on transient statuses, within the overall deadline."""

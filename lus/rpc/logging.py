@@ -1,8 +1,11 @@
 """Structured logs with a request id per RPC (contextvars), plain or JSON; no PHI ever.
 
 Every record gets ``request_id``: the caller's ``x-request-id`` header when it is a plain token,
-else a fresh one, echoed back in the response headers so both sides can quote it. Handlers log
-sizes, hashes, statuses and timings only: never DICOM header values, file names or pixels.
+else a fresh one, echoed back so both sides can quote it: in the response headers on grpc.aio
+servers (``RequestIdInterceptor``), in the trailers on threaded ones
+(``ThreadedRequestIdInterceptor``, where headers of their own would cost a fast call a fifth).
+Handlers log sizes, hashes, statuses and timings only: never DICOM header values, file names or
+pixels.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 
-from lus.rpc.handlers import Behavior, wrap_handler
+from lus.rpc.handlers import Behavior, ThreadedBehavior, wrap_handler
 
 REQUEST_ID_HEADER = "x-request-id"
 _TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # anything else could smuggle data into logs
@@ -35,7 +39,12 @@ class RequestIdFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request_id, exception."""
+    """One JSON object per line: time, level, logger, message, request_id, exception, and
+    ``process`` when the formatter was given a process label."""
+
+    def __init__(self, process_label: str = "") -> None:
+        super().__init__()
+        self.process_label = process_label
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -45,6 +54,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", request_id.get()),
         }
+        if self.process_label:
+            entry["process"] = self.process_label
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -53,11 +64,23 @@ class JsonFormatter(logging.Formatter):
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
 
-def configure_logging(*, json_format: bool = False, level: str | int = "INFO") -> None:
-    """Configure the root logger once, for a server's ``main()``."""
+def configure_logging(
+    *, json_format: bool = False, level: str | int = "INFO", process_label: str = ""
+) -> None:
+    """Configure the root logger once, for a server's ``main()``.
+
+    ``process_label`` (e.g. ``worker 1``) marks every line of a helper process that shares its
+    parent's stderr, so the two can be told apart.
+    """
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JsonFormatter() if json_format else logging.Formatter(PLAIN_FORMAT))
+    if json_format:
+        handler.setFormatter(JsonFormatter(process_label))
+    else:
+        label = f"[{process_label}]" if process_label else ""
+        handler.setFormatter(
+            logging.Formatter(PLAIN_FORMAT.replace("%(name)s", f"%(name)s{label}"))
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -93,3 +116,52 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         return wrap_handler(handler, handler_call_details.method, _with_request_id)
+
+
+def _with_request_id_threaded(behavior: ThreadedBehavior, method: str) -> ThreadedBehavior:
+    def handler(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+        rid = incoming_request_id(context.invocation_metadata())
+        token = request_id.set(rid)
+        try:
+            return behavior(request_or_iterator, context)
+        finally:
+            # Echoed in the trailers, which go out with the status at no cost: sending headers
+            # first is a batch of its own, measured at +40 us of server CPU and +60 us p50 per
+            # call, a fifth of a bare call here. Added last, beside any trailers the call set
+            # (an error's retry-after-ms, which ``context.abort`` sends after we return).
+            trailers = tuple(context.trailing_metadata() or ())
+            context.set_trailing_metadata((*trailers, (REQUEST_ID_HEADER, rid)))
+            # A pool thread runs one call after another in the same context, so the id is
+            # reset when the call ends, or the next call's early lines would carry this one's.
+            request_id.reset(token)
+
+    return handler
+
+
+class ThreadedRequestIdInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """``RequestIdInterceptor`` for the threaded server (``lus.rpc.threaded_server``), except
+    that the id is echoed in the trailing metadata: headers of their own cost a fast call a
+    fifth more.
+
+    Install it outside the error mapping (first in the server's interceptors): the id is reset
+    when the call returns, and the error mapping's log of an unexpected error must still carry
+    it. Each method's wrapped handler is built once and reused, like the error mapping's.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        try:
+            return self._wrapped[method]
+        except KeyError:
+            handler = continuation(handler_call_details)
+            wrapped = wrap_handler(handler, method, _with_request_id_threaded)
+            if handler is not None:  # an unknown method stays uncached: callers choose names
+                self._wrapped[method] = wrapped
+            return wrapped

@@ -83,10 +83,14 @@ def bind(server: grpc.Server | grpc.aio.Server, address: str, tls: ServerTls | N
     ``host:0`` gets an ephemeral port. Both tiers bind every port through here, so a port
     serves TLS exactly when its settings name a certificate and key.
     """
-    if tls is None:
-        port: int = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, tls.credentials())
+    try:
+        if tls is None:
+            port: int = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, tls.credentials())
+    except RuntimeError as err:  # grpc.aio raises instead of returning 0 (port in use, bad PEM)
+        kind = "TLS" if tls is not None else "plaintext"
+        raise OSError(f"could not bind gRPC server ({kind}) to {address}: {err}") from None
     if port == 0:
         kind = "TLS" if tls is not None else "plaintext"
         raise OSError(f"could not bind gRPC server ({kind}) to {address}")

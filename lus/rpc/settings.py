@@ -9,14 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lus.rpc.tls import ServerTls
 
 
 class ServingSettings(BaseSettings):
     """Logging, TLS and shutdown fields shared by both tiers (and the settings check)."""
+
+    # Keeps the field docstrings below as descriptions in each tier's settings class too.
+    model_config = SettingsConfigDict(use_attribute_docstrings=True)
 
     log_json: bool = False
     """Log one JSON object per line (for log shippers) instead of plain text. Default false."""
@@ -50,3 +53,24 @@ class ServingSettings(BaseSettings):
         if self.tls_cert_file is None or self.tls_key_file is None:
             return None
         return ServerTls(self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file)
+
+    @property
+    def tls_label(self) -> str:
+        """How the start-up log line names the transport: tls off, tls on, tls on (mutual)."""
+        tls = self.tls
+        if tls is None:
+            return "tls off"
+        return "tls on (mutual)" if tls.client_ca_file is not None else "tls on"
+
+
+def invalid_settings_reasons(err: ValidationError) -> str:
+    """Each bad setting's name and why, on one line.
+
+    Not ``str(err)``: pydantic's own text repeats the inputs, which may hold a secret (an admin
+    token, a Redis URL's password).
+    """
+    reasons = []
+    for error in err.errors():
+        name = ".".join(map(str, error["loc"])) or "settings"
+        reasons.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(reasons)

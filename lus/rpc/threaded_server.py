@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
 from lus.rpc.interceptors import ThreadedErrorToStatusInterceptor
+from lus.rpc.logging import ThreadedRequestIdInterceptor
 from lus.rpc.metrics import RpcMetrics
 from lus.rpc.server import health_statuses, keepalive_options, message_size_options
 
@@ -30,7 +31,8 @@ def create_threaded_server(
     thread_name_prefix: str = "grpc-worker",
     metrics: RpcMetrics | None = None,
 ) -> tuple[grpc.Server, health.HealthServicer]:
-    """A threaded server with error mapping, keepalive, message limits and a health service.
+    """A threaded server with request ids, error mapping, keepalive, message limits and a
+    health service.
 
     Args:
         max_message_bytes: Largest message sent or received.
@@ -46,7 +48,8 @@ def create_threaded_server(
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name_prefix),
-        interceptors=[ThreadedErrorToStatusInterceptor(metrics)],
+        # Request ids outermost, so the error mapping's logs carry the call's id.
+        interceptors=[ThreadedRequestIdInterceptor(), ThreadedErrorToStatusInterceptor(metrics)],
         options=[
             *message_size_options(max_message_bytes),
             *keepalive_options(keepalive_s, keepalive_timeout_s),

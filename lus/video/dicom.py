@@ -21,9 +21,14 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from lus.clients.sniff import looks_like_dicom
 from lus.errors import InvalidInput
 from lus.video.dicom_meta import frames_per_second, ultrasound_regions
 from lus.video.types import DecodedVideo
+
+# looks_like_dicom is re-exported: the decoder picks this reader by content, with the same test
+# the client uses to label an upload as DICOM.
+__all__ = ["SEND_HINT", "decode_dicom", "looks_like_dicom"]
 
 SEND_HINT = (
     "send an ultrasound cine loop or image (uncompressed, JPEG, JPEG-LS, RLE or JPEG 2000) "
@@ -60,17 +65,6 @@ class _WithholdDetails(logging.Filter):
 
 
 logging.getLogger("pydicom").addFilter(_WithholdDetails())
-
-
-def looks_like_dicom(data: bytes) -> bool:
-    """True for a DICOM file (``DICM`` after the 128-byte preamble) or a bare dataset.
-
-    A bare dataset (no preamble, no file meta) starts with a little-endian tag of group 0x0002
-    or 0x0008; no container FFmpeg reads starts that way.
-    """
-    if len(data) >= 132 and data[128:132] == b"DICM":
-        return True
-    return len(data) >= 8 and data[:2] in (b"\x02\x00", b"\x08\x00") and data[3] == 0
 
 
 def _read(data: bytes) -> Dataset:

@@ -8,6 +8,7 @@ Tolerances (sigmoid probabilities, max absolute difference):
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,32 +16,18 @@ import onnx
 import pytest
 import torch
 
-from biomarker_service.artifact import ArtifactInfo, Provenance, load_artifact, save_artifact
+from biomarker_service.artifact import load_artifact, save_artifact
 from biomarker_service.loading import load_backend
-from biomarker_service.model import tsm_resnet18
 from biomarker_service.onnx_backend import OnnxBackend, OnnxOptions
 from biomarker_service.onnx_export import export_onnx
 from biomarker_service.settings import BiomarkerSettings
 from biomarker_service.torch_backend import TorchBackend
-from lus.schema import load_schema
-from lus.video import InputSpec
+from tests.fakes import SMALL_SPEC, TEST_ARTIFACT_VERSION
 
-SPEC = InputSpec(frames_per_clip=4, size=32, clips=4)
+SPEC = SMALL_SPEC
 FP32_TOL = 1e-4
 INT8_TOL = 0.1
 BF16_TOL = 2e-2
-
-
-@pytest.fixture(scope="module")
-def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("onnx") / "model.safetensors"
-    model = tsm_resnet18(schema=load_schema(), spec=SPEC, width=8).eval()
-    info = ArtifactInfo(
-        "onnx-test", load_schema(), SPEC, 8, Provenance(training_data="untrained", notice="test")
-    )
-    save_artifact(path, model, info)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +56,26 @@ def test_onnx_fp32_matches_pytorch(artifact: Path, clips: np.ndarray, tmp_path: 
 def test_exported_file_carries_the_artifact_metadata(artifact: Path, tmp_path: Path) -> None:
     out = export_onnx(artifact, tmp_path / "sub" / "model.onnx")
     metadata = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
-    assert '"version": "onnx-test"' in metadata["lus_artifact"]
+    assert f'"version": "{TEST_ARTIFACT_VERSION}"' in metadata["lus_artifact"]
     assert metadata["lus_quantization"] == "none"
     settings = BiomarkerSettings(artifact=artifact, backend="onnx", onnx_model=out)
     backend, info = load_backend(settings)
-    assert info.version == "onnx-test" and info.spec == SPEC
+    assert info.version == TEST_ARTIFACT_VERSION and info.spec == SPEC
     assert backend.name.startswith("onnx-")
+
+
+def test_onnx_file_of_another_model_version_is_refused(artifact: Path, tmp_path: Path) -> None:
+    out = export_onnx(artifact, tmp_path / "int8.onnx", quantization="dynamic")
+    model, info = load_artifact(artifact)
+    other = tmp_path / "other.safetensors"
+    save_artifact(other, model, replace(info, version="onnx-other"))  # same weights, new name
+    settings = BiomarkerSettings(artifact=other, backend="onnx", onnx_model=out)
+    with pytest.raises(
+        ValueError, match=f"exported from model version {TEST_ARTIFACT_VERSION}"
+    ) as caught:
+        load_backend(settings)
+    # The message says what to run: a re-export of this artifact, quantised as before.
+    assert f"lus export-onnx --artifact {other} --out {out} --quantize dynamic" in str(caught.value)
 
 
 def test_onnx_int8_static_stays_within_its_stated_cost(
@@ -92,7 +93,7 @@ def test_settings_export_in_memory_when_no_onnx_file(artifact: Path, clips: np.n
     np.testing.assert_allclose(
         backend.predict(clips), reference(artifact, clips), atol=FP32_TOL, rtol=0
     )
-    assert info.version == "onnx-test"
+    assert info.version == TEST_ARTIFACT_VERSION
 
 
 @pytest.mark.gpu

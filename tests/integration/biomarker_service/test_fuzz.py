@@ -17,18 +17,15 @@ import av
 import grpc
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from biomarker_service.artifact import ArtifactInfo, Provenance, save_artifact
-from biomarker_service.model import tsm_resnet18
 from biomarker_service.server import RunningServer, create_server
 from biomarker_service.settings import BiomarkerSettings
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
-from lus.schema import load_schema
 from lus.video import InputSpec
+from tests.fakes import untrained_artifact
 
 SPEC = InputSpec(frames_per_clip=4, size=32, clips=2)
 MESSAGE_LIMIT = 256 * 1024
@@ -68,10 +65,7 @@ VALID = small_mp4()
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("fuzz")
-    torch.manual_seed(0)
-    model = tsm_resnet18(schema=load_schema(), spec=SPEC, width=4).eval()
-    info = ArtifactInfo("fuzz", load_schema(), SPEC, 4, Provenance(training_data="-", notice="-"))
-    save_artifact(root / "m.safetensors", model, info)
+    untrained_artifact(root / "m.safetensors", spec=SPEC, version="fuzz", width=4)
     config = BiomarkerSettings(
         artifact=root / "m.safetensors",
         port=0,

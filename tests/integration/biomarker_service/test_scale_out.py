@@ -19,8 +19,6 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
-from biomarker_service.artifact import ArtifactInfo, Provenance, save_artifact  # noqa: E402
-from biomarker_service.model import tsm_resnet18  # noqa: E402
 from lus.biomarker.v1 import biomarker_service_pb2 as bpb  # noqa: E402
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as bpb_grpc  # noqa: E402
 from lus.biomarker.v1 import schema_pb2  # noqa: E402
@@ -30,6 +28,7 @@ from lus.rpc.client import balanced_channel_options, static_target  # noqa: E402
 from lus.schema import load_schema  # noqa: E402
 from lus.synthetic import render_frames, sample_case, write_video  # noqa: E402
 from lus.video import InputSpec  # noqa: E402
+from tests.fakes import logistic_onnx, untrained_artifact  # noqa: E402
 from tests.processes import (  # noqa: E402
     BIOMARKER_METRICS_PORT,
     BIOMARKER_PORT,
@@ -47,10 +46,7 @@ WAIT_S = 60.0
 
 def make_artifact(path: Path) -> Path:
     spec = InputSpec(frames_per_clip=4, size=32, clips=2)
-    model = tsm_resnet18(schema=SCHEMA, spec=spec, width=8).eval()
-    info = ArtifactInfo("scale-test", SCHEMA, spec, 8, Provenance("untrained", "test only"))
-    save_artifact(path, model, info)
-    return path
+    return untrained_artifact(path, spec=spec, version="scale-test")
 
 
 def make_videos(folder: Path, count: int) -> list[bytes]:
@@ -63,14 +59,10 @@ def make_videos(folder: Path, count: int) -> list[bytes]:
 
 
 def expert_onnx() -> bytes:
-    from skl2onnx import to_onnx
-    from sklearn.linear_model import LogisticRegression
+    def rule(x: np.ndarray) -> np.ndarray:
+        return np.where(x[:, 7] > 0.5, "high", "low")
 
-    rng = np.random.default_rng(0)
-    x = rng.random((60, len(SCHEMA))).astype(np.float32)
-    y = np.where(x[:, 7] > 0.5, "high", "low")
-    model = LogisticRegression().fit(x, y)
-    return bytes(to_onnx(model, x[:1], options={"zipmap": False}).SerializeToString())
+    return logistic_onnx(0, len(SCHEMA), rule=rule)
 
 
 def predict_request(task: str = "scale_task") -> epb.PredictRequest:

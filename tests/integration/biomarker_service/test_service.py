@@ -23,20 +23,17 @@ import numpy as np
 import pytest
 import torch
 
-from biomarker_service.artifact import ArtifactInfo, Provenance, load_artifact, save_artifact
+from biomarker_service.artifact import load_artifact
 from biomarker_service.extractor import BiomarkerExtractor
-from biomarker_service.model import tsm_resnet18
-from biomarker_service.model_thread import TorchModelThread
 from biomarker_service.server import RunningServer, create_server
 from biomarker_service.settings import BiomarkerSettings
-from biomarker_service.torch_backend import TorchBackend
+from biomarker_service.torch_backend import TorchBackend, TorchModelThread
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
 from lus.clients.biomarker import BiomarkerClient
-from lus.schema import load_schema
-from lus.video import InputSpec
+from tests.fakes import SMALL_SPEC, TEST_ARTIFACT_VERSION
 
-SPEC = InputSpec(frames_per_clip=4, size=32, clips=4)
+SPEC = SMALL_SPEC
 WAIT_S = 30.0
 
 
@@ -55,18 +52,6 @@ def encode_mp4(seed: int, frames: int = 12, size: int = 48) -> bytes:
             out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         out.mux(stream.encode())
     return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("artifact") / "model.safetensors"
-    model = tsm_resnet18(schema=load_schema(), spec=SPEC, width=8).eval()
-    info = ArtifactInfo(
-        "svc-test", load_schema(), SPEC, 8, Provenance(training_data="untrained", notice="test")
-    )
-    save_artifact(path, model, info)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +78,9 @@ class GatedBackend:
         self.gate = threading.Event()
         self.entered = threading.Event()
         self.batches: list[int] = []
+        self.close_gate = threading.Event()  # cleared by a test to hold ``close`` mid-way
+        self.close_gate.set()
+        self.closing = threading.Event()
 
     def predict(self, clips: np.ndarray) -> np.ndarray:
         self.entered.set()
@@ -101,6 +89,8 @@ class GatedBackend:
         return self._inner.predict(clips)
 
     def close(self) -> None:
+        self.closing.set()
+        assert self.close_gate.wait(WAIT_S), "test never let close finish"
         self._inner.close()
 
 
@@ -266,7 +256,7 @@ def test_repeat_request_is_answered_from_the_store_without_the_model(
     assert len(first.pixel_hash) == 64 and second.pixel_hash == first.pixel_hash
     assert found.found and found.result.cached
     assert list(found.result.vector.values) == list(first.vector.values)
-    assert found.result.model.model_version == "svc-test"
+    assert found.result.model.model_version == TEST_ARTIFACT_VERSION
     assert not missing.found
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
@@ -284,7 +274,7 @@ def test_client_hashes_first_and_skips_the_upload_on_a_hit(
             first = client.extract_path(video)
             second = client.extract_path(video)
             info = client.model_info()
-    assert info.model.model_version == "svc-test"
+    assert info.model.model_version == TEST_ARTIFACT_VERSION
     assert not first.cached and second.cached
     assert list(second.vector.values) == list(first.vector.values)
     assert rpc_count(server, "Extract", "OK") == 1  # the second call uploaded nothing
@@ -364,3 +354,22 @@ def test_metrics_port_request_ids_and_graceful_drain(
         "lus_rpc_latency_seconds_bucket",
     ):
         assert fragment in text
+
+
+def test_stop_releases_the_model_off_the_event_loop(artifact: Path, tmp_path: Path) -> None:
+    backend = GatedBackend(artifact)
+    backend.gate.set()
+    backend.close_gate.clear()
+    try:
+        with serving(settings_for(artifact, tmp_path), backend) as (server, loop):
+            stopping = asyncio.run_coroutine_threadsafe(server.stop(WAIT_S), loop)
+            assert backend.closing.wait(WAIT_S), "stop never closed the backend"
+            # While the backend's close blocks, the loop still runs other work (another tier's
+            # calls, under ``lus serve``); run on the loop, close would hold it until released.
+            tick = asyncio.run_coroutine_threadsafe(asyncio.sleep(0, "tick"), loop)
+            assert tick.result(WAIT_S) == "tick"
+            assert not stopping.done()
+            backend.close_gate.set()
+            stopping.result(WAIT_S)
+    finally:
+        backend.close_gate.set()

@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from expert_service.card import TrainingSummary
+from expert_service.card import ExpertDraft, TrainingSummary
 from expert_service.explain import ood_scores
 from expert_service.registry import LocalRegistry
 from expert_service.server import create_server
@@ -26,6 +26,7 @@ from lus.expert.v1 import expert_service_pb2 as pb
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
 from lus.feature_store.base import StoredVector
 from lus.schema import load_schema
+from tests.fakes import logistic_fit
 
 SCHEMA = load_schema()
 N = len(SCHEMA)
@@ -35,31 +36,38 @@ SERVICE = "lus.expert.v1.ExpertService"
 ADMIN_SERVICE = "lus.expert.v1.ExpertAdminService"
 CARD = (("authorization", "Bearer card-secret"),)
 
+
+def _covid_when_0_beats_3(x: np.ndarray) -> np.ndarray:
+    return np.where(x[:, 0] - x[:, 3] > 0.0, "covid", "healthy")
+
+
 Scenario = Callable[[grpc.aio.Channel, grpc.aio.Channel], Awaitable[None]]
 """Runs against a server; gets channels to its public port and to its admin port."""
 
 
-def _training_set(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.random((200, N)).astype(np.float32) * 0.6  # training vectors stay within [0, 0.6]
-    y = np.where(x[:, 0] - x[:, 3] > 0.0, "covid", "healthy")
-    return x, y
-
-
 def _expert(seed: int) -> tuple[bytes, TrainingSummary]:
-    from skl2onnx import to_onnx
-    from sklearn.linear_model import LogisticRegression
-
-    x, y = _training_set(seed)
-    model = LogisticRegression(C=10.0, random_state=seed).fit(x, y)
-    onnx = to_onnx(model, x[:1], options={"zipmap": False}).SerializeToString()
+    onnx, x, y = logistic_fit(
+        seed, N, rule=_covid_when_0_beats_3, rows=200, c=10.0, scale=0.6
+    )  # training vectors stay within [0, 0.6]: a vector of ones is out of distribution
     mean, std = x.mean(axis=0), x.std(axis=0)
     threshold = float(np.quantile(ood_scores(x, mean, std), 0.99))
     counts = {str(c): int((y == c).sum()) for c in np.unique(y)}
     summary = TrainingSummary(
         counts, 50, tuple(map(float, mean)), tuple(map(float, std)), threshold
     )
-    return bytes(onnx), summary
+    return onnx, summary
+
+
+def _draft(task: str, onnx: bytes, summary: TrainingSummary | None) -> ExpertDraft:
+    return ExpertDraft(
+        task,
+        onnx,
+        schema_id=SCHEMA.schema_id,
+        classes=("covid", "healthy"),
+        n_features=N,
+        model_family="logreg",
+        training_summary=summary,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,21 +97,21 @@ class _MemoryFeatureStore:
 def _serve(root: Path, scenario: Scenario, *, store: object = None, **settings: object) -> None:
     async def main() -> None:
         config = ExpertSettings(port=0, registry_dir=root, admin_tokens=TOKENS, **settings)  # type: ignore[arg-type]
-        _, port, control = await create_server(config, feature_store=store)  # type: ignore[arg-type]
-        assert control.admin_port not in (0, port)
-        await control.start()
+        server = await create_server(config, feature_store=store)  # type: ignore[arg-type]
+        port, admin_port = server.port, server.admin_port
+        assert admin_port not in (0, port)
         try:
             if config.tls_cert_file is not None:
                 credentials = grpc.ssl_channel_credentials(config.tls_cert_file.read_bytes())
                 channel = grpc.aio.secure_channel(f"localhost:{port}", credentials)
-                admin = grpc.aio.secure_channel(f"localhost:{control.admin_port}", credentials)
+                admin = grpc.aio.secure_channel(f"localhost:{admin_port}", credentials)
             else:
                 channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-                admin = grpc.aio.insecure_channel(f"127.0.0.1:{control.admin_port}")
+                admin = grpc.aio.insecure_channel(f"127.0.0.1:{admin_port}")
             async with channel, admin:
                 await scenario(channel, admin)
         finally:
-            await control.stop(None)
+            await server.stop(None)
 
     asyncio.run(main())
 
@@ -272,15 +280,7 @@ def test_answers_explain_themselves_and_flag_unfamiliar_vectors(
     onnx, summary = experts[0]
     registry = LocalRegistry(root)
     for task, kept in (("covid", summary), ("bare", None)):
-        registry.register(
-            task,
-            onnx,
-            schema_id=SCHEMA.schema_id,
-            classes=("covid", "healthy"),
-            n_features=N,
-            model_family="logreg",
-            training_summary=kept,
-        )
+        registry.register(_draft(task, onnx, kept), owner="")
     familiar = [float(v) for v in summary.feature_mean]
     familiar[0], familiar[3] = 0.55, 0.05  # clearly covid by the labelling rule
 
@@ -322,15 +322,7 @@ def test_batches_mix_tasks_and_fail_only_bad_items(
     root = tmp_path / "reg"
     registry = LocalRegistry(root)
     for task, (onnx, summary) in zip(("covid", "severity"), experts[:2], strict=False):
-        registry.register(
-            task,
-            onnx,
-            schema_id=SCHEMA.schema_id,
-            classes=("covid", "healthy"),
-            n_features=N,
-            model_family="logreg",
-            training_summary=summary,
-        )
+        registry.register(_draft(task, onnx, summary), owner="")
     rng = np.random.default_rng(1)
     vectors = rng.random((20, N)).round(4).tolist()
     bad = [0.5] * N
@@ -384,15 +376,7 @@ def test_predict_by_video_hash_uses_the_feature_store(
 ) -> None:
     root = tmp_path / "reg"
     onnx, summary = experts[0]
-    LocalRegistry(root).register(
-        "covid",
-        onnx,
-        schema_id=SCHEMA.schema_id,
-        classes=("covid", "healthy"),
-        n_features=N,
-        model_family="logreg",
-        training_summary=summary,
-    )
+    LocalRegistry(root).register(_draft("covid", onnx, summary), owner="")
     values = tuple(float(v) for v in np.linspace(0, 0.6, N))
     store = _MemoryFeatureStore(
         [
@@ -431,10 +415,7 @@ def test_tls_only_when_configured(
         capture_output=True,
     )  # fmt: skip
     onnx, summary = experts[0]
-    LocalRegistry(tmp_path / "reg").register(
-        "covid", onnx, schema_id=SCHEMA.schema_id, classes=("covid", "healthy"), n_features=N,
-        model_family="logreg", training_summary=summary,
-    )  # fmt: skip
+    LocalRegistry(tmp_path / "reg").register(_draft("covid", onnx, summary), owner="")
 
     async def scenario(channel: grpc.aio.Channel, _: grpc.aio.Channel) -> None:
         stub = pb_grpc.ExpertServiceStub(channel)
@@ -451,10 +432,7 @@ def test_matrix_batches_answer_like_single_predicts(
     onnx, summary = experts[0]
     registry = LocalRegistry(root)
     for task, kept in (("covid", summary), ("bare", None)):
-        registry.register(
-            task, onnx, schema_id=SCHEMA.schema_id, classes=("covid", "healthy"), n_features=N,
-            model_family="logreg", training_summary=kept,
-        )  # fmt: skip
+        registry.register(_draft(task, onnx, kept), owner="")
     rng = np.random.default_rng(2)
     vectors = rng.random((6, N)).astype(np.float32)
     vectors[0] = 1.0  # far from the training vectors, which stay within [0, 0.6]

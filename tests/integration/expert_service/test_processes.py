@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from expert_service.card import ExpertDraft
 from expert_service.registry import LocalRegistry
 from lus.biomarker.v1 import schema_pb2
 from lus.expert.v1 import expert_service_pb2 as pb
@@ -34,15 +35,15 @@ TOKENS = {"radiology": "rad-secret"}
 
 
 def _register(registry: LocalRegistry, seed: int) -> None:
-    registry.register(
+    draft = ExpertDraft(
         "covid",
         logistic_onnx(seed, N),
         schema_id=SCHEMA.schema_id,
         classes=("covid", "healthy"),
         n_features=N,
         model_family="logreg",
-        owner="radiology",
     )
+    registry.register(draft, owner="radiology")
 
 
 def _workers(main_pid: int) -> list[int]:

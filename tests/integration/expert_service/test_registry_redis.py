@@ -13,7 +13,7 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
-from expert_service.card import TrainingSummary  # noqa: E402
+from expert_service.card import ExpertCard, ExpertDraft, TrainingSummary  # noqa: E402
 from expert_service.registry import ExpertRegistry, LocalRegistry  # noqa: E402
 from expert_service.registry.redis_store import RedisRegistry  # noqa: E402
 from lus.errors import (  # noqa: E402
@@ -24,6 +24,7 @@ from lus.errors import (  # noqa: E402
     NotReady,
     PermissionDenied,
 )
+from tests.fakes import logistic_onnx  # noqa: E402
 
 pytestmark = pytest.mark.redis
 URL = "redis://127.0.0.1:6379/0"
@@ -32,14 +33,10 @@ SCHEMA_ID = "test-schema.v1@000000000000"
 
 
 def _onnx(seed: int) -> bytes:
-    from skl2onnx import to_onnx
-    from sklearn.linear_model import LogisticRegression
+    def rule(x: np.ndarray) -> np.ndarray:
+        return np.where(x[:, 0] + 0.3 * x[:, 1] > 0.65, "covid", "healthy")
 
-    rng = np.random.default_rng(seed)
-    x = rng.random((40, N_FEATURES)).astype(np.float32)
-    y = np.where(x[:, 0] + 0.3 * x[:, 1] > 0.65, "covid", "healthy")
-    model = LogisticRegression(random_state=seed).fit(x, y)
-    return bytes(to_onnx(model, x[:1], options={"zipmap": False}).SerializeToString())
+    return logistic_onnx(seed, N_FEATURES, rule=rule, rows=40)
 
 
 @pytest.fixture(scope="module")
@@ -63,18 +60,22 @@ def registry() -> Iterator[RedisRegistry]:
 
 
 def _register(
-    reg: ExpertRegistry, model: bytes, task: str = "covid", owner: str = "a", **kw: object
-):  # type: ignore[no-untyped-def]
-    return reg.register(
+    reg: ExpertRegistry,
+    model: bytes,
+    task: str = "covid",
+    owner: str = "a",
+    training_summary: TrainingSummary | None = None,
+) -> ExpertCard:
+    draft = ExpertDraft(
         task,
         model,
         schema_id=SCHEMA_ID,
         classes=("covid", "healthy"),
         n_features=N_FEATURES,
         model_family="logreg",
-        owner=owner,
-        **kw,  # type: ignore[arg-type]
+        training_summary=training_summary,
     )
+    return reg.register(draft, owner=owner)
 
 
 @pytest.fixture(params=["redis", "local"])

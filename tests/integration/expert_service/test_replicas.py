@@ -259,14 +259,16 @@ def _health(channel: grpc.Channel, service: str) -> int:
 
 
 def test_not_serving_until_the_registry_is_synced_once(tmp_path: Path, models: list[bytes]) -> None:
+    from expert_service.card import ExpertDraft
     from expert_service.registry.redis_store import RedisRegistry
 
     with _own_redis(tmp_path) as (url, (start, stop)):
         registry = RedisRegistry(url)
-        registry.register(
+        draft = ExpertDraft(
             "covid", models[0], schema_id=SCHEMA.schema_id, classes=("covid", "healthy"),
-            n_features=N, model_family="logreg", owner="radiology",
+            n_features=N, model_family="logreg",
         )  # fmt: skip
+        registry.register(draft, owner="radiology")
         registry.close()
         stop()
         with _server(url, "lus:expert:") as replica:

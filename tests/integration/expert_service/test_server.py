@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import re
@@ -19,13 +20,16 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from expert_service.registry import LocalRegistry
+from expert_service.card import ExpertDraft
+from expert_service.registry import LocalRegistry, RegistryState
 from expert_service.server import create_server
 from expert_service.settings import ExpertSettings
 from lus.biomarker.v1 import schema_pb2
+from lus.errors import NotReady
 from lus.expert.v1 import expert_service_pb2 as pb
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
 from lus.provenance import SYNTHETIC_DATA_NOTICE
+from lus.rpc.logging import request_id
 from lus.schema import load_schema
 from trainer.experts import fit_expert
 
@@ -45,7 +49,7 @@ def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     patients = [f"p{i // 4}" for i in range(len(x))]
     fitted = fit_expert(x, labels, family="mlp", seed=0, patient_ids=patients)
     root = tmp_path_factory.mktemp("registry")
-    LocalRegistry(root).register(
+    draft = ExpertDraft(
         "covid",
         fitted.onnx_bytes,
         schema_id=SCHEMA.schema_id,
@@ -53,11 +57,11 @@ def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         n_features=fitted.n_features,
         model_family=fitted.model_family,
         metrics=fitted.metrics,
-        owner="tests",
         description="COVID-19 vs healthy from biomarkers",
         training_data="240 random vectors",
         notice=SYNTHETIC_DATA_NOTICE,
     )
+    LocalRegistry(root).register(draft, owner="tests")
     return root
 
 
@@ -66,14 +70,13 @@ def _serve(registry_dir: Path, scenario: Scenario) -> None:
 
     async def main() -> None:
         settings = ExpertSettings(host="127.0.0.1", port=0, registry_dir=registry_dir)
-        _, port, control = await create_server(settings)
-        assert port > 0
-        await control.start()
+        server = await create_server(settings)
+        assert server.port > 0
         try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
                 await scenario(channel)
         finally:
-            await control.stop(None)
+            await server.stop(None)
 
     asyncio.run(main())
 
@@ -188,18 +191,97 @@ def test_reflection_lists_the_service(registry_dir: Path) -> None:
     _serve(registry_dir, scenario)
 
 
-def test_not_serving_until_experts_are_loaded(registry_dir: Path) -> None:
+class _DownAtStart(LocalRegistry):
+    """A registry that cannot be read (like Redis down) until ``reachable`` is set."""
+
+    reachable = False
+
+    def state(self) -> RegistryState:
+        if not self.reachable:
+            raise NotReady("the expert registry is unavailable (test)")
+        return super().state()
+
+
+def test_not_serving_until_the_registry_can_be_read(registry_dir: Path) -> None:
     async def main() -> None:
-        settings = ExpertSettings(port=0, registry_dir=registry_dir)
-        server, port, control = await create_server(settings)
-        server.start()  # accepting calls, but experts not loaded yet
+        registry = _DownAtStart(registry_dir)
+        settings = ExpertSettings(port=0, registry_dir=registry_dir, resync_interval_s=0.05)
+        server = await create_server(settings, registry=registry)  # started, experts not loaded
         try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                assert await _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
-                await control.open()
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                for name in ("", SERVICE):
+                    assert (
+                        await _health(channel, name) == health_pb2.HealthCheckResponse.NOT_SERVING
+                    )
+                registry.reachable = True
+                for _ in range(3000):  # bounded poll: the watcher's next try (backing off)
+                    if await _health(channel) == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                    await asyncio.sleep(0.01)
                 assert await _health(channel) == health_pb2.HealthCheckResponse.SERVING
+                stub = pb_grpc.ExpertServiceStub(channel)
+                answer = await stub.Predict(
+                    pb.PredictRequest(task="covid", vector=_vector([0.5] * len(SCHEMA)))
+                )
+                assert answer.version == 1
         finally:
-            await control.stop(None)
+            await server.stop(None)
+
+    asyncio.run(main())
+
+
+class _Recording(LocalRegistry):
+    """Notes the request id in force whenever a handler reads the registry's state."""
+
+    seen: list[str]
+
+    def state(self) -> RegistryState:
+        self.seen.append(request_id.get())
+        return super().state()
+
+
+def test_request_ids_are_echoed_and_reach_the_handlers_on_both_ports(registry_dir: Path) -> None:
+    async def main() -> None:
+        registry = _Recording(registry_dir)
+        registry.seen = []
+        server = await create_server(ExpertSettings(port=0), registry=registry)
+        try:
+            async with (
+                grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+                grpc.aio.insecure_channel(f"127.0.0.1:{server.admin_port}") as admin,
+            ):
+                # The public (threaded) port echoes the id in the trailers.
+                stub = pb_grpc.ExpertServiceStub(channel)
+                given = (("x-request-id", "pacs-42.a"),)
+                call = stub.ListTasks(pb.ListTasksRequest(), metadata=given)
+                await call
+                assert ("x-request-id", "pacs-42.a") in tuple(await call.trailing_metadata())
+                assert registry.seen[-1] == "pacs-42.a"
+
+                # No id, or one that is not a plain token: a fresh one, not the last call's.
+                for metadata in ((), (("x-request-id", "bad id!"),)):
+                    call = stub.ListTasks(pb.ListTasksRequest(), metadata=metadata)
+                    await call
+                    echoed = dict(tuple(await call.trailing_metadata()))["x-request-id"]
+                    assert re.fullmatch(r"[0-9a-f]{32}", echoed)
+                    assert registry.seen[-1] == echoed
+
+                # A refused call carries its id too.
+                refused = stub.Predict(pb.PredictRequest(task="nope"), metadata=given)
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await refused
+                assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+                assert ("x-request-id", "pacs-42.a") in tuple(caught.value.trailing_metadata())
+
+                # The admin (grpc.aio) port echoes it in the headers, as the biomarker tier does.
+                check = health_pb2_grpc.HealthStub(admin).Check(
+                    health_pb2.HealthCheckRequest(service=""), metadata=given
+                )
+                assert ("x-request-id", "pacs-42.a") in tuple(await check.initial_metadata())
+                assert (await check).status == health_pb2.HealthCheckResponse.SERVING
+        finally:
+            await server.stop(None)
+        assert request_id.get() == "-"  # nothing leaked into this thread's context
 
     asyncio.run(main())
 
@@ -234,10 +316,47 @@ def test_sigterm_stops_the_server_gracefully(registry_dir: Path) -> None:
             proc.send_signal(signal.SIGTERM)
             rest = proc.stderr.read()
             assert proc.wait(timeout=30) == 0, rest
-            assert "stopping expert service" in rest
+            assert "shutting down: draining for up to 2.0 s" in rest
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def _refusal(env: dict[str, str]) -> list[str]:
+    """Run ``python -m expert_service`` expecting a refusal to start; its non-empty stderr lines."""
+    done = subprocess.run(
+        [sys.executable, "-m", "expert_service"],
+        check=False,  # the exit status is what the tests assert
+        cwd=REPO,
+        env={**os.environ, "LUS_EXPERT_PORT": "0", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    return [line for line in done.stderr.splitlines() if line.strip()]
+
+
+def test_invalid_settings_are_refused_in_one_line_without_their_secrets() -> None:
+    (line,) = _refusal(
+        {"LUS_EXPERT_PORT": "70000", "LUS_EXPERT_REGISTRY_URL": "redis://:hunter2@127.0.0.1:1/0"}
+    )
+    assert line.startswith("cannot start: invalid LUS_EXPERT_* settings: port:")
+    assert "hunter2" not in line
+
+
+def test_unreadable_tls_files_are_refused_in_one_json_line(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-cert.pem"
+    (line,) = _refusal(
+        {
+            "LUS_EXPERT_TLS_CERT_FILE": str(missing),
+            "LUS_EXPERT_TLS_KEY_FILE": str(missing),
+            "LUS_EXPERT_LOG_JSON": "true",
+        }
+    )
+    entry = json.loads(line)
+    assert (entry["level"], entry["logger"]) == ("ERROR", "expert_service.server")
+    assert entry["message"].startswith("cannot start") and str(missing) in entry["message"]
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -252,21 +371,20 @@ def _metric(text: str, name: str, **labels: str) -> float:
 def test_metrics_port_counts_calls_by_status(registry_dir: Path) -> None:
     async def main() -> None:
         settings = ExpertSettings(port=0, registry_dir=registry_dir, metrics_port=0)
-        _, port, control = await create_server(settings)
-        await control.start()
+        server = await create_server(settings)
         try:
-            assert control.metrics_server is not None
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            assert server.metrics_port is not None
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
                 stub = pb_grpc.ExpertServiceStub(channel)
                 middle = _vector([0.5] * len(SCHEMA))
                 for _ in range(3):
                     await stub.Predict(pb.PredictRequest(task="covid", vector=middle))
                 with pytest.raises(grpc.aio.AioRpcError):
                     await stub.Predict(pb.PredictRequest(task="nope", vector=middle))
-            url = f"http://127.0.0.1:{control.metrics_server.port}/metrics"
+            url = f"http://127.0.0.1:{server.metrics_port}/metrics"
             text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
         finally:
-            await control.stop(None)
+            await server.stop(None)
         body = text.decode()
         ok = {"service": "expert", "method": "Predict"}
         assert _metric(body, "lus_rpc_requests_total", code="OK", **ok) == 3

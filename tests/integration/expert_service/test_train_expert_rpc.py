@@ -1,13 +1,17 @@
 """TrainExpert over real gRPC: a job fits in the worker process, registers, and then serves.
 
-Refusals (a set too small, no token, another team's task, unknown hashes) come back at once,
-before any job is queued, with a message saying what is missing.
+The server is composed as ``python -m trainer.expert_replica`` composes it: with a
+``ProcessFitter`` running the trainer's fit function. Refusals (a set too small, no token,
+another team's task, unknown hashes, no fitter) come back at once, before any job is queued,
+with a message saying what is missing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -15,7 +19,7 @@ import grpc
 import numpy as np
 import pytest
 
-from expert_service.server import create_server
+from expert_service.server import create_server, process_fitter
 from expert_service.settings import ExpertSettings
 from lus.biomarker.v1 import schema_pb2
 from lus.expert.v1 import expert_service_pb2 as pb
@@ -24,6 +28,8 @@ from lus.feature_store.base import StoredVector
 from lus.feature_store.sqlite import SqliteFeatureStore
 from lus.schema import load_schema
 from lus_cli import cli
+from tests.processes import EXPERT_PORTS, server_process
+from trainer.expert_fitting import fit_in_worker
 
 SCHEMA = load_schema()
 N = len(SCHEMA)
@@ -37,19 +43,28 @@ Scenario = Callable[[Channel, Channel, str], Awaitable[None]]
 """Runs against a server; gets channels to its public and admin ports, and the admin address."""
 
 
-def _serve(root: Path, scenario: Scenario, *, store: object = None, **settings: object) -> None:
+def _serve(
+    root: Path,
+    scenario: Scenario,
+    *,
+    store: object = None,
+    fits: bool = True,
+    **settings: object,
+) -> None:
+    """Run ``scenario`` against a server; ``fits=False`` composes it without a fitter."""
+
     async def main() -> None:
         config = ExpertSettings(port=0, registry_dir=root, admin_tokens=TOKENS, **settings)  # type: ignore[arg-type]
-        _, port, control = await create_server(config, feature_store=store)  # type: ignore[arg-type]
-        await control.start()
+        fitter = process_fitter(config, fit_in_worker) if fits else None
+        server = await create_server(config, feature_store=store, fitter=fitter)  # type: ignore[arg-type]
         try:
-            channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-            admin_address = f"127.0.0.1:{control.admin_port}"
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+            admin_address = f"127.0.0.1:{server.admin_port}"
             admin = grpc.aio.insecure_channel(admin_address)
             async with channel, admin:
                 await scenario(channel, admin, admin_address)
         finally:
-            await control.stop(None)
+            await server.stop(None)
 
     asyncio.run(main())
 
@@ -239,6 +254,22 @@ def test_a_replica_with_training_switched_off_answers_unimplemented(tmp_path: Pa
     _serve(tmp_path / "registry", scenario, training_workers=0)
 
 
+def test_a_replica_without_a_fitter_answers_unimplemented_and_says_which_one_fits(
+    tmp_path: Path,
+) -> None:
+    async def scenario(channel: Channel, admin_channel: Channel, admin_address: str) -> None:
+        admin = pb_grpc.ExpertAdminServiceStub(admin_channel)
+        error = await _refused(admin.TrainExpert(_request(_vectors(6, 2)), metadata=RAD))
+        assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "python -m trainer.expert_replica" in error.details()
+        # Everything else on the admin port works as on any replica.
+        missing = pb.GetTrainingJobRequest(job_id="no-such-job")
+        error = await _refused(admin.GetTrainingJob(missing, metadata=RAD))
+        assert error.code() == grpc.StatusCode.NOT_FOUND
+
+    _serve(tmp_path / "registry", scenario, fits=False)
+
+
 def _write_csv(path: Path, rows: list[tuple[list[float], str, str]]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -274,3 +305,31 @@ def test_lus_train_expert_with_server_submits_and_follows_the_job(
         assert card.owner == "radiology" and "good.csv" in card.training_data
 
     _serve(tmp_path / "registry", scenario)
+
+
+def test_the_trainer_replica_fits_in_a_worker_and_serves_without_scikit_learn(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "LUS_EXPERT_PORT": "0",
+        "LUS_EXPERT_REGISTRY_DIR": str(tmp_path / "registry"),
+        "LUS_EXPERT_ADMIN_TOKENS": json.dumps(TOKENS),
+    }
+    with server_process("trainer.expert_replica", env, EXPERT_PORTS) as server:
+        assert "TrainExpert on" in "".join(server.log)
+        with grpc.insecure_channel(f"127.0.0.1:{server.ports['admin']}") as channel:
+            admin = pb_grpc.ExpertAdminServiceStub(channel)
+            request = _request(_vectors(6, 2), family="logreg")
+            job = admin.TrainExpert(request, metadata=RAD, timeout=30)
+            for _ in range(3000):  # bounded poll, as in _follow
+                if job.state in FINISHED:
+                    break
+                time.sleep(0.02)
+                lookup = pb.GetTrainingJobRequest(job_id=job.job_id)
+                job = admin.GetTrainingJob(lookup, metadata=RAD, timeout=30)
+        assert job.state == pb.TRAINING_JOB_STATE_SUCCEEDED, job.error
+        assert job.card.model_family == "logreg"
+        # scikit-learn's compiled modules are mapped only where it was imported: the fitting
+        # process, never the serving one.
+        maps = Path(f"/proc/{server.proc.pid}/maps").read_text()
+        assert "/sklearn/" not in maps

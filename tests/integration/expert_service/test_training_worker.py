@@ -1,4 +1,7 @@
-"""ProcessFitter: fits in a real worker process, relays progress, carries refusals back."""
+"""ProcessFitter: fits in a real worker process, relays progress, carries refusals back.
+
+It runs the fit function it is given; here the trainer's, as ``trainer.expert_replica`` gives it.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ import numpy as np
 import pytest
 
 from expert_service.model import OnnxExpert
-from expert_service.training.worker import FitRequest, ProcessFitter
+from expert_service.training.jobs import Progress
+from expert_service.training.worker import FitOutcome, FitRequest, ProcessFitter
 from lus.errors import InvalidInput
+from trainer.expert_fitting import fit_in_worker
 
 
 def _request(family: str, labels: tuple[str, ...] | None = None) -> FitRequest:
@@ -21,7 +26,7 @@ def _request(family: str, labels: tuple[str, ...] | None = None) -> FitRequest:
 
 
 def test_a_fit_in_the_worker_process_reports_progress_and_returns_the_expert() -> None:
-    fitter = ProcessFitter()
+    fitter = ProcessFitter(fit_in_worker)
     seen: list[tuple[float, str]] = []
     before = set(multiprocessing.active_children())
     try:
@@ -40,7 +45,7 @@ def test_a_fit_in_the_worker_process_reports_progress_and_returns_the_expert() -
 
 
 def test_a_refusal_in_the_worker_comes_back_as_the_same_domain_error() -> None:
-    fitter = ProcessFitter()
+    fitter = ProcessFitter(fit_in_worker)
     try:
         with pytest.raises(InvalidInput, match="need at least 2 classes") as caught:
             fitter.fit("job-2", _request("logreg", labels=("a",) * 24), lambda f, s: None)
@@ -49,3 +54,12 @@ def test_a_refusal_in_the_worker_comes_back_as_the_same_domain_error() -> None:
         assert fitter.fit("job-3", _request("logreg"), lambda f, s: None).classes == ("a", "b")
     finally:
         fitter.release()
+
+
+def test_only_a_function_that_can_travel_to_the_worker_is_taken() -> None:
+    def nested(request: FitRequest, progress: Progress) -> FitOutcome:
+        raise AssertionError("never called")
+
+    for fit in (nested, lambda request, progress: FitOutcome(b"", (), {}, "", 0, None)):
+        with pytest.raises(TypeError, match="module-level fit function"):
+            ProcessFitter(fit)

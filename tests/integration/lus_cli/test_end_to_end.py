@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from biomarker_service.artifact import ArtifactInfo, Provenance, save_artifact
-from biomarker_service.model import tsm_resnet18
+from expert_service.card import ExpertDraft
 from expert_service.registry import LocalRegistry
 from lus.biomarker.v1 import biomarker_service_pb2 as bpb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as bpb_grpc
@@ -23,6 +22,7 @@ from lus.schema import load_schema
 from lus.video import InputSpec
 from lus_cli.analyze import analyze, format_analysis
 from lus_cli.serve_local import LocalStack, running_stack
+from tests.fakes import untrained_artifact
 from trainer.experts import fit_expert
 
 SPEC = InputSpec(frames_per_clip=4, size=32, clips=4)
@@ -48,18 +48,13 @@ def write_mp4(path: Path, frames: int = 20, size: int = 64) -> Path:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     root = tmp_path_factory.mktemp("e2e")
     schema = load_schema()
-    model = tsm_resnet18(schema=schema, spec=SPEC, width=8).eval()
-    artifact = root / "model.safetensors"
-    info = ArtifactInfo(
-        "e2e-test", schema, SPEC, 8, Provenance(training_data="untrained", notice="test only")
-    )
-    save_artifact(artifact, model, info)
+    artifact = untrained_artifact(root / "model.safetensors", spec=SPEC, version="e2e-test")
 
     rng = np.random.default_rng(1)
     vectors = rng.random((80, len(schema))).astype(np.float32)
     labels = np.where(vectors[:, 7] > 0.5, "high", "low").tolist()
     fitted = fit_expert(vectors, labels, family="logreg", seed=0)
-    LocalRegistry(root / "registry").register(
+    draft = ExpertDraft(
         "toy_task",
         fitted.onnx_bytes,
         schema_id=schema.schema_id,
@@ -68,6 +63,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, 
         model_family=fitted.model_family,
         notice="test only",
     )
+    LocalRegistry(root / "registry").register(draft, owner="")
     video = write_mp4(root / "clip.mp4")
     with running_stack(
         LocalStack(

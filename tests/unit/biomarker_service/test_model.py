@@ -112,3 +112,10 @@ def test_non_artifact_file_is_refused(tmp_path: Path) -> None:
     save_file({"w": torch.zeros(1)}, str(path))
     with pytest.raises(ValueError, match="not a LUS biomarker artifact"):
         read_info(path)
+
+
+def test_a_file_that_is_not_safetensors_is_a_value_error(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.safetensors"
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    with pytest.raises(ValueError, match=r"garbage\.safetensors is not a safetensors file"):
+        read_info(path)

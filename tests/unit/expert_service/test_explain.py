@@ -8,21 +8,17 @@ import pytest
 from expert_service.card import TrainingSummary
 from expert_service.explain import STD_FLOOR, Explainer, ood_scores
 from expert_service.model import OnnxExpert
+from tests.fakes import logistic_onnx
 
 N = 6
 
 
 @pytest.fixture(scope="module")
 def expert() -> OnnxExpert:
-    from skl2onnx import to_onnx
-    from sklearn.linear_model import LogisticRegression
+    def rule(x: np.ndarray) -> np.ndarray:
+        return np.where(2 * x[:, 0] - x[:, 2] > 0.5, "a", "b")
 
-    rng = np.random.default_rng(0)
-    x = rng.random((80, N)).astype(np.float32)
-    y = np.where(2 * x[:, 0] - x[:, 2] > 0.5, "a", "b")
-    model = LogisticRegression(random_state=0).fit(x, y)
-    onnx = to_onnx(model, x[:1], options={"zipmap": False}).SerializeToString()
-    return OnnxExpert(onnx, n_features=N, classes=("a", "b"))
+    return OnnxExpert(logistic_onnx(0, N, rule=rule, rows=80), n_features=N, classes=("a", "b"))
 
 
 def test_contributions_are_occlusion_deltas_of_the_answered_class(expert: OnnxExpert) -> None:

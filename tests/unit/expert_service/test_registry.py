@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from expert_service.card import ExpertCard
+from expert_service.card import ExpertCard, ExpertDraft
 from expert_service.errors import CorruptArtifact
 from expert_service.registry import ExpertRegistry, LocalRegistry
 from lus.errors import AlreadyExists, InvalidInput, NotFound
@@ -32,7 +32,7 @@ def _fitted(seed: int, classes: tuple[str, str] = ("covid", "healthy")) -> Fitte
 
 
 def _register(registry: LocalRegistry, task: str, fitted: FittedExpert) -> ExpertCard:
-    return registry.register(
+    draft = ExpertDraft(
         task,
         fitted.onnx_bytes,
         schema_id=SCHEMA_ID,
@@ -40,9 +40,9 @@ def _register(registry: LocalRegistry, task: str, fitted: FittedExpert) -> Exper
         n_features=fitted.n_features,
         model_family=fitted.model_family,
         metrics=fitted.metrics,
-        owner="tests",
         notice="SYNTHETIC",
     )
+    return registry.register(draft, owner="tests")
 
 
 @pytest.fixture(scope="module")
@@ -127,12 +127,14 @@ def test_concurrent_registration_from_processes(tmp_path: Path, models: list[Fit
         f"""
         import sys
         from pathlib import Path
+        from expert_service.card import ExpertDraft
         from expert_service.registry import LocalRegistry
         registry = LocalRegistry(Path(sys.argv[1]) / "reg")
         for i in map(int, sys.argv[2:]):
-            registry.register("covid", (Path(sys.argv[1]) / f"m{{i}}.onnx").read_bytes(),
-                schema_id="{SCHEMA_ID}", classes=("covid", "healthy"), n_features={N_FEATURES},
-                model_family="logreg")
+            onnx = (Path(sys.argv[1]) / f"m{{i}}.onnx").read_bytes()
+            registry.register(ExpertDraft("covid", onnx, schema_id="{SCHEMA_ID}",
+                classes=("covid", "healthy"), n_features={N_FEATURES}, model_family="logreg"),
+                owner="")
         """
     )
     halves = [[str(i) for i in range(0, 8, 2)], [str(i) for i in range(1, 8, 2)]]
@@ -168,12 +170,15 @@ def test_pickles_and_junk_are_refused_without_being_executed(tmp_path: Path) -> 
     for payload in payloads:
         with pytest.raises(InvalidInput, match="ONNX"):
             registry.register(
-                "covid",
-                payload,
-                schema_id=SCHEMA_ID,
-                classes=("a", "b"),
-                n_features=6,
-                model_family="x",
+                ExpertDraft(
+                    "covid",
+                    payload,
+                    schema_id=SCHEMA_ID,
+                    classes=("a", "b"),
+                    n_features=6,
+                    model_family="x",
+                ),
+                owner="",
             )
     assert not marker.exists()
     assert registry.tasks() == []
@@ -197,12 +202,15 @@ def test_models_that_do_not_fit_the_card_are_refused(
     registry = LocalRegistry(tmp_path)
     with pytest.raises(InvalidInput, match=message):
         registry.register(
-            "covid",
-            models[0].onnx_bytes,
-            schema_id=SCHEMA_ID,
-            classes=classes,
-            n_features=n_features,
-            model_family="logreg",
+            ExpertDraft(
+                "covid",
+                models[0].onnx_bytes,
+                schema_id=SCHEMA_ID,
+                classes=classes,
+                n_features=n_features,
+                model_family="logreg",
+            ),
+            owner="",
         )
 
 
@@ -213,12 +221,15 @@ def test_zipmap_models_are_refused_with_a_hint(tmp_path: Path, models: list[Fitt
     zipmap = to_onnx(models[0].estimator, x).SerializeToString()  # ZipMap on: a list of dicts
     with pytest.raises(InvalidInput, match="ZipMap turned off"):
         LocalRegistry(tmp_path).register(
-            "covid",
-            zipmap,
-            schema_id=SCHEMA_ID,
-            classes=models[0].classes,
-            n_features=N_FEATURES,
-            model_family="logreg",
+            ExpertDraft(
+                "covid",
+                zipmap,
+                schema_id=SCHEMA_ID,
+                classes=models[0].classes,
+                n_features=N_FEATURES,
+                model_family="logreg",
+            ),
+            owner="",
         )
 
 

@@ -8,6 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from expert_service.settings import ExpertSettings
+from lus.rpc.settings import ServingSettings
+from lus.rpc.tls import ServerTls
 
 
 def test_defaults() -> None:
@@ -15,7 +17,7 @@ def test_defaults() -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 50052)
     assert settings.registry_dir == Path("./lus-registry")
     assert settings.max_message_bytes == 4 * 1024 * 1024
-    assert settings.grace_s == 5.0
+    assert settings.grace_s == 10.0  # ServingSettings' default, the same on both tiers
     assert settings.address == "127.0.0.1:50052"
 
 
@@ -48,6 +50,23 @@ def test_team_tokens_and_registry_url_from_environment(monkeypatch: pytest.Monke
     assert settings.team_tokens() == {"radiology": "s3cret"}
     assert "s3cret" not in repr(settings)  # tokens never show up in logs of the settings
     assert settings.registry_url == "redis://127.0.0.1:6379/0"
+
+
+def test_logging_tls_and_grace_are_the_shared_serving_fields(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert issubclass(ExpertSettings, ServingSettings)
+    assert ExpertSettings().tls is None
+    monkeypatch.setenv("LUS_EXPERT_LOG_JSON", "true")
+    monkeypatch.setenv("LUS_EXPERT_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("LUS_EXPERT_TLS_CERT_FILE", str(tmp_path / "cert.pem"))
+    monkeypatch.setenv("LUS_EXPERT_TLS_KEY_FILE", str(tmp_path / "key.pem"))
+    monkeypatch.setenv("LUS_EXPERT_TLS_CLIENT_CA_FILE", str(tmp_path / "ca.pem"))
+    settings = ExpertSettings()
+    assert (settings.log_json, settings.log_level) == (True, "DEBUG")
+    assert settings.tls == ServerTls(
+        tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    )
 
 
 def test_tls_needs_both_certificate_and_key(tmp_path: Path) -> None:

@@ -38,11 +38,16 @@ class DeadOnArrival:
 clock = SimpleNamespace(now=0.0)
 
 
+def _never_run(settings: ExpertSettings, parent_pid: int, index: int) -> None:
+    """The pool's worker entry point; the fake processes never call it."""
+
+
 def test_crash_loop_backs_off_and_a_long_run_restarts_at_once(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     monkeypatch.setattr(workers.time, "monotonic", lambda: clock.now)
-    pool = workers.WorkerPool(ExpertSettings(port=0, registry_dir=tmp_path), port=5000, count=1)
+    settings = ExpertSettings(port=0, registry_dir=tmp_path)
+    pool = workers.WorkerPool(settings, port=5000, count=1, target=_never_run)
     pool._context = SimpleNamespace(Process=DeadOnArrival)  # type: ignore[assignment]
     DeadOnArrival.started.clear()
 
@@ -57,7 +62,7 @@ def test_workers_get_no_admin_tokens_and_their_own_metrics_ports(tmp_path: Any) 
     settings = ExpertSettings(
         port=0, registry_dir=tmp_path, admin_tokens={"radiology": "secret"}, metrics_port=9102
     )
-    pool = workers.WorkerPool(settings, port=5000, count=2)
+    pool = workers.WorkerPool(settings, port=5000, count=2, target=_never_run)
     first, second = (pool._worker_settings(i) for i in range(2))
     assert (first.port, first.processes, first.admin_tokens) == (5000, 1, {})
     assert (first.metrics_port, second.metrics_port) == (9103, 9104)
@@ -80,3 +85,14 @@ def test_pinning_puts_every_thread_on_one_allowed_cpu() -> None:
     assert seen["cpu"] == cpu
     assert seen["threads"] >= 2  # the thread started before pinning is pinned too
     assert seen["masks"] == [[cpu]]
+
+
+def test_the_pool_is_given_its_entry_point_and_never_imports_the_server() -> None:
+    grimp = pytest.importorskip("grimp")  # import-linter's graph builder (the dev extra)
+    graph = grimp.build_graph("expert_service", cache_dir=None)
+    # Function-local imports count: the server composes the tier and only __main__ runs it.
+    importers = graph.find_modules_that_directly_import("expert_service.server")
+    assert importers == {"expert_service.__main__"}
+    assert not graph.chain_exists(
+        importer="expert_service.workers", imported="expert_service.server"
+    )

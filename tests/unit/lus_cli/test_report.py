@@ -4,8 +4,7 @@ import pytest
 
 from lus.expert.v1 import expert_service_pb2 as epb
 from lus.schema import load_schema
-from lus_cli.analyze import _explanation_lines
-from lus_cli.report import biomarker_lines
+from lus_cli.report import biomarker_lines, explanation_lines
 
 
 def test_biomarker_lines_group_like_a_clinician_reads() -> None:
@@ -31,7 +30,7 @@ def test_explanations_show_value_baseline_and_caution() -> None:
         ood_score=4.2,
         ood_threshold=2.5,
     )
-    lines = _explanation_lines(answer, {"b_lines.some": "B-lines: some (4-6)"})
+    lines = explanation_lines(answer, {"b_lines.some": "B-lines: some (4-6)"})
     assert "B-lines: some (4-6): p=0.01 (mean 0.30) +0.12" in lines[1]
     assert "CAUTION" in lines[2] and "4.20 > 2.50" in lines[2]
-    assert _explanation_lines(epb.PredictResponse(), {}) == []
+    assert explanation_lines(epb.PredictResponse(), {}) == []
