@@ -96,7 +96,7 @@ class ModelProvenance(_message.Message):
     def __init__(self, model_version: _Optional[str] = ..., architecture: _Optional[str] = ..., training_data: _Optional[str] = ..., created_at: _Optional[str] = ..., clinical_use: _Optional[bool] = ..., notice: _Optional[str] = ...) -> None: ...
 
 class ExtractResponse(_message.Message):
-    __slots__ = ("vector", "clip_vectors", "model", "video", "pixel_hash", "cached", "sop_instance_uid")
+    __slots__ = ("vector", "clip_vectors", "model", "video", "pixel_hash", "cached", "sop_instance_uid", "content_sha256")
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     CLIP_VECTORS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,7 @@ class ExtractResponse(_message.Message):
     PIXEL_HASH_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
     SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_SHA256_FIELD_NUMBER: _ClassVar[int]
     vector: _schema_pb2.BiomarkerVector
     clip_vectors: _containers.RepeatedCompositeFieldContainer[_schema_pb2.BiomarkerVector]
     model: ModelProvenance
@@ -111,15 +112,20 @@ class ExtractResponse(_message.Message):
     pixel_hash: str
     cached: bool
     sop_instance_uid: str
-    def __init__(self, vector: _Optional[_Union[_schema_pb2.BiomarkerVector, _Mapping]] = ..., clip_vectors: _Optional[_Iterable[_Union[_schema_pb2.BiomarkerVector, _Mapping]]] = ..., model: _Optional[_Union[ModelProvenance, _Mapping]] = ..., video: _Optional[_Union[VideoSummary, _Mapping]] = ..., pixel_hash: _Optional[str] = ..., cached: _Optional[bool] = ..., sop_instance_uid: _Optional[str] = ...) -> None: ...
+    content_sha256: str
+    def __init__(self, vector: _Optional[_Union[_schema_pb2.BiomarkerVector, _Mapping]] = ..., clip_vectors: _Optional[_Iterable[_Union[_schema_pb2.BiomarkerVector, _Mapping]]] = ..., model: _Optional[_Union[ModelProvenance, _Mapping]] = ..., video: _Optional[_Union[VideoSummary, _Mapping]] = ..., pixel_hash: _Optional[str] = ..., cached: _Optional[bool] = ..., sop_instance_uid: _Optional[str] = ..., content_sha256: _Optional[str] = ...) -> None: ...
 
 class LookupRequest(_message.Message):
-    __slots__ = ("pixel_hash", "sop_instance_uid")
+    __slots__ = ("pixel_hash", "sop_instance_uid", "content_sha256", "model_version")
     PIXEL_HASH_FIELD_NUMBER: _ClassVar[int]
     SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     pixel_hash: str
     sop_instance_uid: str
-    def __init__(self, pixel_hash: _Optional[str] = ..., sop_instance_uid: _Optional[str] = ...) -> None: ...
+    content_sha256: str
+    model_version: str
+    def __init__(self, pixel_hash: _Optional[str] = ..., sop_instance_uid: _Optional[str] = ..., content_sha256: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class LookupResponse(_message.Message):
     __slots__ = ("found", "result")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlus/biomarker/v1/schema.proto\x12\x10lus.biomarker.v1\"6\n\tBiomarker\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\"3\n\x0e\x42iomarkerGroup\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\"\xa6\x01\n\x0f\x42iomarkerSchema\x12\x11\n\tschema_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x30\n\x06groups\x18\x03 \x03(\x0b\x32 .lus.biomarker.v1.BiomarkerGroup\x12/\n\nbiomarkers\x18\x04 \x03(\x0b\x32\x1b.lus.biomarker.v1.Biomarker\x12\x0f\n\x07version\x18\x05 \x01(\r\"4\n\x0f\x42iomarkerVector\x12\x11\n\tschema_id\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlus/biomarker/v1/schema.proto\x12\x10lus.biomarker.v1\"6\n\tBiomarker\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\"3\n\x0e\x42iomarkerGroup\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\"\xa6\x01\n\x0f\x42iomarkerSchema\x12\x11\n\tschema_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x30\n\x06groups\x18\x03 \x03(\x0b\x32 .lus.biomarker.v1.BiomarkerGroup\x12/\n\nbiomarkers\x18\x04 \x03(\x0b\x32\x1b.lus.biomarker.v1.Biomarker\x12\x0f\n\x07version\x18\x05 \x01(\r\"_\n\x0f\x42iomarkerVector\x12\x11\n\tschema_id\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x02\x12)\n\x05model\x18\x03 \x01(\x0b\x32\x1a.lus.biomarker.v1.ModelRef\"G\n\x08ModelRef\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x17\n\x0f\x61rtifact_sha256\x18\x02 \x01(\t\x12\x11\n\tprecision\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,5 +38,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BIOMARKERSCHEMA']._serialized_start=161
   _globals['_BIOMARKERSCHEMA']._serialized_end=327
   _globals['_BIOMARKERVECTOR']._serialized_start=329
-  _globals['_BIOMARKERVECTOR']._serialized_end=381
+  _globals['_BIOMARKERVECTOR']._serialized_end=424
+  _globals['_MODELREF']._serialized_start=426
+  _globals['_MODELREF']._serialized_end=497
 # @@protoc_insertion_point(module_scope)

@@ -39,9 +39,21 @@ class BiomarkerSchema(_message.Message):
     def __init__(self, schema_id: _Optional[str] = ..., name: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[BiomarkerGroup, _Mapping]]] = ..., biomarkers: _Optional[_Iterable[_Union[Biomarker, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class BiomarkerVector(_message.Message):
-    __slots__ = ("schema_id", "values")
+    __slots__ = ("schema_id", "values", "model")
     SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     schema_id: str
     values: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, schema_id: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
+    model: ModelRef
+    def __init__(self, schema_id: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ...) -> None: ...
+
+class ModelRef(_message.Message):
+    __slots__ = ("version", "artifact_sha256", "precision")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    artifact_sha256: str
+    precision: str
+    def __init__(self, version: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., precision: _Optional[str] = ...) -> None: ...

@@ -69,7 +69,7 @@ class ClassProbability(_message.Message):
     def __init__(self, label: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("task", "version", "label", "probabilities", "notice", "contributions", "distribution", "ood_score", "ood_threshold", "explanation_note", "alias")
+    __slots__ = ("task", "version", "label", "probabilities", "notice", "contributions", "distribution", "ood_score", "ood_threshold", "explanation_note", "alias", "biomarker_model_version")
     TASK_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,7 @@ class PredictResponse(_message.Message):
     OOD_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_NOTE_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
+    BIOMARKER_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     task: str
     version: int
     label: str
@@ -92,7 +93,8 @@ class PredictResponse(_message.Message):
     ood_threshold: float
     explanation_note: str
     alias: str
-    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ..., probabilities: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., notice: _Optional[str] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., distribution: _Optional[_Union[Distribution, str]] = ..., ood_score: _Optional[float] = ..., ood_threshold: _Optional[float] = ..., explanation_note: _Optional[str] = ..., alias: _Optional[str] = ...) -> None: ...
+    biomarker_model_version: str
+    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ..., probabilities: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., notice: _Optional[str] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., distribution: _Optional[_Union[Distribution, str]] = ..., ood_score: _Optional[float] = ..., ood_threshold: _Optional[float] = ..., explanation_note: _Optional[str] = ..., alias: _Optional[str] = ..., biomarker_model_version: _Optional[str] = ...) -> None: ...
 
 class PredictBatchRequest(_message.Message):
     __slots__ = ("requests", "matrices")
@@ -103,7 +105,7 @@ class PredictBatchRequest(_message.Message):
     def __init__(self, requests: _Optional[_Iterable[_Union[PredictRequest, _Mapping]]] = ..., matrices: _Optional[_Iterable[_Union[VectorMatrix, _Mapping]]] = ...) -> None: ...
 
 class VectorMatrix(_message.Message):
-    __slots__ = ("task", "version", "alias", "schema_id", "n_vectors", "values", "max_contributions")
+    __slots__ = ("task", "version", "alias", "schema_id", "n_vectors", "values", "max_contributions", "model")
     TASK_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +113,7 @@ class VectorMatrix(_message.Message):
     N_VECTORS_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     MAX_CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     task: str
     version: int
     alias: str
@@ -118,7 +121,8 @@ class VectorMatrix(_message.Message):
     n_vectors: int
     values: _containers.RepeatedScalarFieldContainer[float]
     max_contributions: int
-    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., schema_id: _Optional[str] = ..., n_vectors: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ..., max_contributions: _Optional[int] = ...) -> None: ...
+    model: _schema_pb2.ModelRef
+    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., schema_id: _Optional[str] = ..., n_vectors: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ..., max_contributions: _Optional[int] = ..., model: _Optional[_Union[_schema_pb2.ModelRef, _Mapping]] = ...) -> None: ...
 
 class MatrixResult(_message.Message):
     __slots__ = ("response", "error")
@@ -129,7 +133,7 @@ class MatrixResult(_message.Message):
     def __init__(self, response: _Optional[_Union[MatrixResponse, _Mapping]] = ..., error: _Optional[_Union[PredictError, _Mapping]] = ...) -> None: ...
 
 class MatrixResponse(_message.Message):
-    __slots__ = ("task", "version", "alias", "classes", "probabilities", "labels", "notice", "ood_scores", "out_of_distribution", "ood_threshold", "contributions", "contributions_per_vector", "explanation_note")
+    __slots__ = ("task", "version", "alias", "classes", "probabilities", "labels", "notice", "ood_scores", "out_of_distribution", "ood_threshold", "contributions", "contributions_per_vector", "explanation_note", "biomarker_model_version")
     TASK_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +147,7 @@ class MatrixResponse(_message.Message):
     CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTIONS_PER_VECTOR_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_NOTE_FIELD_NUMBER: _ClassVar[int]
+    BIOMARKER_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     task: str
     version: int
     alias: str
@@ -156,7 +161,8 @@ class MatrixResponse(_message.Message):
     contributions: _containers.RepeatedCompositeFieldContainer[Contribution]
     contributions_per_vector: int
     explanation_note: str
-    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[int]] = ..., notice: _Optional[str] = ..., ood_scores: _Optional[_Iterable[float]] = ..., out_of_distribution: _Optional[_Iterable[bool]] = ..., ood_threshold: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., contributions_per_vector: _Optional[int] = ..., explanation_note: _Optional[str] = ...) -> None: ...
+    biomarker_model_version: str
+    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[int]] = ..., notice: _Optional[str] = ..., ood_scores: _Optional[_Iterable[float]] = ..., out_of_distribution: _Optional[_Iterable[bool]] = ..., ood_threshold: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., contributions_per_vector: _Optional[int] = ..., explanation_note: _Optional[str] = ..., biomarker_model_version: _Optional[str] = ...) -> None: ...
 
 class PredictError(_message.Message):
     __slots__ = ("code", "message")
@@ -226,7 +232,7 @@ class GetTaskRequest(_message.Message):
     def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class TaskCard(_message.Message):
-    __slots__ = ("task", "version", "schema_id", "classes", "model_family", "metrics", "created_at", "owner", "description", "versions", "training_data", "notice", "sha256", "aliases", "training_summary", "history")
+    __slots__ = ("task", "version", "schema_id", "classes", "model_family", "metrics", "created_at", "owner", "description", "versions", "training_data", "notice", "sha256", "aliases", "training_summary", "history", "lineage")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -257,6 +263,7 @@ class TaskCard(_message.Message):
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     TRAINING_SUMMARY_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
+    LINEAGE_FIELD_NUMBER: _ClassVar[int]
     task: str
     version: int
     schema_id: str
@@ -273,7 +280,32 @@ class TaskCard(_message.Message):
     aliases: _containers.ScalarMap[str, int]
     training_summary: TrainingSummary
     history: _containers.RepeatedCompositeFieldContainer[VersionEntry]
-    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., schema_id: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., model_family: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., created_at: _Optional[str] = ..., owner: _Optional[str] = ..., description: _Optional[str] = ..., versions: _Optional[_Iterable[int]] = ..., training_data: _Optional[str] = ..., notice: _Optional[str] = ..., sha256: _Optional[str] = ..., aliases: _Optional[_Mapping[str, int]] = ..., training_summary: _Optional[_Union[TrainingSummary, _Mapping]] = ..., history: _Optional[_Iterable[_Union[VersionEntry, _Mapping]]] = ...) -> None: ...
+    lineage: Lineage
+    def __init__(self, task: _Optional[str] = ..., version: _Optional[int] = ..., schema_id: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., model_family: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., created_at: _Optional[str] = ..., owner: _Optional[str] = ..., description: _Optional[str] = ..., versions: _Optional[_Iterable[int]] = ..., training_data: _Optional[str] = ..., notice: _Optional[str] = ..., sha256: _Optional[str] = ..., aliases: _Optional[_Mapping[str, int]] = ..., training_summary: _Optional[_Union[TrainingSummary, _Mapping]] = ..., history: _Optional[_Iterable[_Union[VersionEntry, _Mapping]]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ...) -> None: ...
+
+class Lineage(_message.Message):
+    __slots__ = ("biomarker_models", "compatible_models", "training_set_sha256", "label_column", "label_definition", "n_examples")
+    BIOMARKER_MODELS_FIELD_NUMBER: _ClassVar[int]
+    COMPATIBLE_MODELS_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_SET_SHA256_FIELD_NUMBER: _ClassVar[int]
+    LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    LABEL_DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    N_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    biomarker_models: _containers.RepeatedScalarFieldContainer[str]
+    compatible_models: _containers.RepeatedCompositeFieldContainer[CompatibleModel]
+    training_set_sha256: str
+    label_column: str
+    label_definition: str
+    n_examples: int
+    def __init__(self, biomarker_models: _Optional[_Iterable[str]] = ..., compatible_models: _Optional[_Iterable[_Union[CompatibleModel, _Mapping]]] = ..., training_set_sha256: _Optional[str] = ..., label_column: _Optional[str] = ..., label_definition: _Optional[str] = ..., n_examples: _Optional[int] = ...) -> None: ...
+
+class CompatibleModel(_message.Message):
+    __slots__ = ("version", "evidence")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    evidence: str
+    def __init__(self, version: _Optional[str] = ..., evidence: _Optional[str] = ...) -> None: ...
 
 class TrainingSummary(_message.Message):
     __slots__ = ("class_counts", "n_patients", "feature_mean", "feature_std", "ood_threshold")
@@ -320,7 +352,7 @@ class VersionEntry(_message.Message):
     def __init__(self, version: _Optional[int] = ..., created_at: _Optional[str] = ..., owner: _Optional[str] = ..., sha256: _Optional[str] = ..., model_family: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class RegisterExpertRequest(_message.Message):
-    __slots__ = ("task", "onnx_model", "schema_id", "classes", "n_features", "model_family", "metrics", "description", "training_data", "notice", "training_summary", "promote_to")
+    __slots__ = ("task", "onnx_model", "schema_id", "classes", "n_features", "model_family", "metrics", "description", "training_data", "notice", "training_summary", "promote_to", "lineage", "allow_class_change")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -340,6 +372,8 @@ class RegisterExpertRequest(_message.Message):
     NOTICE_FIELD_NUMBER: _ClassVar[int]
     TRAINING_SUMMARY_FIELD_NUMBER: _ClassVar[int]
     PROMOTE_TO_FIELD_NUMBER: _ClassVar[int]
+    LINEAGE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_CLASS_CHANGE_FIELD_NUMBER: _ClassVar[int]
     task: str
     onnx_model: bytes
     schema_id: str
@@ -352,7 +386,9 @@ class RegisterExpertRequest(_message.Message):
     notice: str
     training_summary: TrainingSummary
     promote_to: str
-    def __init__(self, task: _Optional[str] = ..., onnx_model: _Optional[bytes] = ..., schema_id: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., n_features: _Optional[int] = ..., model_family: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., description: _Optional[str] = ..., training_data: _Optional[str] = ..., notice: _Optional[str] = ..., training_summary: _Optional[_Union[TrainingSummary, _Mapping]] = ..., promote_to: _Optional[str] = ...) -> None: ...
+    lineage: Lineage
+    allow_class_change: bool
+    def __init__(self, task: _Optional[str] = ..., onnx_model: _Optional[bytes] = ..., schema_id: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., n_features: _Optional[int] = ..., model_family: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., description: _Optional[str] = ..., training_data: _Optional[str] = ..., notice: _Optional[str] = ..., training_summary: _Optional[_Union[TrainingSummary, _Mapping]] = ..., promote_to: _Optional[str] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., allow_class_change: _Optional[bool] = ...) -> None: ...
 
 class PromoteRequest(_message.Message):
     __slots__ = ("task", "version", "alias")
@@ -413,7 +449,7 @@ class TrainingExample(_message.Message):
     def __init__(self, vector: _Optional[_Union[_schema_pb2.BiomarkerVector, _Mapping]] = ..., video_hash: _Optional[str] = ..., label: _Optional[str] = ..., patient_id: _Optional[str] = ...) -> None: ...
 
 class TrainExpertRequest(_message.Message):
-    __slots__ = ("task", "schema_id", "examples", "family", "seed", "description", "training_data", "notice", "promote_to", "biomarker_model_version")
+    __slots__ = ("task", "schema_id", "examples", "family", "seed", "description", "training_data", "notice", "promote_to", "biomarker_model_version", "label_column", "label_definition", "allow_class_change")
     TASK_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_ID_FIELD_NUMBER: _ClassVar[int]
     EXAMPLES_FIELD_NUMBER: _ClassVar[int]
@@ -424,6 +460,9 @@ class TrainExpertRequest(_message.Message):
     NOTICE_FIELD_NUMBER: _ClassVar[int]
     PROMOTE_TO_FIELD_NUMBER: _ClassVar[int]
     BIOMARKER_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    LABEL_DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_CLASS_CHANGE_FIELD_NUMBER: _ClassVar[int]
     task: str
     schema_id: str
     examples: _containers.RepeatedCompositeFieldContainer[TrainingExample]
@@ -434,7 +473,10 @@ class TrainExpertRequest(_message.Message):
     notice: str
     promote_to: str
     biomarker_model_version: str
-    def __init__(self, task: _Optional[str] = ..., schema_id: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[TrainingExample, _Mapping]]] = ..., family: _Optional[str] = ..., seed: _Optional[int] = ..., description: _Optional[str] = ..., training_data: _Optional[str] = ..., notice: _Optional[str] = ..., promote_to: _Optional[str] = ..., biomarker_model_version: _Optional[str] = ...) -> None: ...
+    label_column: str
+    label_definition: str
+    allow_class_change: bool
+    def __init__(self, task: _Optional[str] = ..., schema_id: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[TrainingExample, _Mapping]]] = ..., family: _Optional[str] = ..., seed: _Optional[int] = ..., description: _Optional[str] = ..., training_data: _Optional[str] = ..., notice: _Optional[str] = ..., promote_to: _Optional[str] = ..., biomarker_model_version: _Optional[str] = ..., label_column: _Optional[str] = ..., label_definition: _Optional[str] = ..., allow_class_change: _Optional[bool] = ...) -> None: ...
 
 class GetTrainingJobRequest(_message.Message):
     __slots__ = ("job_id",)
