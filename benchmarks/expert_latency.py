@@ -38,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from expert_service.card import ExpertDraft, TrainingSummary  # noqa: E402
+from expert_service.card import ExpertDraft, Lineage, TrainingSummary  # noqa: E402
 from expert_service.explain import ood_scores  # noqa: E402
 from expert_service.registry import LocalRegistry  # noqa: E402
 from lus.biomarker.v1 import schema_pb2  # noqa: E402
@@ -48,6 +48,10 @@ from lus.schema import load_schema  # noqa: E402
 
 SCHEMA = load_schema()
 N = len(SCHEMA)
+BIOMARKER_MODEL = "bench-biomarker"
+"""The biomarker model the benchmark's experts were "fit on"; every vector names it (the
+lineage check is one set lookup on the hot path, measured here with the rest)."""
+MODEL_REF = schema_pb2.ModelRef(version=BIOMARKER_MODEL)
 N_TASKS = 100
 
 
@@ -93,6 +97,7 @@ def build_registry(
             n_features=N,
             model_family="mlp",
             training_summary=summary,
+            lineage=Lineage(biomarker_models=(BIOMARKER_MODEL,)),
         )
         registry.register(draft, owner="")
 
@@ -221,7 +226,9 @@ def measure_blocking(
 
 def predict_requests(x: np.ndarray) -> tuple[pb.PredictRequest, pb.PredictRequest]:
     """The default request (top-5 contributions + OOD flag) and one without contributions."""
-    vector = schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=x[0].tolist())
+    vector = schema_pb2.BiomarkerVector(
+        schema_id=SCHEMA.schema_id, values=x[0].tolist(), model=MODEL_REF
+    )
     explained = pb.PredictRequest(task="mlp-large", vector=vector)
     return explained, pb.PredictRequest(task="mlp-large", vector=vector, max_contributions=0)
 
@@ -230,7 +237,6 @@ async def bench_ours(
     port: int, x: np.ndarray, seconds: float, pid: int, connections: int
 ) -> dict[str, dict[str, float]]:
     results = {}
-    vector = schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=x[0].tolist())
     explained, plain = predict_requests(x)
     rows = x[:64]
     matrix = pb.PredictBatchRequest(
@@ -240,6 +246,7 @@ async def bench_ours(
                 schema_id=SCHEMA.schema_id,
                 n_vectors=len(rows),
                 values=rows.ravel().tolist(),
+                model=MODEL_REF,
             )
         ]
     )
@@ -250,7 +257,9 @@ async def bench_ours(
         requests=[
             pb.PredictRequest(
                 task="mlp-large",
-                vector=schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=row.tolist()),
+                vector=schema_pb2.BiomarkerVector(
+                    schema_id=SCHEMA.schema_id, values=row.tolist(), model=MODEL_REF
+                ),
                 max_contributions=0,
             )
             for row in rows
@@ -300,7 +309,7 @@ async def bench_ours(
                 lambda: blocking.Predict(explained), seconds, pid,
             )  # fmt: skip
         for i in range(1, N_TASKS):  # touch every task so all 100 are loaded
-            await stub.Predict(pb.PredictRequest(task=f"task-{i:03d}", vector=vector))
+            await stub.Predict(pb.PredictRequest(task=f"task-{i:03d}", vector=explained.vector))
     finally:
         for channel in channels:
             await channel.close()

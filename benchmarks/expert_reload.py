@@ -45,7 +45,12 @@ SCHEMA = load_schema()
 N = len(SCHEMA)
 TOKEN = "bench-token"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
-VECTOR = schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=[0.4] * N)
+BIOMARKER_MODEL = "bench-biomarker"
+VECTOR = schema_pb2.BiomarkerVector(
+    schema_id=SCHEMA.schema_id,
+    values=[0.4] * N,
+    model=schema_pb2.ModelRef(version=BIOMARKER_MODEL),
+)
 
 
 def free_port() -> int:
@@ -120,6 +125,7 @@ def trial(admin: pb_grpc.ExpertAdminServiceStub, reader: pb_grpc.ExpertServiceSt
     request = pb.RegisterExpertRequest(
         task="reload", onnx_model=onnx, schema_id=SCHEMA.schema_id, classes=["covid", "healthy"],
         n_features=N, model_family="logreg", promote_to="production",
+        lineage=pb.Lineage(biomarker_models=[BIOMARKER_MODEL]),
     )  # fmt: skip
     sent = time.perf_counter()
     version = admin.RegisterExpert(request, metadata=AUTH, timeout=30).version

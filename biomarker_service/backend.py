@@ -24,7 +24,11 @@ class Backend(Protocol):
 
     version_suffix: str
     """Appended to the artifact version for the feature store when results differ beyond
-    float tolerance (e.g. "+int8"); empty for backends that reproduce fp32 results."""
+    float tolerance (e.g. "+int8-static"); empty for backends that reproduce fp32 results."""
+
+    precision: str
+    """Numeric precision the model runs in, reported with every vector (``ModelRef``):
+    "fp32", "bf16", "int8-dynamic" or "int8-static"."""
 
     def predict(self, clips: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, outputs)`` float32 for clips ``(N, T, H, W)`` uint8."""

@@ -1,12 +1,20 @@
 """Transport-free core of the GPU tier: video in, biomarker vector (multi-clip average) out.
 
-decode (worker pool) -> pixel hash -> feature store? -> clips -> batcher -> model -> store.
-Each video is decoded once, in the pool, so decoding overlaps with model work on other videos.
+content sha256 -> stored? -> decode (worker pool) -> input check -> pixel hash -> stored?
+-> clips -> batcher -> model -> store.
+
+A stored answer is returned only for the same content: first by the sha256 of the uploaded
+bytes (a file seen before is answered without decoding), then by the hash of the decoded pixels
+(a re-export with other headers). Never by a DICOM UID, which modalities and anonymisers reuse.
+A reply carries the identifiers of its own request only: its own UID and content hash, the
+pixel hash of its own frames. Each video is decoded once, in the pool, so decoding overlaps with
+model work on other videos.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from concurrent.futures import Executor
@@ -17,12 +25,22 @@ import numpy as np
 
 from biomarker_service.artifact import ArtifactInfo
 from biomarker_service.batcher import DynamicBatcher
+from biomarker_service.identity import RawUpload, UnreadableHeader, decoder_id, own_sop_instance_uid
+from biomarker_service.lineage import ModelLineage, served_lineage
 from biomarker_service.metrics import BiomarkerMetrics
 from biomarker_service.model_thread import ModelThread
-from lus.feature_store import FeatureStore, StoredVector, pixel_hash
+from lus.clients.sniff import looks_like_dicom
+from lus.feature_store import FeatureStore, StoredContent, StoredVector, pixel_hash
 from lus.video import DecodedVideo, decode_video, make_clips
+from lus.video.adequacy import REVISION as INPUT_CHECK_REVISION
+from lus.video.adequacy import check_adequate
 
 logger = logging.getLogger(__name__)
+
+UNKNOWN_MODEL = ModelLineage("")
+
+Source = bytes | RawUpload | DecodedVideo
+"""A file's bytes, raw frames as uploaded, or frames decoded already (trainer, tests)."""
 
 
 @dataclass(frozen=True)
@@ -39,23 +57,34 @@ class Extraction:
     cached: bool = False
     """True when the answer came from the feature store, without model work."""
     sop_instance_uid: str | None = None
-    model_version: str = ""
+    """The request's own DICOM UID (never a stored file's)."""
+    model: ModelLineage = UNKNOWN_MODEL
+    """The model that computed the vector (for a stored answer: as stored)."""
+    content_sha256: str = ""
+    """sha256 of the request's own upload; "" for frames handed over decoded."""
+
+    @property
+    def model_version(self) -> str:
+        return self.model.version
 
 
 @dataclass(frozen=True)
 class _Prepared:
-    video: DecodedVideo
-    pixel_hash: str
-    sop_instance_uid: str | None
-    stored: StoredVector | None
-    clips: np.ndarray | None
+    answer: Extraction | None = None
+    """The stored answer, when there is one: nothing left to do."""
+    video: DecodedVideo | None = None
+    digest: str = ""
+    content_sha256: str = ""
+    clips: np.ndarray | None = None
 
 
 class BiomarkerExtractor:
     """Decodes in a worker pool, samples ``spec.clips`` clips and averages their predictions.
 
     With a ``batcher`` the clips share forward passes with concurrent requests; with a ``store``
-    a video seen before (same decoded pixels, same model version) is answered from the store.
+    a video seen before (same bytes or same decoded pixels, same served model) is answered from
+    the store. Every clip is checked first (``lus.video.adequacy``): one that lacks what the
+    model needs is refused with INVALID_ARGUMENT, from the store or not.
     """
 
     def __init__(
@@ -67,48 +96,111 @@ class BiomarkerExtractor:
         batcher: DynamicBatcher | None = None,
         store: FeatureStore | None = None,
         metrics: BiomarkerMetrics | None = None,
+        artifact_sha256: str = "",
     ) -> None:
+        """Serve ``runner``'s model.
+
+        Args:
+            runner: the thread that runs the backend.
+            info: the artifact's metadata: schema, input spec, version, provenance.
+            decode_pool: where decoding, hashing and store calls run.
+            batcher: shares forward passes between requests; None runs each alone.
+            store: answers repeat requests; None computes every answer.
+            metrics: the server's metrics; None records none.
+            artifact_sha256: sha256 of the artifact file the weights came from (lineage).
+        """
         self.runner = runner
         self.info = info
         self.batcher = batcher
         self.store = store
         self.metrics = metrics
         self._decode_pool = decode_pool
-        self.model_version = info.version + getattr(runner.backend, "version_suffix", "")
-        """The version vectors are stored under; differs from the artifact's for int8 models."""
+        self.model = served_lineage(info.version, runner.backend, artifact_sha256)
+        """What this extractor's vectors are stored under and labelled with."""
+        self.decoder = decoder_id()
+        self.min_frames = info.spec.frames_per_clip
+        """A shorter clip would repeat frames within a clip, which no training clip did."""
+
+    @property
+    def model_version(self) -> str:
+        """The served version: the artifact's plus the backend's suffix (e.g. "+int8-static")."""
+        return self.model.version
 
     # -- feature store (blocking calls, run in the pool) ---------------------------------------
 
-    def _store_get(self, digest: str, uid: str | None) -> StoredVector | None:
-        if self.store is None:
-            return None
-        try:
-            found = self.store.find_by_sop_instance_uid(uid, self.model_version) if uid else None
-            if found is None or found.pixel_hash != digest:  # a UID re-used for other pixels
-                found = self.store.get(digest, self.model_version) if digest else None
-        except Exception:  # the store is an optimisation: answer from the model without it
-            logger.warning("feature store lookup failed; running the model", exc_info=True)
-            self._count_store("error")
-            return None
-        if found is not None and found.schema_id != self.info.schema.schema_id:
-            found = None
-        self._count_store("hit" if found is not None else "miss")
-        return found
+    def _usable(self, stored: StoredVector | None, version: str) -> bool:
+        """Whether a stored vector may answer for ``version`` of this tier's schema.
+
+        Entries without lineage (written before it was recorded) are not: nobody can say which
+        weights and precision made them, or whether their input passed the check. For the served
+        version the entry must come from this very artifact file: a version name reused for
+        other weights must not answer with the old ones.
+        """
+        if stored is None or stored.schema_id != self.info.schema.schema_id:
+            return False
+        if not stored.artifact_sha256:
+            return False
+        return version != self.model.version or (
+            stored.artifact_sha256 == self.model.artifact_sha256
+        )
+
+    def _by_content(self, content_sha256: str, version: str) -> tuple[StoredContent, StoredVector]:
+        """The content entry and the usable vector for these bytes, or ``LookupError``."""
+        assert self.store is not None
+        content = self.store.get_content(content_sha256, self.decoder)
+        if content is None:
+            raise LookupError(content_sha256)
+        stored = self.store.get(content.pixel_hash, version)
+        if stored is None or not self._usable(stored, version):
+            raise LookupError(content_sha256)
+        return content, stored
+
+    def _store_failed(self) -> None:
+        # The store is an optimisation: answer from the model without it.
+        logger.warning("feature store call failed; answering without it", exc_info=True)
+        self._count_store("error")
 
     def _store_put(self, result: Extraction) -> None:
         if self.store is None:
             return
         item = StoredVector(
             pixel_hash=result.pixel_hash,
-            model_version=self.model_version,
+            model_version=self.model.version,
             schema_id=self.info.schema.schema_id,
             vector=tuple(float(v) for v in result.vector),
             clip_vectors=tuple(tuple(float(v) for v in c) for c in result.clip_vectors),
-            created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-            sop_instance_uid=result.sop_instance_uid,
+            created_at=_now(),
+            artifact_sha256=self.model.artifact_sha256,
+            precision=self.model.precision,
+            input_check=INPUT_CHECK_REVISION,
         )
         try:
             self.store.put(item)
+        except Exception:
+            logger.warning("feature store write failed; answer returned anyway", exc_info=True)
+            self._count_store("error")
+            return
+        self._remember_content(result)
+
+    def _remember_content(self, result: Extraction) -> None:
+        """Note which pixels the request's bytes decoded to, after its vector is stored.
+
+        Written last, so a reader that finds the content entry finds the vector too.
+        """
+        if self.store is None or not result.content_sha256:
+            return
+        entry = StoredContent(
+            content_sha256=result.content_sha256,
+            decoder=self.decoder,
+            pixel_hash=result.pixel_hash,
+            frames=result.num_frames,
+            height=result.height,
+            width=result.width,
+            fps=result.fps,
+            created_at=_now(),
+        )
+        try:
+            self.store.put_content(entry)
         except Exception:
             logger.warning("feature store write failed; answer returned anyway", exc_info=True)
             self._count_store("error")
@@ -119,16 +211,63 @@ class BiomarkerExtractor:
 
     # -- decode and model -----------------------------------------------------------------------
 
-    def _prepare(self, data: bytes | DecodedVideo) -> _Prepared:
+    def _stored_for_content(self, data: Source, content_sha256: str) -> Extraction | None:
+        """The stored answer for these exact bytes, without decoding them; None on a miss."""
+        if self.store is None or not content_sha256:
+            return None
+        try:
+            content, stored = self._by_content(content_sha256, self.model.version)
+        except LookupError:
+            return None
+        except Exception:
+            self._store_failed()
+            return None
+        uid = None
+        if isinstance(data, bytes) and looks_like_dicom(data):
+            try:
+                uid = own_sop_instance_uid(data)
+            except UnreadableHeader:  # decoding will say what is wrong with the file
+                return None
+        return _from_store(stored, content, uid=uid, content_sha256=content_sha256)
+
+    def _prepare(self, data: Source, content_sha256: str) -> _Prepared:
+        if not content_sha256 and isinstance(data, bytes):
+            content_sha256 = hashlib.sha256(data).hexdigest()
+        elif not content_sha256 and isinstance(data, RawUpload):
+            content_sha256 = data.content_sha256()
+        answer = self._stored_for_content(data, content_sha256)
+        if answer is not None:
+            self._count_store("hit")
+            return _Prepared(answer=answer)
         started = time.perf_counter()
-        video = decode_video(data) if isinstance(data, bytes) else data
+        if isinstance(data, bytes):
+            video = decode_video(data)
+        elif isinstance(data, RawUpload):
+            video = data.decode()
+        else:
+            video = data
+        check_adequate(video, min_frames=self.min_frames)  # before any store answer, too
         digest = pixel_hash(video.frames)
-        uid = getattr(video, "sop_instance_uid", None) or None
-        stored = self._store_get(digest, uid)
-        clips = None if stored is not None else make_clips(video, self.info.spec)
+        stored = None
+        if self.store is not None:
+            try:
+                stored = self.store.get(digest, self.model.version)
+            except Exception:
+                self._store_failed()
         if self.metrics is not None:
             self.metrics.decode_seconds.observe(time.perf_counter() - started)
-        return _Prepared(video, digest, uid, stored, clips)
+        uid = video.sop_instance_uid or None
+        if stored is not None and self._usable(stored, self.model.version):
+            self._count_store("hit")
+            answer = _from_store(
+                stored, _summary(video, digest), uid=uid, content_sha256=content_sha256
+            )
+            self._remember_content(answer)  # same pixels, new bytes: next time without decoding
+            return _Prepared(answer=answer)
+        if self.store is not None:
+            self._count_store("miss")
+        clips = make_clips(video, self.info.spec)
+        return _Prepared(video=video, digest=digest, content_sha256=content_sha256, clips=clips)
 
     async def _run_model(self, clips: np.ndarray, deadline: float | None) -> np.ndarray:
         if self.batcher is not None:
@@ -136,67 +275,106 @@ class BiomarkerExtractor:
         return await self.runner.run(clips)
 
     async def extract(
-        self, data: bytes | DecodedVideo, *, deadline: float | None = None
+        self, data: Source, *, content_sha256: str = "", deadline: float | None = None
     ) -> Extraction:
-        """Decode (once, in the pool), answer from the store or the model, store the result.
+        """The stored answer for the same content, else decode, check, run the model, store.
 
         Args:
-            data: the file's bytes (any format ``decode_video`` reads) or decoded frames.
+            data: the file's bytes (any format ``decode_video`` reads), raw frames as uploaded,
+                or decoded frames.
+            content_sha256: sha256 of the upload when the caller hashed it while receiving
+                (``ExtractStream``); computed here otherwise (not for decoded frames).
             deadline: ``loop.time()`` after which the caller has given up; the batcher drops
                 the video instead of spending model time on it.
+
+        Raises:
+            InvalidInput: the upload cannot be decoded, or the clip falls short of what the
+                model needs ("insufficient input: ...").
         """
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._decode_pool, self._prepare, data)
-        if prepared.stored is not None:
-            return self._from_store(prepared.stored, prepared.video)
-        assert prepared.clips is not None
+        pool = self._decode_pool
+        prepared = await loop.run_in_executor(pool, self._prepare, data, content_sha256)
+        if prepared.answer is not None:
+            return prepared.answer
+        assert prepared.video is not None and prepared.clips is not None
         clip_vectors = await self._run_model(prepared.clips, deadline)
         result = self._summarise(
             prepared.video,
             clip_vectors,
-            digest=prepared.pixel_hash,
-            uid=prepared.sop_instance_uid,
-            version=self.model_version,
+            digest=prepared.digest,
+            content_sha256=prepared.content_sha256,
         )
         if self.store is not None:
-            await loop.run_in_executor(self._decode_pool, self._store_put, result)
+            await loop.run_in_executor(pool, self._store_put, result)
         return result
 
-    async def lookup(self, *, digest: str = "", sop_instance_uid: str = "") -> Extraction | None:
-        """The stored answer for a pixel hash or SOP Instance UID, without any upload."""
-        if self.store is None or not (digest or sop_instance_uid):
+    async def lookup(
+        self,
+        *,
+        content_sha256: str = "",
+        digest: str = "",
+        model_version: str = "",
+        sop_instance_uid: str = "",
+    ) -> Extraction | None:
+        """The stored answer for a file's content, without any upload or decoding.
+
+        By ``content_sha256`` first (the reply then has the video summary), else by pixel hash.
+        A pixel hash alone answers only entries whose input passed this service's input check
+        revision, since there are no frames here to check.
+
+        Args:
+            content_sha256: sha256 of the bytes the caller would upload.
+            digest: the pixel hash of the decoded frames.
+            model_version: served version whose vector is wanted; "" = the one served here.
+            sop_instance_uid: the caller's own UID, echoed (metadata: never a key).
+        """
+        if self.store is None or not (content_sha256 or digest):
             return None
-        loop = asyncio.get_running_loop()
+        version = model_version or self.model.version
         store = self.store
 
-        def find() -> StoredVector | None:
-            found = None
-            if sop_instance_uid:
-                found = store.find_by_sop_instance_uid(sop_instance_uid, self.model_version)
-            if found is None and digest:
-                found = store.get(digest, self.model_version)
-            return found
-
-        stored = await loop.run_in_executor(self._decode_pool, find)
-        self._count_store("hit" if stored is not None else "miss")
-        if stored is None or stored.schema_id != self.info.schema.schema_id:
+        def find() -> Extraction | None:
+            if content_sha256:
+                try:
+                    content, stored = self._by_content(content_sha256, version)
+                except LookupError:
+                    pass
+                else:
+                    return _from_store(
+                        stored, content, uid=sop_instance_uid, content_sha256=content_sha256
+                    )
+            if digest:
+                found = store.get(digest, version)
+                if self._usable(found, version) and (
+                    found is not None and found.input_check == INPUT_CHECK_REVISION
+                ):
+                    return _from_store(
+                        found, None, uid=sop_instance_uid, content_sha256=content_sha256
+                    )
             return None
-        return self._from_store(stored, None)
+
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._decode_pool, find)
+        except Exception:
+            self._store_failed()
+            return None
+        self._count_store("hit" if result is not None else "miss")
+        return result
 
     def extract_sync(self, data: bytes | DecodedVideo) -> Extraction:
         """The same computation without an event loop, batcher or store (trainer, CLI)."""
         video = decode_video(data) if isinstance(data, bytes) else data
+        check_adequate(video, min_frames=self.min_frames)
         clips = make_clips(video, self.info.spec)
-        return self._summarise(video, self.runner.predict(clips), version=self.model_version)
+        return self._summarise(video, self.runner.predict(clips), digest=pixel_hash(video.frames))
 
-    @staticmethod
     def _summarise(
+        self,
         video: DecodedVideo,
         clip_vectors: np.ndarray,
         *,
         digest: str = "",
-        uid: str | None = None,
-        version: str = "",
+        content_sha256: str = "",
     ) -> Extraction:
         _, height, width = video.frames.shape
         return Extraction(
@@ -207,26 +385,44 @@ class BiomarkerExtractor:
             width=width,
             fps=video.fps,
             pixel_hash=digest,
-            sop_instance_uid=uid,
-            model_version=version,
+            sop_instance_uid=video.sop_instance_uid or None,
+            model=self.model,
+            content_sha256=content_sha256,
         )
 
-    @staticmethod
-    def _from_store(stored: StoredVector, video: DecodedVideo | None) -> Extraction:
-        height = width = frames = 0
-        fps = 0.0
-        if video is not None:
-            frames, height, width = (int(n) for n in video.frames.shape)
-            fps = video.fps
-        return Extraction(
-            vector=np.asarray(stored.vector, dtype=np.float32),
-            clip_vectors=np.asarray(stored.clip_vectors, dtype=np.float32),
-            num_frames=frames,
-            height=height,
-            width=width,
-            fps=fps,
-            pixel_hash=stored.pixel_hash,
-            cached=True,
-            sop_instance_uid=stored.sop_instance_uid,
-            model_version=stored.model_version,
-        )
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _summary(video: DecodedVideo, digest: str) -> StoredContent:
+    """A decoded video's summary in the shape of a content entry (not stored as such)."""
+    frames, height, width = (int(n) for n in video.frames.shape)
+    return StoredContent("", "", digest, frames, height, width, video.fps, "")
+
+
+def _from_store(
+    stored: StoredVector,
+    summary: StoredContent | None,
+    *,
+    uid: str | None,
+    content_sha256: str,
+) -> Extraction:
+    """A stored vector as the answer to one request: its identifiers are the request's own.
+
+    ``summary`` (frames, size, rate) comes from the request's decoded frames or from the content
+    entry of its bytes; None leaves it empty (a lookup by pixel hash knows neither).
+    """
+    return Extraction(
+        vector=np.asarray(stored.vector, dtype=np.float32),
+        clip_vectors=np.asarray(stored.clip_vectors, dtype=np.float32),
+        num_frames=summary.frames if summary else 0,
+        height=summary.height if summary else 0,
+        width=summary.width if summary else 0,
+        fps=summary.fps if summary else 0.0,
+        pixel_hash=stored.pixel_hash,
+        cached=True,
+        sop_instance_uid=uid or None,
+        model=ModelLineage(stored.model_version, stored.artifact_sha256, stored.precision),
+        content_sha256=content_sha256,
+    )

@@ -71,8 +71,8 @@ class OnnxBackend:
         self._session = ort.InferenceSession(
             proto.SerializeToString(), sess_options=session_options, providers=providers
         )
-        precision = "fp32" if self.quantization == "none" else f"int8-{self.quantization}"
-        self.name = f"onnx-{self.device.partition(':')[0]}-{precision}"
+        self.precision = "fp32" if self.quantization == "none" else f"int8-{self.quantization}"
+        self.name = f"onnx-{self.device.partition(':')[0]}-{self.precision}"
         self.version_suffix = "" if self.quantization == "none" else f"+int8-{self.quantization}"
 
     def predict(self, clips: np.ndarray) -> np.ndarray:

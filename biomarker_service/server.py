@@ -20,11 +20,13 @@ from biomarker_service.artifact import read_info
 from biomarker_service.backend import Backend
 from biomarker_service.batcher import DynamicBatcher
 from biomarker_service.extractor import BiomarkerExtractor
+from biomarker_service.lineage import file_sha256, file_stamp
 from biomarker_service.loading import load_backend
 from biomarker_service.metrics import BiomarkerMetrics
 from biomarker_service.model_thread import ModelThread
 from biomarker_service.servicer import BiomarkerServicer
 from biomarker_service.settings import BiomarkerSettings
+from lus.audit import AuditLog, open_audit_log
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
 from lus.feature_store import FeatureStore, open_feature_store
@@ -54,6 +56,7 @@ class RunningServer:
     decode_pool: ThreadPoolExecutor
     store: FeatureStore | None = None
     metrics_server: MetricsServer | None = None
+    audit: AuditLog | None = None
     stopping: bool = False
     """True once ``stop`` has begun; a second ``stop`` does nothing."""
 
@@ -78,6 +81,8 @@ class RunningServer:
             close()
         if self.metrics_server is not None:
             self.metrics_server.close()
+        if self.audit is not None:  # last: the drained calls' records are written first
+            await asyncio.to_thread(self.audit.close)
 
 
 async def create_server(
@@ -91,25 +96,37 @@ async def create_server(
             still comes from ``settings.artifact``).
     """
     metrics = BiomarkerMetrics()
+    audit = open_audit_log(settings)  # an unusable sink stops the start (OSError)
     server, health_servicer = create_aio_server(
         max_message_bytes=settings.max_message_bytes,
         extra_interceptors=[RequestIdInterceptor(), MetricsInterceptor(metrics.rpc)],
         keepalive_s=settings.keepalive_s,
         keepalive_timeout_s=settings.keepalive_timeout_s,
+        audit=audit,
     )
     await set_serving(health_servicer, [SERVICE_NAME], serving=False)
     servicer = BiomarkerServicer(None, max_video_bytes=settings.max_video_bytes)
     pb_grpc.add_BiomarkerServiceServicer_to_server(servicer, server)
     enable_reflection(server, [SERVICE_NAME])
-    port = bind(server, settings.address, settings.tls)
+    try:
+        port = bind(server, settings.address, settings.tls)
+    except BaseException:
+        if audit is not None:
+            audit.close()
+        raise
     await server.start()
 
     # Until the model is loaded, health says NOT_SERVING and the servicer answers UNAVAILABLE.
     try:
+        stamp = await asyncio.to_thread(file_stamp, settings.artifact)
         if backend is None:
             loaded, info = await asyncio.to_thread(load_backend, settings)
         else:
             loaded, info = backend, await asyncio.to_thread(read_info, settings.artifact)
+        # Once, at load: every vector names the file its weights came from (ModelRef).
+        artifact_sha256 = await asyncio.to_thread(
+            file_sha256, settings.artifact, unchanged_since=stamp
+        )
         store = open_feature_store(
             settings.feature_store,
             path=settings.store_path,
@@ -118,6 +135,8 @@ async def create_server(
         )
     except BaseException:
         await server.stop(None)  # no half-started server left for the garbage collector
+        if audit is not None:
+            audit.close()
         raise
     backend = loaded
     metrics.backend = backend.name
@@ -132,7 +151,13 @@ async def create_server(
     batcher.start()
     pool = ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="decode")
     extractor = BiomarkerExtractor(
-        runner, info, pool, batcher=batcher, store=store, metrics=metrics
+        runner,
+        info,
+        pool,
+        batcher=batcher,
+        store=store,
+        metrics=metrics,
+        artifact_sha256=artifact_sha256,
     )
     servicer.attach(extractor)
     metrics_server = None
@@ -142,17 +167,29 @@ async def create_server(
         )
     await set_serving(health_servicer, [SERVICE_NAME], serving=True)
     logger.info(
-        "biomarker service on port %d (%s), model %s on %s (%s), store %s, metrics port %s",
+        "biomarker service on port %d (%s), model %s (%s) on %s (%s), store %s, metrics port %s, "
+        "audit %s",
         port,
         settings.tls_label,
-        info.version,
+        extractor.model.version,
+        extractor.model.artifact_sha256[:12],
         backend.device,
         backend.name,
         settings.feature_store,
         metrics_server.port if metrics_server else "off",
+        audit.describe() if audit is not None else "off",
     )
     return RunningServer(
-        server, port, health_servicer, extractor, batcher, metrics, pool, store, metrics_server
+        server,
+        port,
+        health_servicer,
+        extractor,
+        batcher,
+        metrics,
+        pool,
+        store,
+        metrics_server,
+        audit,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -10,6 +11,7 @@ import grpc
 
 from biomarker_service import converters
 from biomarker_service.extractor import BiomarkerExtractor, Extraction
+from lus.audit.context import annotate
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
 from lus.errors import InvalidInput, NotReady
@@ -26,16 +28,27 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
 
 
 def _log_result(method: str, result: Extraction, size: int) -> None:
-    # Hash prefix, sizes and flags only: nothing that identifies a patient.
+    # Hash prefixes, sizes and flags only: nothing that identifies a patient.
     logger.info(
-        "%s: %d bytes, %d frames %dx%d, hash %s, cached %s",
+        "%s: %d bytes, %d frames %dx%d, content %s, pixels %s, cached %s",
         method,
         size,
         result.num_frames,
         result.width,
         result.height,
+        result.content_sha256[:12],
         result.pixel_hash[:12],
         result.cached,
+    )
+
+
+def _annotate(result: Extraction) -> None:
+    """The call's audit record: which content was answered, by which model, from the store?"""
+    annotate(
+        content_sha256=result.content_sha256,
+        pixel_hash=result.pixel_hash,
+        biomarker_model=result.model.version,
+        cached=result.cached,
     )
 
 
@@ -59,36 +72,51 @@ class BiomarkerServicer(pb_grpc.BiomarkerServiceServicer):  # type: ignore[misc]
     async def Extract(  # noqa: N802 (gRPC method name)
         self, request: pb.ExtractRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExtractResponse:
+        extractor = self.extractor
         deadline = _deadline(context)
         source = request.WhichOneof("source")
         if source == "frames":
-            video = converters.raw_frames_from_proto(request.frames)
-            result = await self.extractor.extract(video, deadline=deadline)
+            upload = converters.raw_frames_from_proto(request.frames)
+            result = await extractor.extract(upload, deadline=deadline)
             size = len(request.frames.pixels)
         else:  # an unset oneof is treated as empty video bytes, which decode refuses clearly
-            result = await self.extractor.extract(request.video, deadline=deadline)
+            result = await extractor.extract(request.video, deadline=deadline)
             size = len(request.video)
         _log_result("Extract", result, size)
-        return converters.extraction_to_proto(result, self.extractor.info)
+        _annotate(result)
+        return converters.extraction_to_proto(result, extractor.info, extractor.model)
 
     async def ExtractStream(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.ExtractChunk], context: grpc.aio.ServicerContext
     ) -> pb.ExtractResponse:
-        data = await self._collect(request_iterator)
-        result = await self.extractor.extract(data, deadline=_deadline(context))
+        extractor = self.extractor
+        data, digest = await self._collect(request_iterator)
+        result = await extractor.extract(data, content_sha256=digest, deadline=_deadline(context))
         _log_result("ExtractStream", result, len(data))
-        return converters.extraction_to_proto(result, self.extractor.info)
+        _annotate(result)
+        return converters.extraction_to_proto(result, extractor.info, extractor.model)
 
     async def Lookup(  # noqa: N802
         self, request: pb.LookupRequest, context: grpc.aio.ServicerContext
     ) -> pb.LookupResponse:
-        digest, uid = converters.lookup_keys(request)
-        result = await self.extractor.lookup(digest=digest, sop_instance_uid=uid)
-        return converters.lookup_to_proto(result, self.extractor.info)
+        extractor = self.extractor
+        keys = converters.lookup_keys(request)
+        annotate(content_sha256=keys.content_sha256, pixel_hash=keys.pixel_hash)
+        result = await extractor.lookup(
+            content_sha256=keys.content_sha256,
+            digest=keys.pixel_hash,
+            model_version=keys.model_version,
+            sop_instance_uid=keys.sop_instance_uid,
+        )
+        if result is not None:
+            _annotate(result)
+        return converters.lookup_to_proto(result, extractor.info, extractor.model)
 
-    async def _collect(self, chunks: AsyncIterator[pb.ExtractChunk]) -> bytes:
+    async def _collect(self, chunks: AsyncIterator[pb.ExtractChunk]) -> tuple[bytes, str]:
+        """The streamed bytes and their sha256, hashed chunk by chunk as they arrive."""
         header: pb.ExtractHeader | None = None
         parts: list[bytes] = []
+        digest = hashlib.sha256()
         received = 0
         async for chunk in chunks:
             if chunk.WhichOneof("part") == "header":
@@ -107,15 +135,17 @@ class BiomarkerServicer(pb_grpc.BiomarkerServiceServicer):  # type: ignore[misc]
             if received > self.max_video_bytes:
                 raise InvalidInput(f"stream exceeds the limit of {self.max_video_bytes} bytes")
             parts.append(chunk.data)
+            digest.update(chunk.data)
         if header is None:
             raise InvalidInput("empty stream: send an ExtractHeader and the video's data chunks")
         if header.total_bytes and received != header.total_bytes:
             raise InvalidInput(
                 f"stream ended after {received} bytes; the header announced {header.total_bytes}"
             )
-        return b"".join(parts)
+        return b"".join(parts), digest.hexdigest()
 
     async def GetModelInfo(  # noqa: N802
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInfo:
-        return converters.model_info_to_proto(self.extractor.info)
+        extractor = self.extractor
+        return converters.model_info_to_proto(extractor.info, extractor.model)

@@ -49,8 +49,8 @@ class TorchBackend:
         if channels_last and self._cuda:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model
-        precision = "bf16" if self._bf16 else "fp32"
-        self.name = f"torch-{device.type}-{precision}"
+        self.precision = "bf16" if self._bf16 else "fp32"
+        self.name = f"torch-{device.type}-{self.precision}"
 
     @torch.inference_mode()
     def predict(self, clips: np.ndarray) -> np.ndarray:

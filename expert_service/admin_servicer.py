@@ -23,6 +23,7 @@ from expert_service.registry.common import check_alias
 from expert_service.training import converters as training_converters
 from expert_service.training.jobs import TrainingLimits
 from expert_service.training.service import ExpertTraining, Fitter
+from lus.audit.context import annotate
 from lus.errors import LusError
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
 
@@ -65,15 +66,18 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
     async def RegisterExpert(  # noqa: N802 - names fixed by the proto
         self, request: pb.RegisterExpertRequest, context: grpc.aio.ServicerContext
     ) -> pb.TaskCard:
+        annotate(task=request.task)
         team = self._tokens.team(context.invocation_metadata())
         draft = converters.expert_draft(request)
         promote_to = check_alias(request.promote_to) if request.promote_to else ""
         info = await asyncio.to_thread(self._publish, team, draft, promote_to)
+        _annotate_card(info)
         return converters.task_info_to_pb(info)
 
     async def TrainExpert(  # noqa: N802 - names fixed by the proto
         self, request: pb.TrainExpertRequest, context: grpc.aio.ServicerContext
     ) -> pb.TrainingJob:
+        annotate(task=request.task, items=len(request.examples))
         team = self._tokens.team(context.invocation_metadata())
         training_request = training_converters.training_request(request)
         status = await asyncio.to_thread(self._training.submit, team, training_request)
@@ -88,6 +92,7 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
     async def Promote(  # noqa: N802 - names fixed by the proto
         self, request: pb.PromoteRequest, context: grpc.aio.ServicerContext
     ) -> pb.AliasResponse:
+        annotate(task=request.task, expert_version=request.version)
         team = self._tokens.team(context.invocation_metadata())
         alias = check_alias(request.alias)
 
@@ -103,6 +108,7 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
     async def Rollback(  # noqa: N802 - names fixed by the proto
         self, request: pb.RollbackRequest, context: grpc.aio.ServicerContext
     ) -> pb.AliasResponse:
+        annotate(task=request.task)
         team = self._tokens.team(context.invocation_metadata())
         alias = check_alias(request.alias)
 
@@ -118,6 +124,7 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
     async def DeleteVersion(  # noqa: N802 - names fixed by the proto
         self, request: pb.DeleteVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteVersionResponse:
+        annotate(task=request.task, expert_version=request.version)
         team = self._tokens.team(context.invocation_metadata())
 
         def delete() -> pb.DeleteVersionResponse:
@@ -152,6 +159,12 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
             self._runner.refresh()
         except LusError as err:  # the write is committed; the watcher re-syncs later
             logger.warning("routes not refreshed after a write: %s", err)
+
+
+def _annotate_card(info: TaskInfo) -> None:
+    lineage = info.card.lineage
+    models = ",".join(lineage.biomarker_models) if lineage is not None else ""
+    annotate(expert_version=info.card.version, biomarker_model=models)
 
 
 def add_to_server(servicer: ExpertAdminServicer, server: grpc.aio.Server) -> None:

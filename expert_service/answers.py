@@ -26,7 +26,10 @@ class PredictQuery:
         alias: ``production`` (when empty) or ``staging``; used with ``version=0``.
         max_contributions: How many biomarker contributions to return (0 = none).
         video_hash: Look the vector up in the feature store instead.
-        biomarker_model_version: With ``video_hash``: which model's vector; empty = newest.
+        biomarker_model_version: With ``video_hash``: which model's vector; empty = the
+            expert's own model's. With a vector: empty, or the vector's ``biomarker_model``.
+        biomarker_model: The biomarker model version that made ``values`` (the vector's
+            ``ModelRef.version``; empty = none named).
     """
 
     task: str
@@ -37,6 +40,7 @@ class PredictQuery:
     max_contributions: int = DEFAULT_CONTRIBUTIONS
     video_hash: str = ""
     biomarker_model_version: str = ""
+    biomarker_model: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class Prediction:
         alias: The alias that chose the version, or empty.
         explanation: Contributions and distribution check; None without a training summary.
         explanation_note: Why ``explanation`` is missing, else empty.
+        biomarker_model_version: The biomarker model whose vector was answered: one the
+            expert was fit on or lists as compatible (``ground-truth`` for annotated findings).
     """
 
     task: str
@@ -62,6 +68,7 @@ class Prediction:
     alias: str = ""
     explanation: Explanation | None = None
     explanation_note: str = ""
+    biomarker_model_version: str = ""
 
     def as_dict(self) -> dict[str, float]:
         """Probabilities keyed by class."""
@@ -95,6 +102,7 @@ class MatrixQuery:
         n_vectors: How many vectors ``values`` holds.
         values: ``n_vectors * n_features`` float32 values, vector after vector.
         max_contributions: Biomarker contributions per vector (0 = none, the default).
+        biomarker_model: The biomarker model version that made every vector ("" = none named).
     """
 
     task: str
@@ -104,6 +112,7 @@ class MatrixQuery:
     n_vectors: int
     values: np.ndarray
     max_contributions: int = 0
+    biomarker_model: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,7 @@ class MatrixPrediction:
         threshold: The expert's out-of-distribution threshold (0 without a summary).
         contributions: Per vector, its largest contributions (empty tuples when not asked).
         explanation_note: Why the explanation is missing, else empty.
+        biomarker_model_version: As ``Prediction.biomarker_model_version``.
     """
 
     task: str
@@ -135,3 +145,4 @@ class MatrixPrediction:
     threshold: float
     contributions: tuple[tuple[Contribution, ...], ...]
     explanation_note: str
+    biomarker_model_version: str = ""

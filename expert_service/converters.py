@@ -15,7 +15,13 @@ from expert_service.answers import (
     PredictQuery,
     TaskInfo,
 )
-from expert_service.card import ExpertCard, ExpertDraft, TrainingSummary
+from expert_service.card import (
+    CompatibleModel,
+    ExpertCard,
+    ExpertDraft,
+    Lineage,
+    TrainingSummary,
+)
 from expert_service.explain import Contribution
 from lus.errors import LusError
 from lus.expert.v1 import expert_service_pb2 as pb
@@ -40,15 +46,17 @@ def predict_query(request: pb.PredictRequest) -> PredictQuery:
         if request.HasField("max_contributions")
         else DEFAULT_CONTRIBUTIONS
     )
+    vector = request.vector
     return PredictQuery(
         task=request.task,
         version=request.version,
-        schema_id=request.vector.schema_id,
-        values=request.vector.values,
+        schema_id=vector.schema_id,
+        values=vector.values,
         alias=request.alias,
         max_contributions=top_k,
         video_hash=request.video_hash,
         biomarker_model_version=request.biomarker_model_version,
+        biomarker_model=vector.model.version,
     )
 
 
@@ -63,6 +71,7 @@ def prediction_to_pb(prediction: Prediction) -> pb.PredictResponse:
         notice=prediction.notice,
         alias=prediction.alias,
         explanation_note=prediction.explanation_note,
+        biomarker_model_version=prediction.biomarker_model_version,
     )
     add_probability = response.probabilities.add
     for label, probability in prediction.probabilities:
@@ -96,6 +105,7 @@ def matrix_queries(request: pb.PredictBatchRequest) -> list[MatrixQuery]:
             n_vectors=m.n_vectors,
             values=np.asarray(m.values, dtype=np.float32),
             max_contributions=m.max_contributions,
+            biomarker_model=m.model.version,
         )
         for m in request.matrices
     ]
@@ -135,6 +145,7 @@ def matrix_to_pb(result: MatrixPrediction | LusError) -> pb.MatrixResult:
     response.notice = result.notice
     response.ood_threshold = result.threshold
     response.explanation_note = result.explanation_note
+    response.biomarker_model_version = result.biomarker_model_version
     if result.ood_scores is not None:
         response.ood_scores.extend(result.ood_scores.tolist())
         response.out_of_distribution.extend((result.ood_scores > result.threshold).tolist())
@@ -214,12 +225,43 @@ def task_info_to_pb(info: TaskInfo) -> pb.TaskCard:
     )
     if card.training_summary is not None:
         message.training_summary.CopyFrom(summary_to_pb(card.training_summary))
+    if card.lineage is not None:
+        message.lineage.CopyFrom(lineage_to_pb(card.lineage))
     return message
 
 
+def lineage_to_pb(lineage: Lineage) -> pb.Lineage:
+    return pb.Lineage(
+        biomarker_models=list(lineage.biomarker_models),
+        compatible_models=[
+            pb.CompatibleModel(version=c.version, evidence=c.evidence)
+            for c in lineage.compatible_models
+        ],
+        training_set_sha256=lineage.training_set_sha256,
+        label_column=lineage.label_column,
+        label_definition=lineage.label_definition,
+        n_examples=lineage.n_examples,
+    )
+
+
+def lineage_from_pb(message: pb.Lineage) -> Lineage:
+    return Lineage(
+        biomarker_models=tuple(message.biomarker_models),
+        compatible_models=tuple(
+            CompatibleModel(c.version, c.evidence) for c in message.compatible_models
+        ),
+        training_set_sha256=message.training_set_sha256,
+        label_column=message.label_column,
+        label_definition=message.label_definition,
+        n_examples=message.n_examples,
+    )
+
+
 def expert_draft(request: pb.RegisterExpertRequest) -> ExpertDraft:
-    """The expert a ``RegisterExpertRequest`` carries; the registry checks it."""
+    """The expert a ``RegisterExpertRequest`` carries; the registry checks it (an unset lineage
+    is refused there, saying what to add)."""
     summary = request.training_summary if request.HasField("training_summary") else None
+    lineage = lineage_from_pb(request.lineage) if request.HasField("lineage") else None
     return ExpertDraft(
         task=request.task,
         onnx_bytes=bytes(request.onnx_model),
@@ -232,6 +274,8 @@ def expert_draft(request: pb.RegisterExpertRequest) -> ExpertDraft:
         training_data=request.training_data,
         notice=request.notice,
         training_summary=summary_from_pb(summary) if summary is not None else None,
+        lineage=lineage,
+        allow_class_change=request.allow_class_change,
     )
 
 

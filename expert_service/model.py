@@ -13,7 +13,8 @@ PROBABILITIES_OUTPUT = "probabilities"
 """Output name skl2onnx gives class probabilities when ZipMap is turned off."""
 
 LABEL_OUTPUT = "label"
-"""Output name skl2onnx gives the predicted label; used to check the card's class order."""
+"""Output name skl2onnx gives the predicted label; registration checks the card's class order
+against it (``class_order``)."""
 
 
 def _session_options() -> ort.SessionOptions:
@@ -31,7 +32,9 @@ class OnnxExpert:
 
     Loading validates the model: exactly one float input of width ``n_features`` and a float
     output of ``n_classes`` probability columns that sum to one. Bytes are only ever parsed as
-    ONNX protobuf, so a pickle or other payload is refused without being executed.
+    ONNX protobuf, so a pickle or other payload is refused without being executed. Whether
+    ``classes`` is the model's own order is checked once, at registration
+    (``class_order.check_class_order``).
 
     Args:
         onnx_bytes: A serialized ONNX model, as produced by skl2onnx with ZipMap off.
@@ -100,24 +103,18 @@ class OnnxExpert:
             raise InvalidInput(f"ONNX model returns {probabilities.shape}; expected probabilities")
         if not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
             raise InvalidInput("ONNX model outputs do not sum to 1; expected class probabilities")
-        self._check_class_order(probe, probabilities)
 
-    def _check_class_order(self, probe: np.ndarray, probabilities: np.ndarray) -> None:
-        # A card listing the classes in another order than the model would silently swap every
-        # answer; the model's own string labels reveal that wherever the top class is clear.
+    def labels_and_probabilities(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The model's own ``label`` output and the probabilities for ``vectors``; None when it
+        has no string or integer label output (``class_order`` checks the card against it)."""
         outputs = {o.name: o.type for o in self._session.get_outputs()}
-        if outputs.get(LABEL_OUTPUT) != "tensor(string)":
-            return
-        (labels,) = self._session.run([LABEL_OUTPUT], {self._input: probe})
-        top2 = np.sort(probabilities, axis=1)[:, -2:]
-        for label, row, (second, first) in zip(labels, probabilities, top2, strict=True):
-            expected = self.classes[int(np.argmax(row))]
-            if first - second > 1e-4 and str(label) != expected:
-                raise InvalidInput(
-                    f"ONNX model labels a test vector {label!r} but the classes given "
-                    f"({', '.join(self.classes)}) make it {expected!r}; list the classes in "
-                    "the model's probability order"
-                )
+        if outputs.get(LABEL_OUTPUT) not in ("tensor(string)", "tensor(int64)"):
+            return None
+        batch = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.n_features)
+        labels, probabilities = self._session.run(
+            [LABEL_OUTPUT, self._output], {self._input: batch}
+        )
+        return np.asarray(labels).reshape(-1), np.asarray(probabilities, dtype=np.float32)
 
     def predict_proba(self, vectors: np.ndarray) -> np.ndarray:
         """Class probabilities, shape ``(batch, n_classes)``, in the card's class order."""

@@ -1,5 +1,8 @@
 """The transport-free core of the expert tier: route a query to a loaded expert and answer it.
 
+Every answer passes a lineage gate first (``lineage.ModelGate``): a vector from a biomarker model
+the expert was not fit on (or does not list as compatible) is refused, never answered.
+
 Serving never waits on the registry for a loaded expert: ``version=0`` goes through a routing
 table (task, alias) -> version that ``refresh()`` rebuilds when the registry's revision changes.
 A refresh loads the new targets first and swaps the table after, so the old version answers
@@ -29,6 +32,7 @@ from expert_service.answers import (
 )
 from expert_service.errors import CorruptArtifact
 from expert_service.explain import Explainer
+from expert_service.lineage import ModelGate
 from expert_service.model import OnnxExpert
 from expert_service.registry.base import PRODUCTION, STAGING, ExpertRegistry
 from expert_service.registry.common import resolve_alias
@@ -40,7 +44,7 @@ from expert_service.validation import (
     feature_names,
     valid_rows,
 )
-from lus.errors import InvalidInput, LusError, NotFound, NotReady
+from lus.errors import FailedPrecondition, InvalidInput, LusError, NotFound, NotReady
 
 if TYPE_CHECKING:  # the feature store is optional; its package is imported only when used
     from lus.feature_store.base import FeatureStore
@@ -100,32 +104,37 @@ class ExpertPredictor:
         schema_id: str,
         values: Sequence[float],
         *,
+        biomarker_model: str,
         alias: str = "",
         max_contributions: int = DEFAULT_CONTRIBUTIONS,
     ) -> Prediction:
         """Run the expert ``task`` v``version`` (0 = what ``alias`` points to) on one vector.
 
+        Args:
+            biomarker_model: The biomarker model version that made ``values`` ("" = none
+                named); it must be one the expert was fit on or lists as compatible.
+
         Raises:
             NotFound: Unknown task, version or alias (the message lists the known ones).
             SchemaMismatch: The vector's schema is not the expert's.
+            FailedPrecondition: The vector's biomarker model is not one the expert may answer
+                (``lineage.ModelGate``; the message names both).
             InvalidInput: Bad task name, wrong length, or values not finite / not in [0, 1].
             NotReady: The expert is not loaded and the registry is unreachable.
         """
         served, label = self._served(task, version, alias)
         row = check_vector(served.card, schema_id, values)
-        return answer_rows(served, label, row, max_contributions)[0]
+        model = served.gate.check(biomarker_model)
+        return answer_rows(served, label, row, max_contributions, model)[0]
 
     def predict_query(self, query: PredictQuery) -> Prediction:
-        """``predict`` for a query, looking its vector up first when it names a video hash."""
-        query = self._with_vector(query)
-        return self.predict(
-            query.task,
-            query.version,
-            query.schema_id,
-            query.values,
-            alias=query.alias,
-            max_contributions=query.max_contributions,
-        )
+        """``predict`` for a query; a video hash is looked up under the expert's own biomarker
+        model (``_with_vector``)."""
+        served, label = self._served(query.task, query.version, query.alias)
+        query = self._with_vector(query, served)
+        row = check_vector(served.card, query.schema_id, query.values)
+        model = served.gate.check(query.biomarker_model)
+        return answer_rows(served, label, row, query.max_contributions, model)[0]
 
     def predict_batch(self, queries: Sequence[PredictQuery]) -> list[Prediction | LusError]:
         """Answer many queries; vectors for the same expert run as one batch.
@@ -134,28 +143,29 @@ class ExpertPredictor:
         """
         results: list[Prediction | LusError | None] = [None] * len(queries)
         resolved = list(queries)
-        groups: dict[tuple[int, str, int], tuple[Served, list[int]]] = {}
+        groups: dict[tuple[int, str, int, str], tuple[Served, list[int]]] = {}
         for i, asked in enumerate(queries):
             try:
-                resolved[i] = query = self._with_vector(asked)
-                served, label = self._served(query.task, query.version, query.alias)
+                served, label = self._served(asked.task, asked.version, asked.alias)
+                resolved[i] = query = self._with_vector(asked, served)
                 check_schema(served.card, query.schema_id)
                 if len(query.values) != served.card.n_features:
                     check_vector(served.card, query.schema_id, query.values)  # raises with why
+                model = served.gate.check(query.biomarker_model)
             except LusError as err:
                 results[i] = err
                 continue
-            key = (id(served), label, query.max_contributions)
+            key = (id(served), label, query.max_contributions, model)
             groups.setdefault(key, (served, []))[1].append(i)
-        for (_, label, top_k), (served, indices) in groups.items():
+        for (_, label, top_k, model), (served, indices) in groups.items():
             group = [resolved[i] for i in indices]
-            self._answer_group(served, (label, top_k), group, indices, results)
+            self._answer_group(served, (label, top_k, model), group, indices, results)
         return [r for r in results if r is not None]
 
     def _answer_group(
         self,
         served: Served,
-        how: tuple[str, int],
+        how: tuple[str, int, str],
         group: list[PredictQuery],
         indices: list[int],
         results: list[Prediction | LusError | None],
@@ -175,7 +185,7 @@ class ExpertPredictor:
         if not ok.any():
             return
         rows = matrix[ok].astype(np.float32)
-        answers = answer_rows(served, how[0], rows, how[1])
+        answers = answer_rows(served, how[0], rows, how[1], how[2])
         for index, answer in zip(np.asarray(indices)[ok].tolist(), answers, strict=True):
             results[index] = answer
 
@@ -183,12 +193,13 @@ class ExpertPredictor:
         """Answer many vectors for one expert at once (one model run, arrays out).
 
         Raises:
-            NotFound, SchemaMismatch, InvalidInput, NotReady: As ``predict``; one bad vector
-                fails the whole matrix, and the message names it.
+            NotFound, SchemaMismatch, FailedPrecondition, InvalidInput, NotReady: As
+                ``predict``; one bad vector fails the whole matrix, and the message names it.
         """
         served, label = self._served(query.task, query.version, query.alias)
         rows = check_matrix(served.card, query.schema_id, query.values, query.n_vectors)
-        return answer_matrix(served, label, rows, query.max_contributions)
+        model = served.gate.check(query.biomarker_model)
+        return answer_matrix(served, label, rows, query.max_contributions, model)
 
     def predict_matrices(self, queries: Sequence[MatrixQuery]) -> list[MatrixPrediction | LusError]:
         """``predict_matrix`` for each query; a failing matrix gives its error, in order."""
@@ -247,7 +258,7 @@ class ExpertPredictor:
             state = self.registry.state()
             routes: dict[tuple[str, str], tuple[int, str]] = {}
             for task, ts in state.tasks.items():
-                default = ts.default_version()
+                default = ts.live_version()
                 if default is not None:
                     label = PRODUCTION if PRODUCTION in ts.aliases else ""
                     routes[(task, PRODUCTION)] = (default, label)
@@ -289,19 +300,41 @@ class ExpertPredictor:
         with self._lock:
             return list(self._loaded)
 
-    def _with_vector(self, query: PredictQuery) -> PredictQuery:
+    def _with_vector(self, query: PredictQuery, served: Served) -> PredictQuery:
+        """The query with its vector: as sent, or the stored vector of a biomarker model the
+        expert answers for (never merely the newest stored: that may be another model's)."""
         if not query.video_hash:
+            asked = query.biomarker_model_version
+            if asked and asked != query.biomarker_model:
+                raise InvalidInput(
+                    "the request's biomarker_model_version differs from its vector's model "
+                    "(vector.model.version); with a vector, name its model in the vector only"
+                )
             return query
         if self.feature_store is None:
             raise InvalidInput("this server has no feature store; send the vector instead")
-        stored = self.feature_store.get(query.video_hash, query.biomarker_model_version or None)
-        if stored is None:
-            which = query.biomarker_model_version or "any model version"
-            raise NotFound(
-                f"no vector stored for video hash {query.video_hash[:16]}... ({which}); "
-                "analyse the video first or send its vector"
+        gate = served.gate
+        if query.biomarker_model_version:
+            gate.check(query.biomarker_model_version)  # refuses another model's vector
+            candidates: tuple[str, ...] = (query.biomarker_model_version,)
+        else:
+            candidates = gate.stored_models
+        if not candidates:
+            raise FailedPrecondition(
+                f"{gate.expert} was fit on annotated findings ({gate.describe()}), which the "
+                "feature store does not hold; send the findings as a vector"
             )
-        return replace(query, schema_id=stored.schema_id, values=stored.vector)
+        for model in candidates:
+            stored = self.feature_store.get(query.video_hash, model)
+            if stored is not None:
+                return replace(
+                    query, schema_id=stored.schema_id, values=stored.vector, biomarker_model=model
+                )
+        raise NotFound(
+            f"no vector stored for video hash {query.video_hash[:16]}... by biomarker model "
+            f"{' or '.join(candidates)} ({gate.expert} answers {gate.describe()}); analyse the "
+            "video with that model first, or send a vector it made"
+        )
 
     def _served(self, task: str, version: int, alias: str) -> tuple[Served, str]:
         if version == 0:
@@ -348,7 +381,9 @@ class ExpertPredictor:
         if summary is not None:
             explainer = Explainer(summary, feature_names(card.schema_id, card.n_features))
         note = "" if summary else NO_SUMMARY_NOTE.format(task=card.task, version=card.version)
-        served = Served(card, expert, explainer, note)
+        served = Served(card, expert, explainer, note, ModelGate(card))
+        if card.lineage is None:
+            logger.warning("expert %s v%d has no lineage: it answers no vector", task, version)
         logger.info("loaded expert %s v%d", card.task, card.version)
         with self._lock:
             self._loaded[(card.task, card.version)] = served

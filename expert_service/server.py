@@ -33,6 +33,7 @@ from expert_service.training.jobs import TrainingLimits
 from expert_service.training.service import Fitter
 from expert_service.training.worker import FitFunction, ProcessFitter
 from expert_service.workers import WorkerPool, pin_to_cpu, serve_until_stopped
+from lus.audit import AuditLog, bearer_team_caller, open_audit_log
 from lus.errors import LusError
 from lus.rpc.lifecycle import run_until_signal
 from lus.rpc.logging import RequestIdInterceptor, configure_logging
@@ -76,6 +77,7 @@ class ExpertServer:
     watcher: RegistryWatcher
     admin: AdminServer | None = None
     metrics_server: MetricsServer | None = None
+    audit: AuditLog | None = None
     stopping: bool = field(default=False, init=False)
     """True once ``stop`` has begun; a second ``stop`` does nothing."""
 
@@ -140,6 +142,8 @@ class ExpertServer:
         close = getattr(self.predictor.registry, "close", None)
         if callable(close):
             close()
+        if self.audit is not None:  # last: the drained calls' records are written first
+            await asyncio.to_thread(self.audit.close)
 
 
 def open_registry(settings: ExpertSettings) -> ExpertRegistry:
@@ -196,18 +200,20 @@ async def create_server(
     predictor = ExpertPredictor(registry, max_loaded=settings.max_loaded, feature_store=store)
     watcher = RegistryWatcher(predictor, resync_interval_s=settings.resync_interval_s)
     metrics = ExpertMetrics(predictor)
+    audit = open_audit_log(settings)  # an unusable sink stops the start (OSError)
     server, health_servicer = create_threaded_server(
         max_message_bytes=settings.max_message_bytes,
         workers=settings.workers,
         max_concurrent_rpcs=settings.max_concurrent_rpcs,
         thread_name_prefix="expert-worker",
         metrics=metrics.rpc,
+        audit=audit,
     )
     add_to_server(ExpertServicer(predictor), server)
     enable_reflection(server, [SERVICE_NAME])
-    running = ExpertServer(server, 0, health_servicer, predictor, watcher)
+    running = ExpertServer(server, 0, health_servicer, predictor, watcher, audit=audit)
     if admin:
-        running.admin = create_admin_server(settings, predictor, fitter)
+        running.admin = create_admin_server(settings, predictor, fitter, audit=audit)
     try:
         await running._set_serving(False)
         running.port = bind(server, settings.address, settings.tls)
@@ -228,18 +234,24 @@ async def create_server(
 
 
 def create_admin_server(
-    settings: ExpertSettings, predictor: ExpertPredictor, fitter: Fitter | None = None
+    settings: ExpertSettings,
+    predictor: ExpertPredictor,
+    fitter: Fitter | None = None,
+    *,
+    audit: AuditLog | None = None,
 ) -> AdminServer:
     """The ExpertAdminService server (unbound): registry writes and training jobs."""
+    tokens = TeamTokens(settings.team_tokens())
     server, admin_health = create_aio_server(
-        max_message_bytes=settings.max_message_bytes, extra_interceptors=[RequestIdInterceptor()]
+        max_message_bytes=settings.max_message_bytes,
+        extra_interceptors=[RequestIdInterceptor()],
+        audit=audit,
+        audit_caller=bearer_team_caller(tokens.team),  # "team:<name>", never the token
     )
     training = TrainingLimits(
         settings.training_workers, settings.training_queue, settings.training_keep_s
     )
-    servicer = ExpertAdminServicer(
-        predictor, TeamTokens(settings.team_tokens()), training, fitter=fitter
-    )
+    servicer = ExpertAdminServicer(predictor, tokens, training, fitter=fitter)
     add_admin_to_server(servicer, server)
     enable_reflection(server, [ADMIN_SERVICE_NAME])
     return AdminServer(server, admin_health, servicer)

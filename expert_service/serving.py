@@ -9,21 +9,26 @@ import numpy as np
 from expert_service.answers import MatrixPrediction, Prediction
 from expert_service.card import ExpertCard
 from expert_service.explain import Contribution, Explainer, Explanation
+from expert_service.lineage import ModelGate
 from expert_service.model import OnnxExpert
 
 
 @dataclass(frozen=True)
 class Served:
-    """A loaded version, ready to answer."""
+    """A loaded version, ready to answer; ``gate`` says whose vectors it may answer."""
 
     card: ExpertCard
     expert: OnnxExpert
     explainer: Explainer | None
     no_summary_note: str
+    gate: ModelGate
 
 
-def answer_rows(served: Served, label: str, rows: np.ndarray, top_k: int) -> list[Prediction]:
-    """One ``Prediction`` per row of checked float32 ``rows``; ``label`` is the alias served."""
+def answer_rows(
+    served: Served, label: str, rows: np.ndarray, top_k: int, model: str
+) -> list[Prediction]:
+    """One ``Prediction`` per row of checked float32 ``rows``; ``label`` is the alias served
+    and ``model`` the biomarker model the rows came from (already let through the gate)."""
     card = served.card
     explanations: list[Explanation | None]
     if served.explainer is not None:
@@ -44,14 +49,17 @@ def answer_rows(served: Served, label: str, rows: np.ndarray, top_k: int) -> lis
             label,
             explanation,
             served.no_summary_note,
+            model,
         )
         for best, p, explanation in zip(top, probabilities.tolist(), explanations, strict=True)
     ]
 
 
-def answer_matrix(served: Served, label: str, rows: np.ndarray, top_k: int) -> MatrixPrediction:
-    """Answers for checked float32 ``rows`` as arrays: one model run, no per-row objects
-    unless contributions are asked for."""
+def answer_matrix(
+    served: Served, label: str, rows: np.ndarray, top_k: int, model: str
+) -> MatrixPrediction:
+    """Answers for checked float32 ``rows`` (of biomarker model ``model``) as arrays: one model
+    run, no per-row objects unless contributions are asked for."""
     card, explainer = served.card, served.explainer
     scores: np.ndarray | None = None
     contributions: tuple[tuple[Contribution, ...], ...] = ()
@@ -76,4 +84,5 @@ def answer_matrix(served: Served, label: str, rows: np.ndarray, top_k: int) -> M
         explainer.threshold if explainer is not None else 0.0,
         contributions,
         served.no_summary_note,
+        model,
     )

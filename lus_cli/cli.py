@@ -78,6 +78,22 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--notice", help="use restriction (default: the CSV's)")
     e.add_argument(
+        "--label-definition",
+        default="",
+        help="what the label values mean, e.g. '0-3: lung ultrasound score, worst zone' (card)",
+    )
+    e.add_argument(
+        "--biomarker-model",
+        help="version of the biomarker model that made the vectors, for a CSV without a "
+        "biomarker_model column (`lus extract` writes one); ground-truth for annotated findings",
+    )
+    e.add_argument(
+        "--allow-class-change",
+        action="store_true",
+        help="register a version whose classes differ from the live version's; it then "
+        "answers only once promoted (--promote-to, or lus promote)",
+    )
+    e.add_argument(
         "--server",
         metavar="HOST:PORT",
         help="fit on the expert tier's admin port (TrainExpert) instead of locally, and follow "
@@ -86,8 +102,18 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     e.add_argument("--token", help="team bearer token for --server (default: $LUS_ADMIN_TOKEN)")
     _add_client_tls(e, "the admin port (--server)")
     e.add_argument(
-        "--promote-to", default="", help="with --server: point this alias at the new version"
+        "--promote-to",
+        default="",
+        help="point this alias (production, staging) at the new version",
     )
+
+
+def _add_promote(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("promote", help="point an alias of a task in a local registry at a version")
+    p.add_argument("--task", required=True)
+    p.add_argument("--version", type=int, required=True)
+    p.add_argument("--alias", default="production", help="production (default) or staging")
+    p.add_argument("--registry", type=Path, default=Path("lus-registry"))
 
 
 def _add_extract(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -129,6 +155,12 @@ def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _add_client_tls(p, "both services")
 
 
+def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from lus_cli.audit import add_audit_parser  # argparse only; no server code
+
+    add_audit_parser(sub)
+
+
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="synthetic data -> train -> serve -> analyze, end to end")
     p.add_argument("--workdir", type=Path, default=Path("demo-output"))
@@ -149,11 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         _add_synth,
         _add_train,
+        _add_promote,
         _add_extract,
         _add_export,
         _add_serve,
         _add_analyze,
         _add_eval,
+        _add_audit,
         _add_demo,
     ):
         add(sub)

@@ -6,6 +6,10 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # typing only: each command imports what it uses when it runs
+    from pathlib import Path
+
+    from expert_service.card import ExpertCard
+    from expert_service.registry import TaskState
     from lus.rpc.client import ClientTls
 
 
@@ -13,6 +17,8 @@ def run(args: argparse.Namespace) -> int:
     handler = {
         "synth": _synth,
         "train": _train,
+        "promote": _promote,
+        "audit": _audit,
         "extract": _extract,
         "export-onnx": _export_onnx,
         "serve": _serve,
@@ -77,10 +83,11 @@ def _train(args: argparse.Namespace) -> int:
     from lus.schema import load_schema
     from trainer.experts import train_expert_from_csv
 
+    registry = LocalRegistry(args.registry)
     card = train_expert_from_csv(
         args.vectors,
         task=args.task,
-        registry=LocalRegistry(args.registry),
+        registry=registry,
         schema=load_schema(args.schema),
         label_column=args.label_column or args.task,
         family=args.family,
@@ -89,11 +96,46 @@ def _train(args: argparse.Namespace) -> int:
         patient_column=args.patient_column,
         seed=args.seed,
         notice=args.notice,
+        label_definition=args.label_definition,
+        biomarker_model=args.biomarker_model,
+        allow_class_change=args.allow_class_change,
     )
+    if args.promote_to:
+        registry.promote(card.task, card.version, args.promote_to)
+    models = ", ".join(card.lineage.biomarker_models) if card.lineage is not None else "none"
     print(
         f"registered {card.task} v{card.version} ({card.model_family}) in {args.registry}: "
-        f"{card.metrics}"
+        f"{card.metrics}; fit on biomarker model {models}"
     )
+    print(live_line(card, registry.task_state(card.task), args.registry))
+    return 0
+
+
+def live_line(card: ExpertCard, state: TaskState, registry: Path) -> str:
+    """Whether ``card``'s version answers now in the local registry, and why (not)."""
+    live = state.live_version()
+    if live == card.version:
+        if "production" in state.aliases:
+            return f"{card.task} v{card.version} answers now (production -> v{card.version})"
+        return (
+            f"{card.task} v{card.version} answers now: this local registry serves a task's newest "
+            "version while no production alias is set (a shared Redis registry serves a version "
+            "only once promoted)"
+        )
+    return (
+        f"{card.task} v{card.version} does not answer yet: production stays v{live}. Promote it "
+        f"when reviewed: lus promote --task {card.task} --version {card.version} "
+        f"--registry {registry}"
+    )
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from expert_service.registry import LocalRegistry
+
+    registry = LocalRegistry(args.registry)
+    version, previous = registry.promote(args.task, args.version, args.alias)
+    before = f"v{previous}" if previous else "unset"
+    print(f"{args.task}: {args.alias} -> v{version} (was {before})")
     return 0
 
 
@@ -123,11 +165,18 @@ def _train_expert_on_server(args: argparse.Namespace) -> int:
         raise InvalidInput("--server fits with patient-level validation; give --patient-column")
     schema = load_schema(args.schema)
     label_column = args.label_column or args.task
-    data = read_vectors_csv(args.vectors, schema, label_column, args.patient_column)
+    data = read_vectors_csv(
+        args.vectors,
+        schema,
+        label_column,
+        args.patient_column,
+        biomarker_model=args.biomarker_model,
+    )
     request = training_request(
         data.vectors,
         data.labels,
         data.patients or [],
+        data.models,
         task=args.task,
         schema_id=schema.schema_id,
         family=args.family,
@@ -136,6 +185,9 @@ def _train_expert_on_server(args: argparse.Namespace) -> int:
         training_data=describe_training_data(args.vectors, data),
         notice=args.notice or " | ".join(data.notices),
         promote_to=args.promote_to,
+        label_column=label_column,
+        label_definition=args.label_definition,
+        allow_class_change=args.allow_class_change,
     )
     with tqdm(total=100, desc=args.task, unit="%", bar_format="{l_bar}{bar}| {postfix}") as bar:
 
@@ -204,6 +256,12 @@ def _analyze(args: argparse.Namespace) -> int:
         return 1
     print(format_analysis(args.video, result))
     return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from lus_cli.audit import run_audit
+
+    return run_audit(args)
 
 
 def _eval(args: argparse.Namespace) -> int:

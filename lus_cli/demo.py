@@ -2,6 +2,10 @@
 
 synthetic cine loops -> train a small TSM ResNet-18 -> vectors -> fit and register an expert
 -> serve both tiers on ephemeral ports -> analyze held-out videos over gRPC.
+
+The experts' lineage is the version ``lus extract`` wrote into the vectors CSV; the biomarker
+server serves the same artifact with PyTorch fp32 (no version suffix), so its vectors name that
+same version and the experts answer them.
 """
 
 from __future__ import annotations
@@ -13,9 +17,15 @@ from pathlib import Path
 from lus.errors import AlreadyExists
 from lus.provenance import SYNTHETIC_DATA_NOTICE
 from lus_cli.analyze import analyze, format_analysis
+from lus_cli.commands import live_line
 from lus_cli.serve_local import LocalStack, running_stack
 
 DEMO_TASKS = ("severity", "disease")
+LABEL_DEFINITIONS = {
+    "severity": "0-3: the lung severity score the synthetic loop was rendered for (0 = normal)",
+    "disease": "the diagnosis the synthetic loop was rendered for",
+}
+"""What each demo task's labels mean, recorded in its experts' lineage."""
 
 
 def _read_rows(manifest: Path) -> list[dict[str, str]]:
@@ -75,13 +85,16 @@ def run_demo(workdir: Path, *, n_videos: int = 500, epochs: int = 20) -> None:
                 registry=registry,
                 schema=load_schema(),
                 label_column=task,
+                label_definition=LABEL_DEFINITIONS[task],
                 owner="demo",
                 description=f"synthetic-data {task} expert (demo)",
             )
         except AlreadyExists as err:  # a deterministic re-run fits byte-identical experts
             print(f"{task}: {err}")
             continue
-        print(f"registered {card.task} v{card.version}: {card.metrics}")
+        models = ", ".join(card.lineage.biomarker_models) if card.lineage else "none"
+        print(f"registered {card.task} v{card.version} (biomarker model {models}): {card.metrics}")
+        print(live_line(card, registry.task_state(card.task), registry_dir))
 
     _step(4, "serving both tiers on localhost (embedded registry, CPU)")
     samples = sorted((workdir / "samples" / "videos").iterdir())[:2]

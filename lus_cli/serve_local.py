@@ -41,14 +41,22 @@ async def start_stack(stack: LocalStack) -> tuple[RunningServer, ExpertServer]:
     from expert_service.settings import ExpertSettings
     from trainer.expert_fitting import fit_in_worker
 
+    # One audit trail for both tiers, beside the registry (appends from both are whole lines).
+    audit_path = stack.registry.parent / "lus-audit.jsonl"
     biomarker = await create_biomarker(
-        BiomarkerSettings(artifact=stack.artifact, host=stack.host, port=stack.biomarker_port)
+        BiomarkerSettings(
+            artifact=stack.artifact,
+            host=stack.host,
+            port=stack.biomarker_port,
+            audit_path=audit_path,
+        )
     )
     settings = ExpertSettings(
         host=stack.host,
         port=stack.expert_port,
         admin_port=stack.expert_admin_port,
         registry_dir=stack.registry,
+        audit_path=audit_path,
     )
     try:
         # The fitting process starts on the first TrainExpert job, so serving pays nothing.

@@ -22,6 +22,7 @@ def training_request(
     vectors: np.ndarray,
     labels: list[str],
     patients: list[str],
+    models: list[str],
     *,
     task: str,
     schema_id: str,
@@ -31,10 +32,16 @@ def training_request(
     training_data: str = "",
     notice: str = "",
     promote_to: str = "",
+    label_column: str = "",
+    label_definition: str = "",
+    allow_class_change: bool = False,
 ) -> epb.TrainExpertRequest:
-    """A ``TrainExpertRequest`` carrying one labelled vector per row."""
+    """A ``TrainExpertRequest`` carrying one labelled vector per row, each naming the biomarker
+    model that made it (``models``): the server records them as the expert's lineage."""
     if len(patients) != len(labels):
         raise InvalidInput("training on the server needs a patient id per vector")
+    if len(models) != len(labels):
+        raise InvalidInput("training on the server needs the biomarker model of every vector")
     request = epb.TrainExpertRequest(
         task=task,
         schema_id=schema_id,
@@ -44,10 +51,15 @@ def training_request(
         training_data=training_data,
         notice=notice,
         promote_to=promote_to,
+        label_column=label_column,
+        label_definition=label_definition,
+        allow_class_change=allow_class_change,
     )
     add = request.examples.add
-    for row, label, patient in zip(np.asarray(vectors).tolist(), labels, patients, strict=True):
-        add(vector=schema_pb2.BiomarkerVector(values=row), label=label, patient_id=patient)
+    rows = np.asarray(vectors).tolist()
+    for row, label, patient, model in zip(rows, labels, patients, models, strict=True):
+        vector = schema_pb2.BiomarkerVector(values=row, model=schema_pb2.ModelRef(version=model))
+        add(vector=vector, label=label, patient_id=patient)
     return request
 
 
@@ -58,7 +70,14 @@ def describe_job(job: epb.TrainingJob) -> str:
         metrics = ", ".join(f"{k} {v:.3g}" for k, v in sorted(card.metrics.items()))
         aliases = ", ".join(f"{k} -> v{v}" for k, v in sorted(card.aliases.items()))
         line = f"registered {card.task} v{card.version} ({card.model_family}): {metrics}"
-        return line + (f"; aliases {aliases}" if aliases else "")
+        line += f"; fit on biomarker model {', '.join(card.lineage.biomarker_models)}"
+        line += f"; aliases {aliases}" if aliases else ""
+        if card.version not in card.aliases.values():
+            line += (
+                f"; no alias points to v{card.version} yet (a shared Redis registry serves it "
+                "only once promoted)"
+            )
+        return line
     code = grpc.StatusCode.INTERNAL
     for status in grpc.StatusCode:
         if status.value[0] == job.error_code:

@@ -19,7 +19,8 @@ from skl2onnx import to_onnx
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import StratifiedGroupKFold
 
-from expert_service.card import ExpertCard, ExpertDraft, TrainingSummary, validate_task
+from expert_service.card import ExpertCard, ExpertDraft, Lineage, TrainingSummary, validate_task
+from expert_service.lineage import training_lineage
 from expert_service.model import OnnxExpert
 from expert_service.registry.base import ExpertRegistry
 from expert_service.training.catalog import EXTRA_FAMILIES, ZOO_FAMILIES
@@ -51,8 +52,11 @@ class FittedExpert:
         onnx_bytes: The model as ONNX: float32 input ``[N, n_features]``, outputs ``label`` and
             ``probabilities`` ``[N, len(classes)]``.
         classes: Labels in the order of the probability columns.
-        metrics: ``heldout_*`` figures on patients kept out of fitting when patient ids were
-            given (the stored model is then refit on every patient), else ``train_*`` figures.
+        metrics: Named as in ``expert_service.card.METRIC_NAMES``: ``heldout_*`` figures on
+            patients kept out of fitting when patient ids allowed a split (a single family's
+            stored model is then refit on every patient; the zoo's winner stays fit on its
+            fitting patients), else ``train_*`` figures; ``n_fit`` and ``n_heldout`` count the
+            vectors on each side.
         model_family: The family of the stored model (the zoo's winner for ``zoo``).
         n_features: Input width.
         estimator: The scikit-learn model the ONNX was made from (for checks, never stored).
@@ -72,11 +76,14 @@ class FittedExpert:
         task: str,
         *,
         schema_id: str,
+        lineage: Lineage,
         description: str = "",
         training_data: str = "",
         notice: str = "",
+        allow_class_change: bool = False,
     ) -> ExpertDraft:
-        """This expert as ``task``'s next version, for ``ExpertRegistry.register``."""
+        """This expert as ``task``'s next version, for ``ExpertRegistry.register``; ``lineage``
+        is ``expert_service.lineage.training_lineage`` of the rows it was fit on."""
         return ExpertDraft(
             task=task,
             onnx_bytes=self.onnx_bytes,
@@ -89,6 +96,8 @@ class FittedExpert:
             training_data=training_data,
             notice=notice,
             training_summary=self.summary,
+            lineage=lineage,
+            allow_class_change=allow_class_change,
         )
 
 
@@ -181,11 +190,11 @@ def fit_expert(
         metrics.update(
             _scores(fit_estimator(family, seed, x[train], y[train]), x[test], y[test], "heldout")
         )
-        metrics.update(n_train=float(len(train)), n_test=float(len(test)))
+        metrics.update(n_fit=float(len(train)), n_heldout=float(len(test)))
         report(FITTING_SHARE / 2, f"fitted {family} on the fitting patients")
     model = fit_estimator(family, seed, x, y)
     if split is None:
-        metrics.update(_scores(model, x, y, "train"), n_train=float(len(y)))
+        metrics.update(_scores(model, x, y, "train"), n_fit=float(len(y)))
     report(FITTING_SHARE, f"fitted {family} on every patient")
 
     summary = training_summary(x, y.tolist(), None if groups is None else groups.tolist())
@@ -214,15 +223,17 @@ def _fit_zoo_expert(
         progress=lambda fraction, stage: report(FITTING_SHARE * fraction, stage),
     )
     best = result.best
+    # The winner was picked on these patients, so its held-out figures are the best of
+    # ``zoo_candidates`` tries: the card says how many.
     metrics = {
-        "val_accuracy": best.val_accuracy,
-        "n_fit": float(result.n_fit),
-        "n_val": float(result.n_val),
+        "heldout_accuracy": best.val_accuracy,
+        "n_fit": float(len(np.unique(result.fit_rows))),  # oversampling repeats not counted
+        "n_heldout": float(result.n_val),
         "zoo_seed": float(best.seed),
         "zoo_candidates": float(len(result.candidates)),
     }
     if math.isfinite(best.val_auc):
-        metrics["val_roc_auc_macro"] = best.val_auc
+        metrics["heldout_roc_auc_macro"] = best.val_auc
     summary = training_summary(x, y.tolist(), groups.tolist())
     return _package(result.estimator, x, metrics, best.family, summary, report=report)
 
@@ -269,13 +280,17 @@ def train_expert_from_csv(
     description: str = "",
     seed: int = 0,
     notice: str | None = None,
+    label_definition: str = "",
+    biomarker_model: str | None = None,
+    allow_class_change: bool = False,
 ) -> ExpertCard:
     """Fit an expert on a CSV of biomarker vectors and register it as the task's next version.
 
     Args:
         csv_path: One row per vector: a column per biomarker key of ``schema`` (probabilities),
-            ``label_column``, ``patient_column`` and optionally ``notice`` and
-            ``model_version``. Rows with an empty label are skipped (other tasks' rows).
+            ``label_column``, ``patient_column``, ``biomarker_model`` (the model that made the
+            row, as ``lus extract`` writes it) and optionally ``notice``. Rows with an empty
+            label are skipped (other tasks' rows).
         task: Task name, e.g. ``covid``.
         registry: Where to store the expert.
         schema: The schema the vectors were made with; the expert will only accept its vectors.
@@ -289,23 +304,43 @@ def train_expert_from_csv(
         seed: Seeds fitting and the split.
         notice: Use restriction for the card; else the CSV's ``notice`` column, else
             ``lus.provenance.RESEARCH_DATA_NOTICE``.
+        label_definition: What the label values mean, for the card's lineage.
+        biomarker_model: The model version that made the vectors, for a CSV without a
+            ``biomarker_model`` column (``ground-truth`` for annotated findings).
+        allow_class_change: Register a version whose class set differs from the live one's
+            (it then goes live only by a promote).
 
     Raises:
-        InvalidInput: Bad task name, missing columns (named), unreadable values, or a set too
-            small to fit on (``expert_service.training.checks``; the message says what is missing).
+        InvalidInput: Bad task name, missing columns (named), unreadable values, no biomarker
+            model named, or a set too small to fit on (``expert_service.training.checks``; the
+            message says what is missing).
+        FailedPrecondition: Another class set than the live version's, without
+            ``allow_class_change``.
         AlreadyExists: The registry already holds this exact model for the task.
     """
     validate_task(task)  # fail before fitting, not after
     csv_path = Path(csv_path)
-    data = read_vectors_csv(csv_path, schema, label_column, patient_column)
+    data = read_vectors_csv(
+        csv_path, schema, label_column, patient_column, biomarker_model=biomarker_model
+    )
+    lineage = training_lineage(
+        data.vectors,
+        data.labels,
+        data.patients,
+        biomarker_models=data.models,
+        label_column=label_column,
+        label_definition=label_definition,
+    )
     fitted = fit_expert(
         data.vectors, data.labels, family=family, seed=seed, patient_ids=data.patients
     )
     draft = fitted.draft(
         task,
         schema_id=schema.schema_id,
+        lineage=lineage,
         description=description,
         training_data=describe_training_data(csv_path, data),
         notice=notice or " | ".join(data.notices) or RESEARCH_DATA_NOTICE,
+        allow_class_change=allow_class_change,
     )
     return registry.register(draft, owner=owner)

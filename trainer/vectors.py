@@ -13,12 +13,20 @@ from biomarker_service.extractor import BiomarkerExtractor
 from biomarker_service.torch_backend import TorchModelThread, pick_device
 from lus.video import decode_video
 from trainer.manifest import read_manifest
+from trainer.vectors_csv import MODEL_COLUMN, NOTICE_COLUMN
 
 
 def extract_vectors(
     artifact: Path, manifest: Path, out: Path, *, device: str = "auto", progress: bool = True
 ) -> Path:
-    """CSV: video, patient_id, one column per biomarker (probabilities), then the task columns."""
+    """CSV: video, patient_id, one column per biomarker (probabilities), the task columns, then
+    ``biomarker_model`` and ``notice``.
+
+    ``biomarker_model`` is the served version of the model that made each row (the version the
+    biomarker tier puts in ``ModelRef.version`` for the same backend: the artifact's version,
+    with no suffix for PyTorch fp32). ``lus train expert`` records it as the expert's lineage,
+    and the expert then answers only vectors of that model.
+    """
     model, info = load_artifact(artifact)
     rows = read_manifest(manifest, info.schema)
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -28,7 +36,14 @@ def extract_vectors(
         with out.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(
-                ["video", "patient_id", *info.schema.keys, *task_columns, "model_version", "notice"]
+                [
+                    "video",
+                    "patient_id",
+                    *info.schema.keys,
+                    *task_columns,
+                    MODEL_COLUMN,
+                    NOTICE_COLUMN,
+                ]
             )
             for row in tqdm(rows, desc="extract", unit="video", disable=not progress):
                 result = extractor.extract_sync(decode_video(row.video))
@@ -38,7 +53,7 @@ def extract_vectors(
                         row.patient_id,
                         *(f"{v:.6f}" for v in result.vector),
                         *(row.tasks[c] for c in task_columns),
-                        info.version,
+                        result.model_version or extractor.model_version,
                         info.provenance.notice,  # experts fit on these vectors inherit it
                     ]
                 )

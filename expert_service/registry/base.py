@@ -22,15 +22,28 @@ class TaskState:
         versions: Stored versions, oldest first (deleted numbers are never reused).
         aliases: Alias -> version, e.g. ``{"production": 3}``.
         owner: The team that registered the task's first version; only it may change the task.
+        newest_is_live: Whether the newest version answers ``version=0`` while no production
+            alias is set: True in the embedded local registry (one user, ``lus train expert``
+            then ``lus serve``); False in the shared Redis registry, where a version answers
+            only once someone promoted it.
     """
 
     versions: tuple[int, ...]
     aliases: Mapping[str, int] = field(default_factory=dict)
     owner: str = ""
+    newest_is_live: bool = True
 
     def default_version(self) -> int | None:
-        """What ``version=0`` serves: the production alias, else the newest version."""
+        """The version a card read of ``version=0`` shows: the production alias, else the
+        newest (so an unpromoted version can be reviewed before it goes live)."""
         return self.aliases.get(PRODUCTION) or (self.versions[-1] if self.versions else None)
+
+    def live_version(self) -> int | None:
+        """What Predict with ``version=0`` and no alias answers with; None when nothing is live
+        (a shared registry whose task was never promoted)."""
+        if PRODUCTION in self.aliases:
+            return self.aliases[PRODUCTION]
+        return self.versions[-1] if self.versions and self.newest_is_live else None
 
 
 @dataclass(frozen=True)
@@ -66,12 +79,15 @@ class ExpertRegistry(Protocol):
     Versions count up from 1 per task and a number is never given out twice, even after a
     delete; ``version=0`` in a read means the default one (production alias, else newest).
     Errors come from ``lus.errors``: ``InvalidInput`` (bad task name or alias, bytes that are not
-    a fitting ONNX model), ``NotFound`` (unknown task or version, naming the known ones),
+    a fitting ONNX model, classes not in the model's own order, no lineage, metric names outside
+    ``card.METRIC_NAMES``), ``NotFound`` (unknown task or version, naming the known ones; no
+    production version yet in a registry whose newest version is not live),
     ``AlreadyExists`` (the same model bytes are already a version of the task),
     ``PermissionDenied`` (registering onto another owner's task), ``FailedPrecondition``
-    (deleting a version an alias points to, rolling back with no history), ``NotReady`` (the
-    store is unreachable; nothing was written) and ``expert_service.errors.CorruptArtifact``
-    (stored bytes no longer match their sha256).
+    (deleting a version an alias points to, rolling back with no history, another class set
+    than the live version's without ``allow_class_change``), ``NotReady`` (the store is
+    unreachable; nothing was written) and ``expert_service.errors.CorruptArtifact`` (stored
+    bytes no longer match their sha256).
     """
 
     def register(self, draft: ExpertDraft, *, owner: str) -> ExpertCard:
@@ -79,7 +95,9 @@ class ExpertRegistry(Protocol):
 
         Model and card are committed together or not at all. The first registration of a task
         makes ``owner`` its owner (empty: no owner yet); a later one with another non-empty
-        owner is refused.
+        owner is refused. A version whose class set differs from the live version's needs
+        ``draft.allow_class_change`` and never goes live by being registered: where the newest
+        version would be live, production is pinned to the version answering before it.
         """
         ...
 

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from expert_service.card import ExpertCard, ExpertDraft, TrainingSummary, validate_task
+from expert_service.card import (
+    METRIC_NAMES,
+    ExpertCard,
+    ExpertDraft,
+    TrainingSummary,
+    validate_task,
+)
+from expert_service.class_order import check_class_order
 from expert_service.errors import CorruptArtifact
+from expert_service.lineage import check_lineage
 from expert_service.model import OnnxExpert
 from expert_service.registry.base import ALIASES, PRODUCTION, TaskState
-from lus.errors import AlreadyExists, InvalidInput, NotFound, PermissionDenied
+from lus.errors import AlreadyExists, FailedPrecondition, InvalidInput, NotFound, PermissionDenied
 
 
 def draft_card(draft: ExpertDraft, *, owner: str) -> ExpertCard:
@@ -20,14 +28,18 @@ def draft_card(draft: ExpertDraft, *, owner: str) -> ExpertCard:
     ever being executed.
 
     Raises:
-        InvalidInput: Bad task name, missing fields, a summary that does not fit, or bytes that
-            are not an ONNX model of the card's shape.
+        InvalidInput: Bad task name, missing fields, metrics outside ``METRIC_NAMES``, a summary
+            that does not fit, a lineage that names no biomarker model (``check_lineage``),
+            bytes that are not an ONNX model of the card's shape, or classes that are not the
+            model's own, in its order (``check_class_order``).
     """
     validate_task(draft.task)
     if not draft.schema_id or not draft.model_family:
         raise InvalidInput("an expert needs a schema_id and a model_family")
+    check_metrics(draft.metrics)
     if draft.training_summary is not None:
         check_summary(draft.training_summary, draft.n_features)
+    lineage = check_lineage(draft.lineage, draft.training_summary)
     try:
         card = ExpertCard(
             task=draft.task,
@@ -43,11 +55,47 @@ def draft_card(draft: ExpertDraft, *, owner: str) -> ExpertCard:
             training_data=draft.training_data,
             notice=draft.notice,
             training_summary=draft.training_summary,
+            lineage=lineage,
         )
     except ValueError as err:
         raise InvalidInput(f"cannot register expert {draft.task!r}: {err}") from None
-    OnnxExpert(draft.onnx_bytes, n_features=draft.n_features, classes=card.classes)
+    expert = OnnxExpert(draft.onnx_bytes, n_features=draft.n_features, classes=card.classes)
+    check_class_order(expert, draft.onnx_bytes, draft.training_summary)
     return card
+
+
+def check_metrics(metrics: Mapping[str, float]) -> None:
+    """Refuse metric names outside the one documented set (``card.METRIC_NAMES``), so every
+    card's figures mean the same thing whichever path fit it."""
+    unknown = sorted(name for name in metrics if name not in METRIC_NAMES)
+    if unknown:
+        raise InvalidInput(
+            f"metric(s) {', '.join(unknown[:5])} are not among the documented names "
+            f"({', '.join(METRIC_NAMES)}): heldout_* figures are on patients kept out of "
+            "fitting, train_* on the fitting vectors; rename them"
+        )
+
+
+def check_class_change(task: str, live: ExpertCard | None, draft: ExpertDraft) -> bool:
+    """Whether ``draft`` changes the class set of ``live`` (the version answering now).
+
+    A version with other classes changes what callers get back (a 3-class question becomes a
+    6-class one), so it is registered only when asked for (``allow_class_change``), and the
+    registry then keeps it from going live until an explicit alias move.
+
+    Raises:
+        FailedPrecondition: The class set differs and ``allow_class_change`` is not set.
+    """
+    if live is None or set(live.classes) == set(draft.classes):
+        return False
+    if not draft.allow_class_change:
+        raise FailedPrecondition(
+            f"task {task!r} answers with v{live.version}, whose {len(live.classes)} classes are "
+            f"{', '.join(live.classes)}; this version has {len(draft.classes)} classes, another "
+            "set. Set allow_class_change (lus train expert --allow-class-change) to register it: "
+            "it then goes live only when an alias is moved to it (Promote, or promote_to)"
+        )
+    return True
 
 
 def check_summary(summary: TrainingSummary, n_features: int) -> None:
@@ -113,12 +161,19 @@ def no_version(task: str, state: TaskState, version: int) -> NotFound:
 
 
 def resolve_alias(task: str, state: TaskState, alias: str) -> int:
-    """The version an alias points to; an unset production alias means the newest version."""
+    """The version an alias points to; an unset production alias means the newest version in a
+    registry whose newest version is live (``TaskState.newest_is_live``)."""
     alias = check_alias(alias)
     if alias in state.aliases:
         return state.aliases[alias]
+    live = state.live_version() if alias == PRODUCTION else None
+    if live is not None:
+        return live
     if alias == PRODUCTION and state.versions:
-        return state.versions[-1]
+        raise NotFound(
+            f"task {task!r} has no production version yet: in the shared registry a version "
+            "answers only once promoted (Promote, or promote_to when registering)"
+        )
     raise NotFound(f"task {task!r} has no {alias} version; promote one first")
 
 

@@ -5,6 +5,11 @@ reader sees a whole version or none. Writes to one task take turns on an advisor
 (``<root>/<task>/.lock``), which also serializes processes sharing the folder; aliases and the
 owner live in ``<task>/task.json`` (see ``local_meta``), and ``<root>/.revision`` counts writes
 so serving processes can poll for changes cheaply.
+
+While a task has no production alias its newest version answers ``version=0`` (the embedded
+registry of ``lus train expert`` then ``lus serve``: one user, who just made that version). A
+version that changes the class set must not go live that way: registering it pins production
+to the version answering before it, and only a promote moves it on.
 """
 
 from __future__ import annotations
@@ -84,11 +89,25 @@ class LocalRegistry:
             meta = read_meta(task_dir)
             common.check_owner(task, meta.owner, owner)
             self._refuse_duplicate(task, unnumbered.sha256)
-            number = max([meta.next_version, *(v + 1 for v in self.versions(task))])
+            versions = self.versions(task)
+            live = TaskState(tuple(versions), dict(meta.aliases)).live_version()
+            live_card = self.card(task, live) if live is not None else None
+            changed = common.check_class_change(task, live_card, draft)
+            number = max([meta.next_version, *(v + 1 for v in versions)])
             card = replace(unnumbered, version=number)
             self._commit(task_dir, card, draft.onnx_bytes)
             meta.next_version = number + 1
             meta.owner = meta.owner or owner
+            if changed and live is not None and PRODUCTION not in meta.aliases:
+                # Here the newest version is live while no alias is set: pin production to the
+                # version answering now, so the new class set goes live only by a promote.
+                meta.aliases[PRODUCTION] = live
+                logger.warning(
+                    "%s v%d changes the class set: production pinned to v%d until promoted",
+                    task,
+                    number,
+                    live,
+                )
             write_meta(task_dir, meta)
         self._bump()
         logger.info("registered expert %s v%d (sha256 %s)", task, card.version, card.sha256[:12])

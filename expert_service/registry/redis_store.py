@@ -15,6 +15,10 @@ Every write (version, sha index, counters, revision and the change event) is one
 so it is applied whole or not at all, and the next version number is never reused. Redis errors
 become ``NotReady`` (UNAVAILABLE): nothing is retried blindly, since a lost reply is ambiguous;
 a caller that retries a registration gets ``AlreadyExists`` if the first attempt landed.
+
+Unlike the local folder, a version answers ``version=0`` only once the production alias points
+to it (``TaskState.newest_is_live`` is False): in a registry every replica serves, registering
+must not put a model in front of clinicians before someone decided it should.
 """
 
 from __future__ import annotations
@@ -107,6 +111,9 @@ class RedisRegistry:
             common.check_owner(task, current_owner, owner)
             existing = pipe.hget(sha_key, unnumbered.sha256)
             common.refuse_duplicate(task, _int(existing) if existing else None, unnumbered.sha256)
+            # Only the production alias is live here, so a new class set cannot go live by
+            # registering; it still needs allow_class_change to be registered at all.
+            common.check_class_change(task, self._production_card(pipe, task), draft)
             card = replace(unnumbered, version=_int(pipe.hget(task_key, "next_version"), 1))
             pipe.multi()
             pipe.hset(
@@ -287,6 +294,14 @@ class RedisRegistry:
         """Call ``on_change`` after every write by any replica (and after each reconnect)."""
         return ChangeFeed(self.client, self.channel, on_change)
 
+    def _production_card(self, pipe: Any, task: str) -> ExpertCard | None:
+        """The card of the version the production alias points to (watched by the caller)."""
+        number = pipe.hget(self._key(task), f"alias:{PRODUCTION}")
+        if number is None:
+            return None
+        text = pipe.hget(self._key(task, "v", _int(number)), "card")
+        return common.parse_card(task, _int(number), text) if text is not None else None
+
     def _watched_state(self, pipe: Any, task: str, versions_key: str, task_key: str) -> TaskState:
         versions = pipe.smembers(versions_key)
         if not versions:
@@ -309,4 +324,5 @@ def _task_state(versions: set[bytes], fields: Mapping[bytes, bytes]) -> TaskStat
         versions=tuple(sorted(map(_int, versions))),
         aliases=aliases,
         owner=(fields.get(b"owner") or b"").decode(),
+        newest_is_live=False,  # shared by every replica: a version answers once promoted
     )

@@ -23,6 +23,7 @@ def _example(message: pb.TrainingExample) -> Example:
             patient_id=message.patient_id,
             values=tuple(message.vector.values),
             schema_id=message.vector.schema_id,
+            biomarker_model=message.vector.model.version,
         )
     return Example(
         label=message.label, patient_id=message.patient_id, video_hash=message.video_hash
@@ -42,6 +43,9 @@ def training_request(request: pb.TrainExpertRequest) -> TrainingRequest:
         notice=request.notice,
         promote_to=request.promote_to,
         biomarker_model_version=request.biomarker_model_version,
+        label_column=request.label_column,
+        label_definition=request.label_definition,
+        allow_class_change=request.allow_class_change,
     )
 
 

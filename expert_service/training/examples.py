@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from expert_service.card import validate_task
+from expert_service.card import GROUND_TRUTH, validate_task
 from expert_service.registry.common import check_alias
 from expert_service.training.catalog import EXTRA_FAMILIES, ZOO_FAMILIES
 from expert_service.training.checks import check_training_set
@@ -29,13 +29,15 @@ _NAMED = 5
 
 @dataclass(frozen=True)
 class Example:
-    """One labelled example: ``values`` (a vector) or ``video_hash``, not both."""
+    """One labelled example: ``values`` (a vector, made by ``biomarker_model``) or
+    ``video_hash``, not both."""
 
     label: str
     patient_id: str
     values: tuple[float, ...] | None = None
     schema_id: str = ""
     video_hash: str = ""
+    biomarker_model: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ class TrainingRequest:
     notice: str = ""
     promote_to: str = ""
     biomarker_model_version: str = ""
+    label_column: str = ""
+    label_definition: str = ""
+    allow_class_change: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,8 @@ class TrainingSet:
     patients: tuple[str, ...]
     n_by_hash: int
     biomarker_models: tuple[str, ...]
-    """Distinct biomarker model versions that made the vectors found by hash."""
+    """Distinct biomarker model versions that made the vectors (sent or found by hash), sorted:
+    the expert's ``Lineage.biomarker_models``."""
 
 
 def check_request(request: TrainingRequest) -> None:
@@ -71,7 +77,8 @@ def check_request(request: TrainingRequest) -> None:
 
     Raises:
         InvalidInput: Bad task name, family or alias, no schema id, an example without a
-            label, a patient id or an input, or a set too small (says what is missing).
+            label, a patient id or an input, a vector that names no biomarker model, or a set
+            too small (says what is missing).
     """
     validate_task(request.task)
     if request.family not in FAMILIES:
@@ -94,6 +101,18 @@ def check_request(request: TrainingRequest) -> None:
     without = [i for i, e in enumerate(request.examples) if e.values is None and not e.video_hash]
     if without:
         raise InvalidInput(f"examples {_listed(without)} have neither a vector nor a video_hash")
+    unnamed = [
+        i
+        for i, e in enumerate(request.examples)
+        if e.values is not None and not e.biomarker_model.strip()
+    ]
+    if unnamed:
+        raise InvalidInput(
+            f"examples {_listed(unnamed)} send vectors that name no biomarker model: set "
+            "vector.model.version to the model that made them (as the biomarker tier returns "
+            f'it), or "{GROUND_TRUTH}" for annotated findings; the expert will answer only '
+            "vectors of the models it was fit on"
+        )
     check_training_set(
         [e.label.strip() for e in request.examples],
         [e.patient_id.strip() for e in request.examples],
@@ -123,12 +142,14 @@ def build_training_set(request: TrainingRequest, store: FeatureStore | None) -> 
             rows.append(example.values)
         else:
             rows.append(stored[example.video_hash].vector)
+    models = {e.biomarker_model.strip() for e in request.examples if e.values is not None}
+    models.update(item.model_version for item in stored.values())
     return TrainingSet(
         vectors=_check_vectors(rows, request.schema_id),
         labels=tuple(e.label.strip() for e in request.examples),
         patients=tuple(e.patient_id.strip() for e in request.examples),
         n_by_hash=sum(1 for e in request.examples if e.values is None),
-        biomarker_models=tuple(sorted({item.model_version for item in stored.values()})),
+        biomarker_models=tuple(sorted(models)),
     )
 
 

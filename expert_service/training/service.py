@@ -20,6 +20,7 @@ from expert_service.answers import TaskInfo
 from expert_service.auth import TeamTokens
 from expert_service.card import ExpertDraft, validate_task
 from expert_service.errors import TrainingUnavailable
+from expert_service.lineage import training_lineage
 from expert_service.registry.base import ExpertRegistry
 from expert_service.training.examples import TrainingRequest, TrainingSet, build_training_set
 from expert_service.training.jobs import JobStatus, Progress, TrainingJobs, TrainingLimits
@@ -163,7 +164,16 @@ class ExpertTraining:
 def _draft(
     job_id: str, request: TrainingRequest, data: TrainingSet, fitted: FitOutcome
 ) -> ExpertDraft:
-    """The expert a job registers: the fitted model, with the request's card texts."""
+    """The expert a job registers: the fitted model, with the request's card texts and the
+    lineage of exactly the rows this replica sent to be fit."""
+    lineage = training_lineage(
+        data.vectors,
+        data.labels,
+        data.patients,
+        biomarker_models=data.biomarker_models,
+        label_column=request.label_column,
+        label_definition=request.label_definition,
+    )
     return ExpertDraft(
         task=request.task,
         onnx_bytes=fitted.onnx_bytes,
@@ -176,6 +186,8 @@ def _draft(
         training_data=request.training_data or _describe(job_id, data),
         notice=request.notice or RESEARCH_DATA_NOTICE,
         training_summary=fitted.summary,
+        lineage=lineage,
+        allow_class_change=request.allow_class_change,
     )
 
 
@@ -196,6 +208,5 @@ def _describe(job_id: str, training_set: TrainingSet) -> str:
         f"{len(set(training_set.patients))} patients; {listed}"
     )
     if training_set.n_by_hash:
-        models = ", ".join(training_set.biomarker_models)
-        text += f"; {training_set.n_by_hash} from the feature store (biomarker model {models})"
-    return text
+        text += f"; {training_set.n_by_hash} from the feature store"
+    return text + f"; biomarker model {', '.join(training_set.biomarker_models)}"

@@ -12,16 +12,21 @@ What it does for the caller:
   uploads by an explicit loop, since gRPC only replays streams that fit its retry buffer;
 * round-robin load balancing over every address a DNS name resolves to;
 * keepalive pings and message-size limits matching the server's;
-* hash first: for DICOM it asks ``Lookup`` by SOP Instance UID (read without pixel data), and
-  with ``hash_pixels`` it decodes locally and asks by pixel hash, uploading only on a miss;
+* hash first: it asks ``Lookup`` by the sha256 of the exact bytes it would upload (any format,
+  no decoder needed) and uploads only on a miss. The service answers only the same content, so
+  a file that reuses another's SOP Instance UID, or a truncated copy, is never answered with
+  another file's vector. A DICOM file's own UID goes along as metadata (read with pydicom
+  where installed), so that a stored reply carries it as an uploaded one would;
 * files above ``stream_threshold`` go through ``ExtractStream`` in chunks (``lus.clients.upload``);
 * TLS, or mutual TLS, when given a ``ClientTls``.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,12 +38,16 @@ from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
 from lus.clients.sniff import is_part10, looks_like_dicom
 from lus.clients.upload import CHUNK_BYTES, STREAM_THRESHOLD, Upload
+from lus.errors import InvalidInput
+from lus.feature_store.base import content_sha256
 from lus.rpc.client import ClientTls, balanced_channel_options, open_channel
 from lus.rpc.server import MiB
 
 logger = logging.getLogger(__name__)
 SERVICE = "lus.biomarker.v1.BiomarkerService"
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+LOOKUP_NOT_SUPPORTED = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED)
+"""Lookup statuses after which the client uploads: the service cannot look this up."""
 T = TypeVar("T")
 
 
@@ -51,18 +60,29 @@ def channel_options(
     )
 
 
-def sop_instance_uid(path: Path) -> str:
+UID_PATTERN = re.compile(r"[0-9.]{1,64}")
+"""What the service accepts as a UID to echo (digits and dots, 64 at most)."""
+
+
+def sop_instance_uid(source: Path | bytes) -> str:
     """The SOP Instance UID of a DICOM file, read without its pixel data.
 
-    "" when the file has none, and where pydicom is not installed (it comes with the
-    ``biomarker`` extra, not with the client): the file is then uploaded without a lookup.
+    "" when the file has none or it cannot be read, and where pydicom is not installed (it comes
+    with the ``biomarker`` extra, not with the client). The UID is metadata only: the service
+    finds stored answers by content, never by UID.
     """
     try:
         import pydicom
     except ImportError:
         return ""
 
-    dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+    handle = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        dataset = pydicom.dcmread(
+            handle, stop_before_pixels=True, specific_tags=["SOPInstanceUID"], force=True
+        )
+    except Exception:  # pydicom has no single error type; the upload will say what is wrong
+        return ""
     return str(getattr(dataset, "SOPInstanceUID", "") or "")
 
 
@@ -99,8 +119,9 @@ class BiomarkerClient:
             stream_threshold: files above this many bytes are streamed in chunks.
             chunk_bytes: size of each streamed chunk.
             max_attempts: attempts per call for UNAVAILABLE / RESOURCE_EXHAUSTED (2..5).
-            hash_first: ask ``Lookup`` by SOP Instance UID before uploading DICOM.
-            hash_pixels: also decode non-DICOM files locally to ask by pixel hash first.
+            hash_first: ask ``Lookup`` by the sha256 of the bytes before uploading them.
+            hash_pixels: also decode locally to ask by pixel hash, so that a re-export of a
+                video the service has seen (other bytes, same pixels) needs no upload.
             tls: CA (and client certificate) of a TLS port; None for plaintext.
         """
         self.timeout_s = timeout_s
@@ -132,30 +153,47 @@ class BiomarkerClient:
         return info
 
     def lookup(
-        self, *, pixel_hash: str = "", sop_instance_uid: str = ""
+        self,
+        *,
+        pixel_hash: str = "",
+        sop_instance_uid: str = "",
+        content_sha256: str = "",
+        model_version: str = "",
     ) -> pb.ExtractResponse | None:
-        """The stored answer for a video, or None when the service has not seen it."""
+        """The stored answer for a video, or None when the service has not seen it.
+
+        Args:
+            pixel_hash: hash of the decoded frames (``lus.feature_store.pixel_hash``).
+            sop_instance_uid: echoed in the answer; never a key (a UID alone is refused with
+                INVALID_ARGUMENT).
+            content_sha256: sha256 of the file's bytes (``lus.feature_store.content_sha256``).
+            model_version: served model version (``ModelRef.version``); "" = the one served.
+        """
         reply: pb.LookupResponse = self._stub.Lookup(
-            pb.LookupRequest(pixel_hash=pixel_hash, sop_instance_uid=sop_instance_uid),
+            pb.LookupRequest(
+                pixel_hash=pixel_hash,
+                sop_instance_uid=sop_instance_uid,
+                content_sha256=content_sha256,
+                model_version=model_version,
+            ),
             timeout=self.timeout_s,
         )
         return reply.result if reply.found else None
 
     def extract_path(self, path: Path) -> pb.ExtractResponse:
         """Biomarkers for a DICOM, MP4, AVI, GIF, MOV or MPEG file on disk."""
-        data = path.read_bytes()
-        uid = ""
-        if self.hash_first and is_part10(data):  # a bare dataset has no file meta to read it by
-            uid = sop_instance_uid(path)
-        return self.extract_bytes(data, sop_instance_uid=uid)
+        return self.extract_bytes(path.read_bytes())
 
     def extract_bytes(self, data: bytes, *, sop_instance_uid: str = "") -> pb.ExtractResponse:
-        """Biomarkers for a file's bytes: lookup first when a key is known, else upload."""
-        digest = ""
-        if self.hash_first and self.hash_pixels and not is_part10(data):  # Part 10: by its UID
-            digest = local_pixel_hash(data)
-        if sop_instance_uid or digest:
-            found = self.lookup(pixel_hash=digest, sop_instance_uid=sop_instance_uid)
+        """Biomarkers for a file's bytes: the stored answer for these bytes, else an upload.
+
+        Args:
+            data: the file, exactly as it will be uploaded.
+            sop_instance_uid: the file's UID, to be echoed by a stored answer; read from a
+                Part-10 file when not given. Metadata only: it never selects the answer.
+        """
+        if self.hash_first:
+            found = self._lookup_first(data, sop_instance_uid)
             if found is not None:
                 return found
         upload = Upload(
@@ -167,6 +205,41 @@ class BiomarkerClient:
         if upload.streamed:  # gRPC replays only streams that fit its retry buffer: retry here
             return self._with_backoff(lambda timeout: upload.send(self._stub, timeout))
         return upload.send(self._stub, self.timeout_s)  # retried by the channel's policy
+
+    def _lookup_first(self, data: bytes, sop_instance_uid: str) -> pb.ExtractResponse | None:
+        """The stored answer for these bytes, or None: upload them.
+
+        A lookup only saves an upload, so a service that cannot answer it (one from before
+        content lookups refuses the request as invalid, a stripped one has no Lookup) gets the
+        upload instead of failing the call; an unreachable one fails it as the upload would.
+        """
+        try:
+            return self.lookup(
+                content_sha256=content_sha256(data),
+                pixel_hash=self._local_pixel_hash(data),
+                sop_instance_uid=self._echoed_uid(data, sop_instance_uid),
+            )
+        except grpc.RpcError as err:
+            code = err.code() if isinstance(err, grpc.Call) else None
+            if code not in LOOKUP_NOT_SUPPORTED:
+                raise
+            logger.info("Lookup got %s; uploading instead", code)
+            return None
+
+    def _local_pixel_hash(self, data: bytes) -> str:
+        if not self.hash_pixels:
+            return ""
+        try:
+            return local_pixel_hash(data)
+        except InvalidInput:  # undecodable here: the upload gets the service's own refusal
+            return ""
+
+    @staticmethod
+    def _echoed_uid(data: bytes, given: str) -> str:
+        """The UID to send with a lookup: given or read, and only in a shape the service
+        accepts, since a lookup must never fail over metadata."""
+        uid = (given or (sop_instance_uid(data) if is_part10(data) else "")).strip()
+        return uid if UID_PATTERN.fullmatch(uid) else ""
 
     def _with_backoff(self, call: Callable[[float], T]) -> T:
         """Retry ``call(remaining_timeout)`` on transient statuses, within the overall deadline."""

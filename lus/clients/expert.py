@@ -1,8 +1,8 @@
 """Python clients of the expert service: answers (``ExpertClient``) and the admin calls.
 
     with ExpertClient("expert.hospital.local:50052") as experts:
-        for task in experts.list_tasks():  # reply: a BiomarkerClient answer
-            print(task.task, experts.predict(task.task, reply.vector).label)
+        for task in experts.list_tasks():  # reply: a BiomarkerClient answer; its vector names
+            print(task.task, experts.predict(task.task, reply.vector).label)  # its model
 
     with ExpertAdminClient("expert-admin.hospital.local:50053", token) as admin:
         job = admin.train_and_follow(request, on_update=print)
@@ -93,29 +93,35 @@ class ExpertClient:
                 expert tier's feature store.
             schema_id: With plain values: the schema they were made with, e.g.
                 "gare2022-lus38.v1@1a2b3c4d5e6f" (the server checks it is the expert's).
-            version: 0 = the version ``alias`` points to (else the newest).
+            version: 0 = the version ``alias`` points to (in a shared registry only a
+                promoted version answers; the embedded one serves the newest when none is).
             alias: With version 0: "production" (when empty) or "staging".
-            biomarker_model_version: With ``video_hash``: whose vector ("" = newest stored).
+            biomarker_model_version: The biomarker model behind the answer. With plain values:
+                the model that made them (``ModelRef.version``; required by every expert not
+                fit on annotated findings). With ``video_hash``: whose stored vector ("" = the
+                expert's own model's). A ``BiomarkerVector`` already names its model.
             max_contributions: Biomarker contributions to return; None = the server's default
                 (5), 0 = none, which skips their extra compute.
 
         Raises:
             ValueError: Neither or both of ``vector`` and ``video_hash``.
-            grpc.RpcError: The server's refusal, e.g. NOT_FOUND for an unknown task.
+            grpc.RpcError: The server's refusal, e.g. NOT_FOUND for an unknown task, or
+                FAILED_PRECONDITION for a vector of a biomarker model the expert was not fit on
+                (the reply's ``biomarker_model_version`` says which model an answer used).
         """
         if (vector is None) == (not video_hash):
             raise ValueError("give a vector or a video_hash, not both or neither")
-        request = pb.PredictRequest(
-            task=task,
-            version=version,
-            alias=alias,
-            video_hash=video_hash,
-            biomarker_model_version=biomarker_model_version,
-        )
+        request = pb.PredictRequest(task=task, version=version, alias=alias, video_hash=video_hash)
         if isinstance(vector, schema_pb2.BiomarkerVector):
             request.vector.CopyFrom(vector)
+            request.biomarker_model_version = biomarker_model_version
         elif vector is not None:
-            request.vector.CopyFrom(schema_pb2.BiomarkerVector(schema_id=schema_id, values=vector))
+            request.vector.schema_id = schema_id
+            request.vector.values.extend(vector)
+            if biomarker_model_version:
+                request.vector.model.version = biomarker_model_version
+        else:
+            request.biomarker_model_version = biomarker_model_version
         if max_contributions is not None:
             request.max_contributions = max_contributions
         reply: pb.PredictResponse = self._stub.Predict(request, timeout=self.timeout_s)

@@ -15,7 +15,7 @@ def is_part10(data: bytes) -> bool:
     """True for a DICOM Part-10 file: ``DICM`` after the 128-byte preamble.
 
     Only such files carry file meta, so only they can be read without guessing the encoding
-    (the client reads their SOP Instance UID to ask the service for a stored answer).
+    (the client reads their SOP Instance UID, to send it along with a lookup by content).
     """
     return data[PREAMBLE_BYTES : PREAMBLE_BYTES + len(MAGIC)] == MAGIC
 

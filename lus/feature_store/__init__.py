@@ -1,6 +1,14 @@
-"""Biomarker vectors stored by decoded-pixel hash and model version, shared by both tiers."""
+"""Biomarker vectors stored by decoded-pixel hash and served model version, and which pixels
+each uploaded file decoded to (by the sha256 of its bytes); shared by both tiers."""
 
-from lus.feature_store.base import FeatureStore, StoredVector, pixel_hash
+from lus.feature_store.base import (
+    FeatureStore,
+    StoredContent,
+    StoredVector,
+    content_sha256,
+    pixel_hash,
+    raw_frames_sha256,
+)
 from lus.feature_store.factory import StoreKind, open_feature_store
 from lus.feature_store.sqlite import SqliteFeatureStore
 
@@ -8,7 +16,10 @@ __all__ = [
     "FeatureStore",
     "SqliteFeatureStore",
     "StoreKind",
+    "StoredContent",
     "StoredVector",
+    "content_sha256",
     "open_feature_store",
     "pixel_hash",
+    "raw_frames_sha256",
 ]

@@ -1,12 +1,22 @@
 """The feature-store contract: the GPU tier writes vectors, the CPU tier and trainer read them.
 
-Entries are keyed by a hash of the decoded pixels (not the file bytes: a re-export changes
-headers but not pixels) and the model version. Nothing patient-identifying is ever stored.
+Two kinds of entry, both found by content only (never by a DICOM UID: modalities and
+anonymisers reuse UIDs, so a UID says nothing about which pixels a file holds):
+
+* ``StoredVector``: a vector keyed by the hash of the decoded pixels and the served model
+  version. Pixels, not file bytes: a re-export changes headers but not pixels, and answers the
+  same. The expert tier and the trainer read these by pixel hash ("video hash").
+* ``StoredContent``: which pixels an uploaded file decodes to, keyed by the sha256 of its bytes
+  and by the decoder that read them. It lets the GPU tier answer a file it has seen before
+  without decoding it, and a client ask by a hash it computes without any decoder.
+
+Nothing patient-identifying is stored: no UID, no file name, no DICOM attribute.
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -21,34 +31,85 @@ def pixel_hash(frames: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def content_sha256(data: bytes) -> str:
+    """sha256 (hex) of a file's bytes exactly as uploaded: what a client sends to Lookup."""
+    return hashlib.sha256(data).hexdigest()
+
+
+RAW_FRAMES_TAG = b"lus-raw-frames\x00"
+"""Starts the hashed bytes of raw frames, so that they never share a hash with a file upload."""
+
+
+def raw_frames_sha256(
+    pixels: bytes, *, count: int, height: int, width: int, channels: int, fps: float
+) -> str:
+    """The content hash of already decoded frames (``RawFrames``): their pixels and shape.
+
+    The frame rate is included because a reply reports it; the pixels alone would let a stored
+    reply carry another upload's rate.
+    """
+    digest = hashlib.sha256(RAW_FRAMES_TAG)
+    digest.update(struct.pack("<4If", count, height, width, channels, fps))
+    digest.update(pixels)
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class StoredVector:
-    """One video's biomarker vector as made by one model version."""
+    """One video's biomarker vector as made by one served model.
+
+    The lineage fields (``artifact_sha256``, ``precision``, ``input_check``) are empty or 0 in
+    entries written before they existed; readers that need them treat such entries as unknown.
+    """
 
     pixel_hash: str
     model_version: str
+    """The served version (``ModelRef.version``): artifact version plus any backend suffix."""
     schema_id: str
     vector: tuple[float, ...]
     clip_vectors: tuple[tuple[float, ...], ...]
     created_at: str
-    sop_instance_uid: str | None = None
-    """DICOM SOP Instance UID: an identifier of the image object, not of the patient."""
+    artifact_sha256: str = ""
+    """sha256 of the artifact file whose weights computed the vector ("" = not recorded)."""
+    precision: str = ""
+    """Numeric precision of the backend: "fp32", "bf16", "int8-dynamic", "int8-static"."""
+    input_check: int = 0
+    """Revision of the input check (``lus.video.adequacy.REVISION``) the decoded video passed;
+    0 = not recorded (written before the check existed)."""
+
+
+@dataclass(frozen=True)
+class StoredContent:
+    """What one uploaded file decoded to: its pixel hash and the reply's video summary."""
+
+    content_sha256: str
+    decoder: str
+    """Identifies the code and libraries that decoded and checked the file: the same bytes may
+    decode to other pixels after a decoder change, so an entry holds for its decoder only."""
+    pixel_hash: str
+    frames: int
+    height: int
+    width: int
+    fps: float
+    created_at: str
 
 
 @runtime_checkable
 class FeatureStore(Protocol):
-    """Get/put vectors; implemented over Redis and over a local SQLite file."""
+    """Get/put vectors and content entries; implemented over Redis and over a SQLite file."""
 
     def get(self, pixel_hash: str, model_version: str | None = None) -> StoredVector | None:
         """The vector for a video hash; the newest across versions when model_version is None."""
         ...
 
-    def find_by_sop_instance_uid(
-        self, uid: str, model_version: str | None = None
-    ) -> StoredVector | None:
-        """The vector stored for a DICOM object, if any."""
-        ...
-
     def put(self, item: StoredVector) -> None:
         """Store (or overwrite) the entry for ``(item.pixel_hash, item.model_version)``."""
+        ...
+
+    def get_content(self, content_sha256: str, decoder: str) -> StoredContent | None:
+        """What a file with these bytes decoded to under ``decoder``, if it was seen."""
+        ...
+
+    def put_content(self, item: StoredContent) -> None:
+        """Store (or overwrite) the entry for ``(item.content_sha256, item.decoder)``."""
         ...

@@ -1,25 +1,35 @@
 """The deployed feature store: Redis, shared by every replica of both tiers.
 
-Keys (all under one prefix, e.g. ``lus:fs:``):
+Keys (all under one prefix, e.g. ``lus:fs:``), layout 2:
 
-    {prefix}v:{pixel_hash}:{model_version}   the JSON document (``codec``)
+    {prefix}v:{pixel_hash}:{model_version}   the vector's JSON document (``codec``)
     {prefix}h:{pixel_hash}                   sorted set: model versions by creation time
-    {prefix}u:{sop_instance_uid}             sorted set: "{pixel_hash}:{model_version}" by time
+    {prefix}c:{content_sha256}:{decoder}     content entry: the pixels a file decodes to
 
 The sorted sets answer "newest across versions" without scanning keys.
+
+Layout 1 (before issue 10) also kept ``{prefix}u:{sop_instance_uid}``, a sorted set of
+"{pixel_hash}:{model_version}" members that answered a file by its UID alone, and a UID inside
+each vector document. Nothing reads either any more: ``v:`` documents of layout 1 stay usable by
+pixel hash (their UID ignored), and ``u:`` keys are dead. ``scrub_legacy_uids`` deletes the
+``u:`` keys and rewrites the old documents without their UID (``python -m
+lus.feature_store.migrate``); until it runs they are ignored.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 import redis
 
 from lus.feature_store import codec
-from lus.feature_store.base import StoredVector
+from lus.feature_store.base import StoredContent, StoredVector
 
 DEFAULT_PREFIX = "lus:fs:"
+SCAN_BATCH = 500
+"""Keys asked for per SCAN step (and deleted per UNLINK) by ``scrub_legacy_uids``."""
 
 
 def _score(created_at: str) -> float:
@@ -28,6 +38,10 @@ def _score(created_at: str) -> float:
         return datetime.fromisoformat(created_at).timestamp()
     except ValueError:
         return 0.0
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisFeatureStore:
@@ -56,6 +70,9 @@ class RedisFeatureStore:
     def _vector_key(self, pixel_hash: str, model_version: str) -> str:
         return f"{self.prefix}v:{pixel_hash}:{model_version}"
 
+    def _content_key(self, content_sha256: str, decoder: str) -> str:
+        return f"{self.prefix}c:{content_sha256}:{decoder}"
+
     def _load(self, key: str) -> StoredVector | None:
         document: Any = self._redis.get(key)
         return None if document is None else codec.decode(document)
@@ -66,34 +83,68 @@ class RedisFeatureStore:
             newest: Any = self._redis.zrevrange(f"{self.prefix}h:{pixel_hash}", 0, 0)
             if not newest:
                 return None
-            model_version = newest[0].decode() if isinstance(newest[0], bytes) else newest[0]
+            model_version = _text(newest[0])
         return self._load(self._vector_key(pixel_hash, str(model_version)))
-
-    def find_by_sop_instance_uid(
-        self, uid: str, model_version: str | None = None
-    ) -> StoredVector | None:
-        """The vector stored for a DICOM object, if any (newest first)."""
-        if not uid:
-            return None
-        members: Any = self._redis.zrevrange(f"{self.prefix}u:{uid}", 0, -1)
-        for member in members:
-            text = member.decode() if isinstance(member, bytes) else str(member)
-            pixel_hash, _, version = text.partition(":")
-            if model_version is None or version == model_version:
-                return self._load(self._vector_key(pixel_hash, version))
-        return None
 
     def put(self, item: StoredVector) -> None:
         """Store (or overwrite) the entry for ``(item.pixel_hash, item.model_version)``."""
         document = codec.encode(item)
-        score = _score(item.created_at)
         pipe = self._redis.pipeline(transaction=True)  # readers never see half an entry
         pipe.set(self._vector_key(item.pixel_hash, item.model_version), document)
+        score = _score(item.created_at)
         pipe.zadd(f"{self.prefix}h:{item.pixel_hash}", {item.model_version: score})
-        if item.sop_instance_uid:
-            member = f"{item.pixel_hash}:{item.model_version}"
-            pipe.zadd(f"{self.prefix}u:{item.sop_instance_uid}", {member: score})
         pipe.execute()
+
+    def get_content(self, content_sha256: str, decoder: str) -> StoredContent | None:
+        """What a file with these bytes decoded to under ``decoder``, if it was seen."""
+        document: Any = self._redis.get(self._content_key(content_sha256, decoder))
+        return None if document is None else codec.decode_content(document)
+
+    def put_content(self, item: StoredContent) -> None:
+        """Store (or overwrite) the entry for ``(item.content_sha256, item.decoder)``."""
+        document = codec.encode_content(item)
+        self._redis.set(self._content_key(item.content_sha256, item.decoder), document)
+
+    def scrub_legacy_uids(self) -> tuple[int, int]:
+        """Delete layout 1's UID index and drop the UID from layout 1's vector documents.
+
+        Safe while replicas serve: neither is read any more, and each document is rewritten
+        only if it is unchanged since it was read (``WATCH``), so a newer write is never lost.
+
+        Returns:
+            ``(uid_keys_deleted, documents_rewritten)``.
+        """
+        deleted = 0
+        batch: list[Any] = []
+        for key in self._redis.scan_iter(match=f"{self.prefix}u:*", count=SCAN_BATCH):
+            batch.append(key)
+            if len(batch) >= SCAN_BATCH:
+                deleted += int(self._redis.unlink(*batch))
+                batch = []
+        if batch:
+            deleted += int(self._redis.unlink(*batch))
+        rewritten = 0
+        for key in self._redis.scan_iter(match=f"{self.prefix}v:*", count=SCAN_BATCH):
+            rewritten += self._drop_uid(key)
+        return deleted, rewritten
+
+    def _drop_uid(self, key: Any) -> int:
+        with self._redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                document: Any = pipe.get(key)
+                if document is None:
+                    return 0
+                data = json.loads(document)
+                if "sop_instance_uid" not in data:
+                    return 0
+                del data["sop_instance_uid"]
+                pipe.multi()
+                pipe.set(key, json.dumps(data, separators=(",", ":")))
+                pipe.execute()
+            except redis.WatchError:  # rewritten meanwhile, by a writer that stores no UID
+                return 0
+        return 1
 
     def close(self) -> None:
         """Release the connection pool."""

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from lus.audit.callers import CallerHook, certificate_caller
 from lus.rpc.interceptors import ErrorToStatusInterceptor
 from lus.rpc.tls import ServerTls
+
+if TYPE_CHECKING:
+    from lus.audit.log import AuditLog
 
 MiB = 1024 * 1024
 
@@ -37,14 +42,21 @@ def create_aio_server(
     extra_interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
     keepalive_s: float = 30.0,
     keepalive_timeout_s: float = 10.0,
+    audit: AuditLog | None = None,
+    audit_caller: CallerHook = certificate_caller,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     """A server with error mapping, keepalive, message limits and a health service.
 
     ``extra_interceptors`` run inside the error mapping, so they still see domain errors.
     Every service starts NOT_SERVING; the caller sets SERVING once its model is loaded.
+
+    With ``audit``, every call but health checks and reflection leaves one record there, with
+    the status the client saw; ``audit_caller`` names the caller in it (default: the client
+    certificate under mutual TLS, else anonymous). Pass a ``RequestIdInterceptor`` in
+    ``extra_interceptors`` so that records carry the id echoed to the caller.
     """
     server = grpc.aio.server(
-        interceptors=[ErrorToStatusInterceptor(), *extra_interceptors],
+        interceptors=[ErrorToStatusInterceptor(audit, audit_caller), *extra_interceptors],
         options=[
             *message_size_options(max_message_bytes),
             *keepalive_options(keepalive_s, keepalive_timeout_s),

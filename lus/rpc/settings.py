@@ -1,4 +1,4 @@
-"""Settings every serving process has, whatever its tier: logging, TLS and shutdown.
+"""Settings every serving process has, whatever its tier: logging, TLS, shutdown and the audit.
 
 Each tier's settings class inherits these fields under its own prefix
 (``LUS_BIOMARKER_TLS_CERT_FILE``, ``LUS_EXPERT_TLS_CERT_FILE``, ...).
@@ -7,7 +7,7 @@ Each tier's settings class inherits these fields under its own prefix
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,7 +16,7 @@ from lus.rpc.tls import ServerTls
 
 
 class ServingSettings(BaseSettings):
-    """Logging, TLS and shutdown fields shared by both tiers (and the settings check)."""
+    """Logging, TLS, shutdown and audit fields shared by both tiers (and the settings check)."""
 
     # Keeps the field docstrings below as descriptions in each tier's settings class too.
     model_config = SettingsConfigDict(use_attribute_docstrings=True)
@@ -39,12 +39,35 @@ class ServingSettings(BaseSettings):
     grace_s: float = Field(default=10.0, ge=0.0)
     """Seconds in-flight calls get to finish on shutdown (SIGTERM/SIGINT). Default 10.0."""
 
+    audit_sink: Literal["jsonl", "redis", "none"] = "jsonl"
+    """Where the audit trail goes (one record per answered or refused call: request id, caller,
+    content hash, model and expert versions, status; no PHI): ``jsonl`` appends to
+    ``audit_path``, ``redis`` adds to the stream ``audit_stream`` on ``audit_redis_url`` (cluster
+    mode), ``none`` keeps no trail. Default jsonl. A sink that cannot be opened stops the start."""
+
+    audit_path: Path = Path("./lus-audit.jsonl")
+    """The JSON-lines audit file (``audit_sink=jsonl``), appended to, never rewritten; both tiers
+    and every worker process may share it (on a local file system). Default ./lus-audit.jsonl,
+    beside ./lus-registry and ./lus-features.sqlite."""
+
+    audit_redis_url: str | None = None
+    """Redis URL for ``audit_sink=redis``, e.g. redis://redis:6379/0. Required with it."""
+
+    audit_stream: str = Field(default="lus:audit", min_length=1)
+    """Key of the audit stream in Redis; every replica of both tiers may share it. lus:audit."""
+
+    audit_maxlen: int = Field(default=1_000_000, ge=1)
+    """Retention bound of the audit stream: entries kept, approximately (``XADD MAXLEN ~``);
+    about 0.5 GB of Redis memory at the default 1,000,000. Ship older ones elsewhere."""
+
     @model_validator(mode="after")
     def _tls_files_together(self) -> Self:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("set both tls_cert_file and tls_key_file, or neither")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        if self.audit_sink == "redis" and not self.audit_redis_url:
+            raise ValueError("audit_sink redis needs audit_redis_url")
         return self
 
     @property

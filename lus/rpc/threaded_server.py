@@ -11,14 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent import futures
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
+from lus.audit.callers import CallerHook, certificate_caller
 from lus.rpc.interceptors import ThreadedErrorToStatusInterceptor
 from lus.rpc.logging import ThreadedRequestIdInterceptor
 from lus.rpc.metrics import RpcMetrics
 from lus.rpc.server import health_statuses, keepalive_options, message_size_options
+
+if TYPE_CHECKING:
+    from lus.audit.log import AuditLog
 
 
 def create_threaded_server(
@@ -30,9 +35,11 @@ def create_threaded_server(
     keepalive_timeout_s: float = 10.0,
     thread_name_prefix: str = "grpc-worker",
     metrics: RpcMetrics | None = None,
+    audit: AuditLog | None = None,
+    audit_caller: CallerHook = certificate_caller,
 ) -> tuple[grpc.Server, health.HealthServicer]:
-    """A threaded server with request ids, error mapping, keepalive, message limits and a
-    health service.
+    """A threaded server with request ids, error mapping, keepalive, message limits, a health
+    service and, given ``audit``, an audit record per call.
 
     Args:
         max_message_bytes: Largest message sent or received.
@@ -43,13 +50,20 @@ def create_threaded_server(
         keepalive_timeout_s: How long a ping may go unanswered.
         thread_name_prefix: Names the worker threads in stack dumps and profiles.
         metrics: Where to count and time every call by method and final status.
+        audit: Where every call but health checks and reflection leaves one record, with its
+            final status and request id (refused calls included); None: no records.
+        audit_caller: Names the caller in each record (default: the client certificate under
+            mutual TLS, else anonymous).
 
     Every service starts NOT_SERVING; the caller sets SERVING once it can answer.
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name_prefix),
         # Request ids outermost, so the error mapping's logs carry the call's id.
-        interceptors=[ThreadedRequestIdInterceptor(), ThreadedErrorToStatusInterceptor(metrics)],
+        interceptors=[
+            ThreadedRequestIdInterceptor(),
+            ThreadedErrorToStatusInterceptor(metrics, audit=audit, caller=audit_caller),
+        ],
         options=[
             *message_size_options(max_message_bytes),
             *keepalive_options(keepalive_s, keepalive_timeout_s),

@@ -14,18 +14,20 @@ import numpy as np
 
 from lus.errors import InvalidInput
 from lus.video.dicom import decode_dicom, looks_like_dicom
+from lus.video.limits import MAX_FRAME_PIXELS, MAX_FRAMES
 from lus.video.types import DecodedVideo
 
-MAX_FRAMES = 5000
-"""Frames decoded at most; longer videos are refused rather than exhaust memory."""
-
-MAX_PIXELS_PER_FRAME = 4096 * 4096
+MAX_PIXELS_PER_FRAME = MAX_FRAME_PIXELS
+"""Pixels of one frame at most (the same limit as ``DecodeLimits.max_frame_pixels``)."""
 
 __all__ = ["MAX_FRAMES", "MAX_PIXELS_PER_FRAME", "DecodedVideo", "decode_video", "frames_from_raw"]
 
 
 def decode_video(source: bytes | Path, *, max_frames: int = MAX_FRAMES) -> DecodedVideo:
     """Decode every frame of a DICOM file or of the first video stream to 8-bit grayscale.
+
+    Every frame is held in memory; a server should use :func:`lus.video.decode_clips`, which
+    keeps only the frames the model needs, within limits and a memory budget.
 
     Raises:
         InvalidInput: empty input, no video stream or pixel data, undecodable data, or too many

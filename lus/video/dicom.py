@@ -17,7 +17,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
-from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.decoders.base import Decoder, get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -28,14 +28,29 @@ from lus.video.types import DecodedVideo
 
 # looks_like_dicom is re-exported: the decoder picks this reader by content, with the same test
 # the client uses to label an upload as DICOM.
-__all__ = ["SEND_HINT", "decode_dicom", "looks_like_dicom"]
+__all__ = [
+    "PARSE_ERRORS",
+    "SEND_HINT",
+    "apply_window",
+    "check_geometry",
+    "decode_dicom",
+    "first_line",
+    "frame_to_gray",
+    "looks_like_dicom",
+    "percentile_window",
+    "percentile_window_frames",
+    "pixel_decoder",
+    "read_dataset",
+    "transfer_syntax",
+    "voi_window",
+]
 
 SEND_HINT = (
     "send an ultrasound cine loop or image (uncompressed, JPEG, JPEG-LS, RLE or JPEG 2000) "
     "or an MP4/AVI video"
 )
 
-_PARSE_ERRORS = (
+PARSE_ERRORS = (
     InvalidDicomError,
     BytesLengthException,
     ValueError,
@@ -67,16 +82,16 @@ class _WithholdDetails(logging.Filter):
 logging.getLogger("pydicom").addFilter(_WithholdDetails())
 
 
-def _read(data: bytes) -> Dataset:
+def read_dataset(data: bytes) -> Dataset:
     try:
         return pydicom.dcmread(io.BytesIO(data), force=True)
-    except _PARSE_ERRORS as err:  # the message may quote file content: name the type only
+    except PARSE_ERRORS as err:  # the message may quote file content: name the type only
         raise InvalidInput(
             f"could not parse the DICOM file ({type(err).__name__}); {SEND_HINT}"
         ) from err
 
 
-def _transfer_syntax(ds: Dataset) -> UID:
+def transfer_syntax(ds: Dataset) -> UID:
     """The transfer syntax, inferred from the encoding for a bare dataset without file meta."""
     meta = getattr(ds, "file_meta", None)
     uid = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -92,9 +107,15 @@ def _transfer_syntax(ds: Dataset) -> UID:
     return syntax
 
 
-def _check_geometry(ds: Dataset, *, max_frames: int, max_pixels: int) -> int:
-    """Number of frames, after checking the image attributes a decoder needs."""
-    if "PixelData" not in ds:
+def check_geometry(
+    ds: Dataset, *, max_frames: int, max_pixels: int, has_pixel_data: bool | None = None
+) -> int:
+    """Number of frames, after checking the image attributes a decoder needs.
+
+    ``has_pixel_data``: whether the file holds Pixel Data, when the caller read the header
+    without it (``None``: look in ``ds``).
+    """
+    if not (("PixelData" in ds) if has_pixel_data is None else has_pixel_data):
         raise InvalidInput(
             "the DICOM file holds no pixel data (7FE0,0010): it is truncated, or not an image "
             f"(e.g. a report or a presentation state); {SEND_HINT}"
@@ -103,7 +124,7 @@ def _check_geometry(ds: Dataset, *, max_frames: int, max_pixels: int) -> int:
         rows, columns = int(ds.Rows), int(ds.Columns)
         declared = ds.get("NumberOfFrames")
         count = 1 if declared is None or str(declared).strip() == "" else int(declared)
-    except _PARSE_ERRORS as err:
+    except PARSE_ERRORS as err:
         raise InvalidInput(
             f"the DICOM file lacks valid Rows/Columns/Number of Frames; {SEND_HINT}"
         ) from err
@@ -118,12 +139,8 @@ def _check_geometry(ds: Dataset, *, max_frames: int, max_pixels: int) -> int:
     return count
 
 
-def _raw_frames(ds: Dataset, syntax: UID) -> Iterator[tuple[np.ndarray, dict[str, str | int]]]:
-    """Decoded frames with the properties of what was decoded.
-
-    No colour conversion is asked for: the properties say whether a frame holds YCbCr (a JPEG
-    codec may have converted it to RGB already) and the luma is then the Y channel as stored.
-    """
+def pixel_decoder(syntax: UID) -> Decoder:
+    """pydicom's decoder for ``syntax``, refused when unsupported or not installed."""
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError as err:
@@ -135,6 +152,16 @@ def _raw_frames(ds: Dataset, syntax: UID) -> Iterator[tuple[np.ndarray, dict[str
             f"no decoder for DICOM transfer syntax {syntax.name} ({syntax}) is installed "
             f"here; {SEND_HINT}"
         )
+    return decoder
+
+
+def _raw_frames(ds: Dataset, syntax: UID) -> Iterator[tuple[np.ndarray, dict[str, str | int]]]:
+    """Decoded frames with the properties of what was decoded.
+
+    No colour conversion is asked for: the properties say whether a frame holds YCbCr (a JPEG
+    codec may have converted it to RGB already) and the luma is then the Y channel as stored.
+    """
+    decoder = pixel_decoder(syntax)
     if syntax.is_compressed:
         yield from decoder.iter_array(ds, as_rgb=False)
         return
@@ -148,25 +175,48 @@ def _raw_frames(ds: Dataset, syntax: UID) -> Iterator[tuple[np.ndarray, dict[str
         yield frame, props
 
 
+def voi_window(ds: Dataset) -> tuple[float, float] | None:
+    """The gray range ``(low, high)`` of the file's first VOI window, if it has a usable one."""
+    try:
+        center = float(np.ravel(ds.WindowCenter)[0])
+        width = float(np.ravel(ds.WindowWidth)[0])
+    except (AttributeError, KeyError, ValueError, TypeError, IndexError):
+        return None
+    if np.isfinite(center) and np.isfinite(width) and width >= 1:
+        return center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2
+    return None
+
+
+def percentile_window_frames(count: int) -> range:
+    """The frames whose values set the window when the file has none: every ``count // 16``-th
+    (at most 31 frames), enough for stable percentiles without reading every frame."""
+    return range(0, count, max(1, count // 16))
+
+
+def percentile_window(values: np.ndarray) -> tuple[float, float]:
+    """``(low, high)``: the 0.5 and 99.5 percentiles of modality values of
+    :func:`percentile_window_frames` (float32, any shape)."""
+    low, high = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    return low, high
+
+
+def apply_window(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Modality values (float32) mapped linearly from ``[low, high]`` to 0-255 uint8."""
+    scaled = (values - low) / max(high - low, 1e-6) * 255.0
+    result: np.ndarray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return result
+
+
 def _window_to_uint8(stack: np.ndarray, ds: Dataset) -> np.ndarray:
     """Map more-than-8-bit monochrome values to 0-255: the file's VOI window, else the 0.5-99.5
     percentiles of the whole video (one mapping for all frames, so brightness stays comparable).
     """
     values = apply_modality_lut(stack, ds).astype(np.float32)
-    try:
-        center = float(np.ravel(ds.WindowCenter)[0])
-        width = float(np.ravel(ds.WindowWidth)[0])
-    except (AttributeError, KeyError, ValueError, TypeError, IndexError):
-        center, width = float("nan"), float("nan")
-    if np.isfinite(center) and np.isfinite(width) and width >= 1:
-        low, high = center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2
-    else:
-        low, high = (
-            float(v) for v in np.percentile(values[:: max(1, len(values) // 16)], [0.5, 99.5])
-        )
-    scaled = (values - low) / max(high - low, 1e-6) * 255.0
-    result: np.ndarray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    return result
+    window = voi_window(ds)
+    if window is None:
+        picked = percentile_window_frames(len(values))
+        window = percentile_window(values[picked.start : picked.stop : picked.step])
+    return apply_window(values, *window)
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -175,7 +225,7 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
 
 
-def _to_gray(frame: np.ndarray, props: dict[str, str | int], ds: Dataset) -> np.ndarray:
+def frame_to_gray(frame: np.ndarray, props: dict[str, str | int], ds: Dataset) -> np.ndarray:
     """One decoded frame as grayscale: uint8 when 8-bit, else its integer values for windowing."""
     interpretation = str(props.get("photometric_interpretation", ""))
     bits = int(props.get("bits_stored", 8))
@@ -206,20 +256,20 @@ def decode_dicom(data: bytes, *, max_frames: int, max_pixels: int) -> DecodedVid
         InvalidInput: unparseable file, no pixel data, unsupported or undecodable transfer
             syntax, truncated pixel data, zero or too many frames, or frames too large.
     """
-    ds = _read(data)
-    count = _check_geometry(ds, max_frames=max_frames, max_pixels=max_pixels)
-    syntax = _transfer_syntax(ds)
+    ds = read_dataset(data)
+    count = check_geometry(ds, max_frames=max_frames, max_pixels=max_pixels)
+    syntax = transfer_syntax(ds)
     frames: list[np.ndarray] = []
     props: dict[str, str | int] = {}
     try:
         for frame, props in _raw_frames(ds, syntax):
-            frames.append(_to_gray(frame, props, ds))
+            frames.append(frame_to_gray(frame, props, ds))
     except InvalidInput:
         raise
-    except (*_PARSE_ERRORS, MemoryError) as err:
+    except (*PARSE_ERRORS, MemoryError) as err:
         raise InvalidInput(
             f"could not decode the DICOM pixel data ({syntax.name}): {type(err).__name__}: "
-            f"{_first_line(err)}; the file may be truncated or corrupt; {SEND_HINT}"
+            f"{first_line(err)}; the file may be truncated or corrupt; {SEND_HINT}"
         ) from err
     if len(frames) != count:
         raise InvalidInput(
@@ -236,7 +286,7 @@ def decode_dicom(data: bytes, *, max_frames: int, max_pixels: int) -> DecodedVid
         sop_instance_uid = str(uid) if uid else None
         fps = frames_per_second(ds)
         regions = ultrasound_regions(ds)
-    except _PARSE_ERRORS as err:  # the message may quote file content: name the type only
+    except PARSE_ERRORS as err:  # the message may quote file content: name the type only
         raise InvalidInput(
             f"could not read the DICOM header ({type(err).__name__}); {SEND_HINT}"
         ) from err
@@ -248,7 +298,7 @@ def decode_dicom(data: bytes, *, max_frames: int, max_pixels: int) -> DecodedVid
     )
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     """An exception's first line, short: pixel-decoding errors describe data, never identity."""
     text = str(err).strip().splitlines()
     return text[0][:200] if text else "no details"

@@ -66,7 +66,13 @@ def expert_onnx() -> bytes:
 
 
 def predict_request(task: str = "scale_task") -> epb.PredictRequest:
-    vector = schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=[0.5] * len(SCHEMA))
+    # Named as the biomarker replicas name their vectors (the artifact's version, torch fp32):
+    # the expert answers only vectors of the model it was registered as fit on.
+    vector = schema_pb2.BiomarkerVector(
+        schema_id=SCHEMA.schema_id,
+        values=[0.5] * len(SCHEMA),
+        model=schema_pb2.ModelRef(version="scale-test"),
+    )
     return epb.PredictRequest(task=task, vector=vector)
 
 
@@ -173,6 +179,9 @@ def test_scale_out_survives_a_killed_replica_of_each_tier(
                     classes=["high", "low"],
                     n_features=len(SCHEMA),
                     model_family="logreg",
+                    lineage=epb.Lineage(biomarker_models=["scale-test"]),
+                    # The shared (Redis) registry serves a version only once promoted.
+                    promote_to="production",
                 ),
                 metadata=TOKEN,
                 timeout=30,

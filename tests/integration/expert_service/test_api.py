@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from expert_service.card import ExpertDraft, TrainingSummary
+from expert_service.card import ExpertDraft, Lineage, TrainingSummary
 from expert_service.explain import ood_scores
 from expert_service.registry import LocalRegistry
 from expert_service.server import create_server
@@ -30,6 +30,7 @@ from tests.fakes import logistic_fit
 
 SCHEMA = load_schema()
 N = len(SCHEMA)
+MODEL = "biomarker-a"
 TOKENS = {"radiology": "rad-secret", "cardiology": "card-secret"}
 RAD = (("authorization", "Bearer rad-secret"),)
 SERVICE = "lus.expert.v1.ExpertService"
@@ -67,6 +68,7 @@ def _draft(task: str, onnx: bytes, summary: TrainingSummary | None) -> ExpertDra
         n_features=N,
         model_family="logreg",
         training_summary=summary,
+        lineage=Lineage(biomarker_models=(MODEL,)),
     )
 
 
@@ -87,11 +89,14 @@ class _MemoryFeatureStore:
         ]
         return hits[-1] if hits else None
 
-    def find_by_sop_instance_uid(self, uid: str, model_version: str | None = None) -> None:
-        return None
-
     def put(self, item: StoredVector) -> None:
         self._items[(item.pixel_hash, item.model_version)] = item
+
+    def get_content(self, content_sha256: str, decoder: str) -> None:
+        return None
+
+    def put_content(self, item: object) -> None:
+        """Not used by the expert tier."""
 
 
 def _serve(root: Path, scenario: Scenario, *, store: object = None, **settings: object) -> None:
@@ -127,6 +132,7 @@ def _register_request(
         n_features=N,
         model_family="logreg",
         notice="SYNTHETIC",
+        lineage=pb.Lineage(biomarker_models=[MODEL]),
     )
     if summary is not None:
         request.training_summary.CopyFrom(
@@ -142,7 +148,9 @@ def _register_request(
 
 
 def _vector(values: list[float]) -> schema_pb2.BiomarkerVector:
-    return schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=values)
+    return schema_pb2.BiomarkerVector(
+        schema_id=SCHEMA.schema_id, values=values, model=schema_pb2.ModelRef(version=MODEL)
+    )
 
 
 async def _code(call: Awaitable[object]) -> grpc.StatusCode:
@@ -381,7 +389,7 @@ def test_predict_by_video_hash_uses_the_feature_store(
     store = _MemoryFeatureStore(
         [
             StoredVector(
-                "ab" * 32, "m1", SCHEMA.schema_id, values, (values,), "2026-01-01T00:00:00+00:00"
+                "ab" * 32, MODEL, SCHEMA.schema_id, values, (values,), "2026-01-01T00:00:00+00:00"
             )
         ]
     )
@@ -392,13 +400,14 @@ def test_predict_by_video_hash_uses_the_feature_store(
         by_vector = await stub.Predict(
             pb.PredictRequest(task="covid", vector=_vector(list(values)))
         )
-        assert by_hash == by_vector
+        assert by_hash == by_vector and by_hash.biomarker_model_version == MODEL
         missing = stub.Predict(pb.PredictRequest(task="covid", video_hash="cd" * 32))
         assert await _code(missing) == grpc.StatusCode.NOT_FOUND
+        # Another model's vector is never used for this expert, stored or not.
         other = stub.Predict(
             pb.PredictRequest(task="covid", video_hash="ab" * 32, biomarker_model_version="m2")
         )
-        assert await _code(other) == grpc.StatusCode.NOT_FOUND
+        assert await _code(other) == grpc.StatusCode.FAILED_PRECONDITION
 
     _serve(root, scenario, store=store)
 
@@ -443,7 +452,7 @@ def test_matrix_batches_answer_like_single_predicts(
     def matrix(task: str, values: list[float], n: int = 6, top_k: int = 0) -> pb.VectorMatrix:
         return pb.VectorMatrix(
             task=task, schema_id=SCHEMA.schema_id, n_vectors=n, values=values,
-            max_contributions=top_k,
+            max_contributions=top_k, model=schema_pb2.ModelRef(version=MODEL),
         )  # fmt: skip
 
     async def scenario(channel: grpc.aio.Channel, _: grpc.aio.Channel) -> None:

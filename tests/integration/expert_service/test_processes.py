@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from expert_service.card import ExpertDraft
+from expert_service.card import ExpertDraft, Lineage
 from expert_service.registry import LocalRegistry
 from lus.biomarker.v1 import schema_pb2
 from lus.expert.v1 import expert_service_pb2 as pb
@@ -25,7 +25,10 @@ from tests.processes import EXPERT_PORTS, server_process
 
 SCHEMA = load_schema()
 N = len(SCHEMA)
-VECTOR = schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=[0.4] * N)
+MODEL = "biomarker-a"
+VECTOR = schema_pb2.BiomarkerVector(
+    schema_id=SCHEMA.schema_id, values=[0.4] * N, model=schema_pb2.ModelRef(version=MODEL)
+)
 CONNECTIONS = 16
 """Client connections; the kernel hashes each to a process, so all 16 landing on the same
 one of two has probability 2**-15."""
@@ -42,6 +45,7 @@ def _register(registry: LocalRegistry, seed: int) -> None:
         classes=("covid", "healthy"),
         n_features=N,
         model_family="logreg",
+        lineage=Lineage(biomarker_models=(MODEL,)),
     )
     registry.register(draft, owner="radiology")
 

@@ -13,7 +13,7 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
-from expert_service.card import ExpertCard, ExpertDraft, TrainingSummary  # noqa: E402
+from expert_service.card import ExpertCard, ExpertDraft, Lineage, TrainingSummary  # noqa: E402
 from expert_service.registry import ExpertRegistry, LocalRegistry  # noqa: E402
 from expert_service.registry.redis_store import RedisRegistry  # noqa: E402
 from lus.errors import (  # noqa: E402
@@ -65,15 +65,19 @@ def _register(
     task: str = "covid",
     owner: str = "a",
     training_summary: TrainingSummary | None = None,
+    classes: tuple[str, ...] = ("covid", "healthy"),
+    allow_class_change: bool = False,
 ) -> ExpertCard:
     draft = ExpertDraft(
         task,
         model,
         schema_id=SCHEMA_ID,
-        classes=("covid", "healthy"),
+        classes=classes,
         n_features=N_FEATURES,
         model_family="logreg",
         training_summary=training_summary,
+        lineage=Lineage(biomarker_models=("biomarker-a",)),
+        allow_class_change=allow_class_change,
     )
     return reg.register(draft, owner=owner)
 
@@ -100,7 +104,8 @@ def test_versions_cards_and_bytes_round_trip(
     assert (first.version, second.version) == (1, 2)
     assert any_registry.get("covid", 1) == (first, models[0])
     assert any_registry.card("covid", 1).training_summary == summary
-    assert any_registry.card("covid").version == 2  # no production alias: newest
+    assert any_registry.card("covid", 1).lineage == Lineage(biomarker_models=("biomarker-a",))
+    assert any_registry.card("covid").version == 2  # no production alias: the newest card
     assert any_registry.versions("covid") == [1, 2] and any_registry.tasks() == ["covid"]
     state = any_registry.state()
     assert state.tasks["covid"].versions == (1, 2) and state.tasks["covid"].owner == "a"
@@ -136,6 +141,34 @@ def test_promote_rollback_and_delete(any_registry: ExpertRegistry, models: list[
         any_registry.promote("covid", 1, "canary")
     with pytest.raises(NotFound, match="has no version 9"):
         any_registry.promote("covid", 9)
+
+
+def test_only_the_local_registry_serves_an_unpromoted_version(
+    any_registry: ExpertRegistry, models: list[bytes]
+) -> None:
+    _register(any_registry, models[0])
+    local = isinstance(any_registry, LocalRegistry)
+    # Shared by every replica, Redis serves a version only once someone promoted it.
+    assert any_registry.task_state("covid").live_version() == (1 if local else None)
+    any_registry.promote("covid", 1)
+    assert any_registry.task_state("covid").live_version() == 1
+
+
+def test_a_new_class_set_is_registered_only_when_allowed_and_never_goes_live(
+    any_registry: ExpertRegistry, models: list[bytes]
+) -> None:
+    _register(any_registry, models[0])
+    any_registry.promote("covid", 1)
+
+    def rule(x: np.ndarray) -> np.ndarray:
+        return np.where(x[:, 0] > 0.6, "covid", np.where(x[:, 1] > 0.5, "ards", "healthy"))
+
+    three = logistic_onnx(7, N_FEATURES, rule=rule, rows=90)
+    classes = ("ards", "covid", "healthy")
+    with pytest.raises(FailedPrecondition, match="allow_class_change"):
+        _register(any_registry, three, classes=classes)
+    card = _register(any_registry, three, classes=classes, allow_class_change=True)
+    assert card.version == 2 and any_registry.task_state("covid").live_version() == 1
 
 
 def test_a_task_belongs_to_its_first_team(

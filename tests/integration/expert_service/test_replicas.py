@@ -37,7 +37,10 @@ TOKENS = {"radiology": "rad-secret"}
 RAD = (("authorization", "Bearer rad-secret"),)
 SERVICE = "lus.expert.v1.ExpertService"
 ADMIN_SERVICE = "lus.expert.v1.ExpertAdminService"
-VECTOR = schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=[0.4] * N)
+MODEL = "biomarker-a"
+VECTOR = schema_pb2.BiomarkerVector(
+    schema_id=SCHEMA.schema_id, values=[0.4] * N, model=schema_pb2.ModelRef(version=MODEL)
+)
 WAIT_S = 10.0
 """Generous bound for polling loops (not a timing assertion: a healthy run takes ~0.1 s)."""
 
@@ -57,6 +60,7 @@ def _register(stub: pb_grpc.ExpertAdminServiceStub, onnx: bytes, promote_to: str
             n_features=N,
             model_family="logreg",
             promote_to=promote_to,
+            lineage=pb.Lineage(biomarker_models=[MODEL]),
         ),
         metadata=RAD,
         timeout=30,
@@ -141,6 +145,14 @@ def test_register_on_one_replica_serve_on_the_other(
         admin = pb_grpc.ExpertAdminServiceStub(first.admin)
         reader = pb_grpc.ExpertServiceStub(second.channel)
         assert _register(admin, models[0]) == 1
+        # The other replica sees the new version at once, but in the shared registry it
+        # answers only once promoted.
+        assert reader.GetTask(pb.GetTaskRequest(task="covid"), timeout=5).version == 1
+        with pytest.raises(grpc.RpcError) as caught:
+            reader.Predict(pb.PredictRequest(task="covid", vector=VECTOR), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "no production version yet" in (caught.value.details() or "")
+        admin.Promote(pb.PromoteRequest(task="covid", version=1), metadata=RAD, timeout=10)
         delays = [_wait_for_version(reader, 1)]
         assert _register(admin, models[1], promote_to="production") == 2
         delays.append(_wait_for_version(reader, 2))
@@ -259,16 +271,17 @@ def _health(channel: grpc.Channel, service: str) -> int:
 
 
 def test_not_serving_until_the_registry_is_synced_once(tmp_path: Path, models: list[bytes]) -> None:
-    from expert_service.card import ExpertDraft
+    from expert_service.card import ExpertDraft, Lineage
     from expert_service.registry.redis_store import RedisRegistry
 
     with _own_redis(tmp_path) as (url, (start, stop)):
         registry = RedisRegistry(url)
         draft = ExpertDraft(
             "covid", models[0], schema_id=SCHEMA.schema_id, classes=("covid", "healthy"),
-            n_features=N, model_family="logreg",
+            n_features=N, model_family="logreg", lineage=Lineage(biomarker_models=(MODEL,)),
         )  # fmt: skip
         registry.register(draft, owner="radiology")
+        registry.promote("covid", 1)
         registry.close()
         stop()
         with _server(url, "lus:expert:") as replica:

@@ -20,7 +20,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from expert_service.card import ExpertDraft
+from expert_service.card import ExpertDraft, Lineage
 from expert_service.registry import LocalRegistry, RegistryState
 from expert_service.server import create_server
 from expert_service.settings import ExpertSettings
@@ -36,6 +36,7 @@ from trainer.experts import fit_expert
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA = load_schema()
 SERVICE = "lus.expert.v1.ExpertService"
+MODEL = "gare2022-lus38-test"
 
 Scenario = Callable[[grpc.aio.Channel], Awaitable[None]]
 
@@ -60,6 +61,7 @@ def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         description="COVID-19 vs healthy from biomarkers",
         training_data="240 random vectors",
         notice=SYNTHETIC_DATA_NOTICE,
+        lineage=Lineage(biomarker_models=(MODEL,)),
     )
     LocalRegistry(root).register(draft, owner="tests")
     return root
@@ -81,8 +83,12 @@ def _serve(registry_dir: Path, scenario: Scenario) -> None:
     asyncio.run(main())
 
 
-def _vector(values: list[float], schema_id: str = SCHEMA.schema_id) -> schema_pb2.BiomarkerVector:
-    return schema_pb2.BiomarkerVector(schema_id=schema_id, values=values)
+def _vector(
+    values: list[float], schema_id: str = SCHEMA.schema_id, model: str = MODEL
+) -> schema_pb2.BiomarkerVector:
+    return schema_pb2.BiomarkerVector(
+        schema_id=schema_id, values=values, model=schema_pb2.ModelRef(version=model)
+    )
 
 
 async def _health(channel: grpc.aio.Channel, service: str = SERVICE) -> int:
@@ -114,6 +120,8 @@ def test_health_list_get_and_predict(registry_dir: Path) -> None:
         high[0] = high[4] = 1.0  # far on the "covid" side of the labelling rule
         answer = await stub.Predict(pb.PredictRequest(task="covid", vector=_vector(high)))
         assert (answer.task, answer.version, answer.label) == ("covid", 1, "covid")
+        assert answer.biomarker_model_version == MODEL
+        assert list(card.lineage.biomarker_models) == [MODEL]
         assert [p.label for p in answer.probabilities] == ["covid", "healthy"]
         assert math.isclose(sum(p.probability for p in answer.probabilities), 1.0, abs_tol=1e-5)
         assert answer.notice == SYNTHETIC_DATA_NOTICE
@@ -157,6 +165,12 @@ def test_bad_inputs_get_exact_status_codes_and_the_server_keeps_serving(registry
             pb.PredictRequest(task="Covid!", vector=_vector([0.5] * n)),
             grpc.StatusCode.INVALID_ARGUMENT,
             "task name",
+        ),
+        (
+            pb.PredictRequest(task="covid", vector=_vector([0.5] * n, model="retrained")),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"vector made by biomarker model retrained; expert covid v1 was fit on biomarker "
+            f"model {MODEL}",
         ),
     ]
 

@@ -19,6 +19,8 @@ import grpc
 import numpy as np
 import pytest
 
+from expert_service.card import METRIC_NAMES
+from expert_service.lineage import training_set_sha256
 from expert_service.server import create_server, process_fitter
 from expert_service.settings import ExpertSettings
 from lus.biomarker.v1 import schema_pb2
@@ -33,6 +35,7 @@ from trainer.expert_fitting import fit_in_worker
 
 SCHEMA = load_schema()
 N = len(SCHEMA)
+MODEL = "gare2022-lus38-20261126T0040Z-4123ea"
 TOKENS = {"radiology": "rad-secret", "cardiology": "card-secret"}
 RAD = (("authorization", "Bearer rad-secret"),)
 CARD = (("authorization", "Bearer card-secret"),)
@@ -86,13 +89,15 @@ def _vectors(
 
 
 def _request(
-    rows: list[tuple[list[float], str, str]], task: str = "covid", **fields: object
+    rows: list[tuple[list[float], str, str]],
+    task: str = "covid",
+    model: str = MODEL,
+    **fields: object,
 ) -> pb.TrainExpertRequest:
     request = pb.TrainExpertRequest(task=task, schema_id=SCHEMA.schema_id, **fields)  # type: ignore[arg-type]
     for values, label, patient in rows:
-        request.examples.add(
-            vector=schema_pb2.BiomarkerVector(values=values), label=label, patient_id=patient
-        )
+        vector = schema_pb2.BiomarkerVector(values=values, model=schema_pb2.ModelRef(version=model))
+        request.examples.add(vector=vector, label=label, patient_id=patient)
     return request
 
 
@@ -119,8 +124,14 @@ async def _refused(call: Awaitable[object]) -> grpc.aio.AioRpcError:
 def test_a_trained_expert_is_registered_with_its_card_and_serves(tmp_path: Path) -> None:
     async def scenario(channel: Channel, admin_channel: Channel, admin_address: str) -> None:
         admin = pb_grpc.ExpertAdminServiceStub(admin_channel)
+        rows = _vectors(12, 5)
         request = _request(
-            _vectors(12, 5), family="zoo", description="COVID vs healthy", promote_to="production"
+            rows,
+            family="zoo",
+            description="COVID vs healthy",
+            promote_to="production",
+            label_column="covid",
+            label_definition="covid: RT-PCR positive within 48 h",
         )
         submitted = await admin.TrainExpert(request, metadata=RAD)
         assert submitted.state == pb.TRAINING_JOB_STATE_QUEUED
@@ -131,7 +142,19 @@ def test_a_trained_expert_is_registered_with_its_card_and_serves(tmp_path: Path)
         assert seen == sorted(seen)
         card = job.card
         assert (card.task, card.version, card.owner) == ("covid", 1, "radiology")
-        assert card.metrics["zoo_candidates"] == 19.0 and "val_accuracy" in card.metrics
+        assert card.metrics["zoo_candidates"] == 19.0 and "heldout_accuracy" in card.metrics
+        assert set(card.metrics) <= set(METRIC_NAMES)  # the names every fit path writes
+        lineage = card.lineage
+        assert list(lineage.biomarker_models) == [MODEL] and lineage.n_examples == 60
+        assert lineage.training_set_sha256 == training_set_sha256(
+            [values for values, _, _ in rows],
+            [label for _, label, _ in rows],
+            [patient for _, _, patient in rows],
+        )
+        assert (lineage.label_column, lineage.label_definition) == (
+            "covid",
+            "covid: RT-PCR positive within 48 h",
+        )
         assert set(card.classes) == {"covid", "healthy"}
         assert card.training_summary.n_patients == 12
         assert dict(card.training_summary.class_counts) == {"covid": 30, "healthy": 30}
@@ -144,9 +167,15 @@ def test_a_trained_expert_is_registered_with_its_card_and_serves(tmp_path: Path)
         # Registered through RegisterExpert's path: this replica serves it at once.
         public = pb_grpc.ExpertServiceStub(channel)
         sick = [0.9] * 4 + [0.25] * (N - 4)
-        vector = schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=sick)
+        vector = schema_pb2.BiomarkerVector(
+            schema_id=SCHEMA.schema_id, values=sick, model=schema_pb2.ModelRef(version=MODEL)
+        )
         answer = await public.Predict(pb.PredictRequest(task="covid", vector=vector))
         assert (answer.version, answer.alias, answer.label) == (1, "production", "covid")
+        assert answer.biomarker_model_version == MODEL
+        vector.model.version = "another-model"
+        error = await _refused(public.Predict(pb.PredictRequest(task="covid", vector=vector)))
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
         listed = await public.ListTasks(pb.ListTasksRequest())
         assert [t.task for t in listed.tasks] == ["covid"]
 
@@ -169,6 +198,10 @@ def test_a_set_too_small_is_refused_with_what_is_missing(tmp_path: Path) -> None
 
         error = await _refused(admin.TrainExpert(_request(rows, family="gbm"), metadata=RAD))
         assert "unknown expert family 'gbm'" in error.details()
+
+        error = await _refused(admin.TrainExpert(_request(_vectors(6, 2), model=""), metadata=RAD))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "send vectors that name no biomarker model" in error.details()
 
         by_hash = _request(_vectors(6, 2))
         by_hash.examples[0].video_hash = "ab" * 32
@@ -234,12 +267,14 @@ def test_training_by_video_hash_from_the_feature_store(tmp_path: Path) -> None:
         job, _ = await _follow(admin, await admin.TrainExpert(by_hash(hashes), metadata=RAD))
         assert job.state == pb.TRAINING_JOB_STATE_SUCCEEDED, job.error
         assert job.card.model_family == "logreg"
-        assert "24 from the feature store (biomarker model bio-v1)" in job.card.training_data
+        assert "24 from the feature store; biomarker model bio-v1" in job.card.training_data
+        assert list(job.card.lineage.biomarker_models) == ["bio-v1"]
 
         answer = await pb_grpc.ExpertServiceStub(channel).Predict(
             pb.PredictRequest(task="covid", version=job.card.version, video_hash=hashes[1])
         )
         assert answer.label in {"covid", "healthy"} and answer.version == job.card.version
+        assert answer.biomarker_model_version == "bio-v1"
 
     _serve(tmp_path / "registry", scenario, store=store)
 
@@ -273,9 +308,9 @@ def test_a_replica_without_a_fitter_answers_unimplemented_and_says_which_one_fit
 def _write_csv(path: Path, rows: list[tuple[list[float], str, str]]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*SCHEMA.keys, "covid", "patient_id"])
+        writer.writerow([*SCHEMA.keys, "covid", "patient_id", "biomarker_model"])
         for values, label, patient in rows:
-            writer.writerow([*(f"{v:.6f}" for v in values), label, patient])
+            writer.writerow([*(f"{v:.6f}" for v in values), label, patient, MODEL])
     return path
 
 
@@ -298,11 +333,18 @@ def test_lus_train_expert_with_server_submits_and_follows_the_job(
         assert "INVALID_ARGUMENT" in capsys.readouterr().out
 
         good_args = [*base, *token, "--vectors", str(good), "--promote-to", "staging"]
+        good_args += ["--label-definition", "covid: RT-PCR positive"]
         assert await asyncio.to_thread(cli.main, good_args) == 0
         printed = capsys.readouterr().out
         assert "registered covid v1 (logreg)" in printed and "staging -> v1" in printed
+        assert f"fit on biomarker model {MODEL}" in printed
         card = await pb_grpc.ExpertServiceStub(channel).GetTask(pb.GetTaskRequest(task="covid"))
         assert card.owner == "radiology" and "good.csv" in card.training_data
+        assert list(card.lineage.biomarker_models) == [MODEL]
+        assert (card.lineage.label_column, card.lineage.label_definition) == (
+            "covid",
+            "covid: RT-PCR positive",
+        )
 
     _serve(tmp_path / "registry", scenario)
 

@@ -28,6 +28,7 @@ SCHEMA = load_schema()
 N = len(SCHEMA)
 TOKEN = "rad-secret"
 TOKENS = {"radiology": TOKEN}
+MODEL = "biomarker-a"
 
 
 @contextmanager
@@ -74,6 +75,7 @@ def _expert(seed: int) -> pb.RegisterExpertRequest:
             feature_std=[0.29] * N,
             ood_threshold=3.0,
         ),
+        lineage=pb.Lineage(biomarker_models=[MODEL], n_examples=60),
     )
 
 
@@ -100,12 +102,23 @@ def test_answers_tasks_and_cards_over_a_real_server(tmp_path: Path) -> None:
         assert (task.task, task.latest_version, task.owner) == ("covid", 2, "radiology")
         assert dict(task.aliases) == {"production": 1}
         values = [0.8, 0.1] + [0.5] * (N - 2)
-        vector = schema_pb2.BiomarkerVector(schema_id=SCHEMA.schema_id, values=values)
+        vector = schema_pb2.BiomarkerVector(
+            schema_id=SCHEMA.schema_id, values=values, model=schema_pb2.ModelRef(version=MODEL)
+        )
         by_proto = experts.predict("covid", vector)
         by_values = experts.predict(
-            "covid", values, schema_id=SCHEMA.schema_id, max_contributions=0
+            "covid",
+            values,
+            schema_id=SCHEMA.schema_id,
+            biomarker_model_version=MODEL,
+            max_contributions=0,
         )
         assert (by_proto.version, by_proto.alias, by_proto.notice) == (1, "production", "SYNTHETIC")
+        assert by_proto.biomarker_model_version == by_values.biomarker_model_version == MODEL
+        unnamed = experts.predict  # plain values that name no model are refused, not guessed
+        assert _code(lambda: unnamed("covid", values, schema_id=SCHEMA.schema_id)) == (
+            grpc.StatusCode.FAILED_PRECONDITION
+        )
         assert by_proto.contributions and not by_values.contributions
         assert by_values.label == by_proto.label
         assert [p.probability for p in by_values.probabilities] == pytest.approx(
@@ -115,6 +128,7 @@ def test_answers_tasks_and_cards_over_a_real_server(tmp_path: Path) -> None:
 
         card = experts.get_task("covid")
         assert (card.version, list(card.versions), card.owner) == (1, [1, 2], "radiology")
+        assert list(card.lineage.biomarker_models) == [MODEL] and card.lineage.n_examples == 60
         assert experts.get_task("covid", 2).version == 2
         assert _code(lambda: experts.predict("no_such_task", vector)) == grpc.StatusCode.NOT_FOUND
 
@@ -134,7 +148,9 @@ def test_a_training_job_is_followed_to_its_card(tmp_path: Path) -> None:
         for _ in range(5):
             values = rng.random(N) * 0.5 + (0.4 if label == "covid" else 0.0)
             request.examples.add(
-                vector=schema_pb2.BiomarkerVector(values=values.tolist()),
+                vector=schema_pb2.BiomarkerVector(
+                    values=values.tolist(), model=schema_pb2.ModelRef(version=MODEL)
+                ),
                 label=label,
                 patient_id=f"patient-{patient}",
             )
@@ -149,8 +165,11 @@ def test_a_training_job_is_followed_to_its_card(tmp_path: Path) -> None:
         assert job.state == pb.TRAINING_JOB_STATE_SUCCEEDED, job.error
         assert admin.training_job(job.job_id) == job  # finished jobs stay readable
         with ExpertClient(f"127.0.0.1:{server.port}") as experts:
-            answer = experts.predict("covid", [0.9] * N, schema_id=SCHEMA.schema_id)
+            answer = experts.predict(
+                "covid", [0.9] * N, schema_id=SCHEMA.schema_id, biomarker_model_version=MODEL
+            )
     assert states[0] == pb.TRAINING_JOB_STATE_QUEUED and states[-1] == job.state
+    assert list(job.card.lineage.biomarker_models) == [MODEL]
     assert (job.card.task, job.card.version, job.card.owner) == ("covid", 1, "radiology")
     assert (answer.version, answer.label) == (1, "covid")
 
@@ -196,7 +215,10 @@ def test_tls_with_the_servers_ca(tmp_path: Path, pki: dict[str, Path]) -> None:
         # By address, the certificate is checked against the name it was issued for.
         by_address = ClientTls(ca_file=pki["ca.pem"], server_name="localhost")
         with ExpertClient(f"127.0.0.1:{server.port}", tls=by_address) as experts:
-            assert experts.predict("covid", [0.5] * N, schema_id=SCHEMA.schema_id).task
+            answer = experts.predict(
+                "covid", [0.5] * N, schema_id=SCHEMA.schema_id, biomarker_model_version=MODEL
+            )
+            assert answer.task == "covid"
         with ExpertClient(f"127.0.0.1:{server.port}", timeout_s=5) as plaintext:
             assert _code(plaintext.list_tasks) == grpc.StatusCode.UNAVAILABLE
         assert healthcheck.check(f"localhost:{server.port}", tls=tls)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from expert_service.card import ExpertDraft
+from expert_service.card import ExpertDraft, Lineage
 from expert_service.registry import LocalRegistry
 from lus.biomarker.v1 import biomarker_service_pb2 as bpb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as bpb_grpc
@@ -19,13 +20,18 @@ from lus.biomarker.v1 import schema_pb2
 from lus.expert.v1 import expert_service_pb2 as epb
 from lus.expert.v1 import expert_service_pb2_grpc as epb_grpc
 from lus.schema import load_schema
+from lus.synthetic import generate_dataset
 from lus.video import InputSpec
+from lus_cli import cli
 from lus_cli.analyze import analyze, format_analysis
 from lus_cli.serve_local import LocalStack, running_stack
 from tests.fakes import untrained_artifact
 from trainer.experts import fit_expert
+from trainer.vectors import extract_vectors
 
 SPEC = InputSpec(frames_per_clip=4, size=32, clips=4)
+SERVED = "e2e-test"
+"""The artifact's version; PyTorch fp32 serves it with no suffix, so vectors name it as is."""
 
 
 def write_mp4(path: Path, frames: int = 20, size: int = 64) -> Path:
@@ -48,7 +54,7 @@ def write_mp4(path: Path, frames: int = 20, size: int = 64) -> Path:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     root = tmp_path_factory.mktemp("e2e")
     schema = load_schema()
-    artifact = untrained_artifact(root / "model.safetensors", spec=SPEC, version="e2e-test")
+    artifact = untrained_artifact(root / "model.safetensors", spec=SPEC, version=SERVED)
 
     rng = np.random.default_rng(1)
     vectors = rng.random((80, len(schema))).astype(np.float32)
@@ -62,6 +68,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, 
         n_features=len(schema),
         model_family=fitted.model_family,
         notice="test only",
+        lineage=Lineage(biomarker_models=(SERVED,)),
     )
     LocalRegistry(root / "registry").register(draft, owner="")
     video = write_mp4(root / "clip.mp4")
@@ -106,6 +113,8 @@ def test_mp4_on_disk_to_expert_answer(stack: tuple[str, str, Path]) -> None:
     assert [a.task for a in result.answers] == ["toy_task"] and not result.failures
     answer = result.answers[0]
     assert answer.label in {"high", "low"} and answer.version == 1
+    # The biomarker tier's vector names its model, and lus analyze forwards it as it came.
+    assert vector.model.version == SERVED and answer.biomarker_model_version == SERVED
     assert sum(p.probability for p in answer.probabilities) == pytest.approx(1.0, abs=1e-4)
     report = format_analysis(video, result)
     assert "B-lines:" in report and "toy_task v1" in report and "test only" in report
@@ -159,10 +168,7 @@ def test_bad_video_gets_invalid_argument_and_server_keeps_serving(
             stub.Extract(request_message, timeout=30)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert fragment in caught.value.details()
-        assert (
-            stub.GetModelInfo(bpb.GetModelInfoRequest(), timeout=5).model.model_version
-            == "e2e-test"
-        )
+        assert stub.GetModelInfo(bpb.GetModelInfoRequest(), timeout=5).model.model_version == SERVED
 
 
 def test_bad_streams_get_invalid_argument(stack: tuple[str, str, Path]) -> None:
@@ -198,6 +204,7 @@ def test_bad_streams_get_invalid_argument(stack: tuple[str, str, Path]) -> None:
             grpc.StatusCode.FAILED_PRECONDITION,
             "expects",
         ),
+        ("toy_task", [0.5] * 38, "retrained", grpc.StatusCode.FAILED_PRECONDITION, SERVED),
     ],
 )
 def test_bad_expert_requests(
@@ -208,8 +215,11 @@ def test_bad_expert_requests(
     code: grpc.StatusCode,
     fragment: str,
 ) -> None:
+    model = schema_pb2.ModelRef(version=SERVED)
+    if schema_id == "retrained":  # the right schema, but another biomarker model's numbers
+        schema_id, model.version = None, "e2e-test-retrained"
     vector = schema_pb2.BiomarkerVector(
-        schema_id=schema_id or load_schema().schema_id, values=values
+        schema_id=schema_id or load_schema().schema_id, values=values, model=model
     )
     with grpc.insecure_channel(stack[1]) as channel:
         stub = epb_grpc.ExpertServiceStub(channel)
@@ -221,9 +231,52 @@ def test_bad_expert_requests(
             epb.PredictRequest(
                 task="toy_task",
                 vector=schema_pb2.BiomarkerVector(
-                    schema_id=load_schema().schema_id, values=[0.5] * 38
+                    schema_id=load_schema().schema_id,
+                    values=[0.5] * 38,
+                    model=schema_pb2.ModelRef(version=SERVED),
                 ),
             ),
             timeout=5,
         )
         assert ok.label in {"high", "low"}
+
+
+def test_lus_extract_then_train_expert_answers_the_served_models_vectors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo's chain: `lus extract` records the model of its vectors, `lus train expert`
+    makes it the expert's lineage, and the biomarker server names the same served version."""
+    artifact = untrained_artifact(tmp_path / "model.safetensors", spec=SPEC, version=SERVED)
+    manifest = generate_dataset(
+        tmp_path / "data", n_videos=24, n_patients=12, frames=12, height=40, width=40,
+        progress=False,
+    )  # fmt: skip
+    vectors = extract_vectors(artifact, manifest, tmp_path / "vectors.csv", progress=False)
+    with vectors.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["biomarker_model"] for row in rows} == {SERVED}
+    # An untrained model's vectors carry no synthetic label signal; label them by a feature.
+    key = load_schema().keys[7]
+    cut = float(np.median([float(row[key]) for row in rows]))
+    with vectors.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*rows[0], "toy"])
+        writer.writeheader()
+        writer.writerows({**row, "toy": "high" if float(row[key]) > cut else "low"} for row in rows)
+    registry = tmp_path / "registry"
+    args = ["train", "expert", "--task", "toy", "--vectors", str(vectors), "--label-column"]
+    args += ["toy", "--family", "logreg", "--registry", str(registry)]
+    assert cli.main([*args, "--label-definition", "feature 7 above its median"]) == 0
+    printed = capsys.readouterr().out
+    assert f"fit on biomarker model {SERVED}" in printed
+    assert "toy v1 answers now: this local registry serves a task's newest version" in printed
+    card = LocalRegistry(registry).card("toy")
+    assert card.lineage is not None and card.lineage.biomarker_models == (SERVED,)
+    assert card.lineage.label_definition == "feature 7 above its median"
+    video = next((tmp_path / "data" / "videos").iterdir())
+    with running_stack(
+        LocalStack(artifact, registry, biomarker_port=0, expert_port=0, expert_admin_port=0)
+    ) as ports:
+        result = analyze(video, f"127.0.0.1:{ports['biomarker']}", f"127.0.0.1:{ports['expert']}")
+    assert result.info.model.model_version == SERVED and not result.failures
+    (answer,) = result.answers
+    assert (answer.task, answer.biomarker_model_version) == ("toy", SERVED)

@@ -38,7 +38,9 @@ def _train_request() -> epb.TrainExpertRequest:
             values = rng.random(len(SCHEMA)) * 0.5
             values[:4] += 0.4 * (patient % 2)
             request.examples.add(
-                vector=schema_pb2.BiomarkerVector(values=values.tolist()),
+                vector=schema_pb2.BiomarkerVector(
+                    values=values.tolist(), model=schema_pb2.ModelRef(version="serve-test")
+                ),
                 label="covid" if patient % 2 else "healthy",
                 patient_id=f"patient-{patient}",
             )
@@ -71,6 +73,7 @@ def test_lus_serve_runs_both_tiers_fits_experts_and_drains_on_sigterm(tmp_path: 
                 job = admin.GetTrainingJob(lookup, metadata=RAD, timeout=30)
         assert job.state == epb.TRAINING_JOB_STATE_SUCCEEDED, job.error
         assert (job.card.task, job.card.version) == ("covid", 1)
+        assert list(job.card.lineage.biomarker_models) == ["serve-test"]
 
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(timeout=60) == 0

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import stat
 import subprocess
 import sys
 import textwrap
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from expert_service.card import ExpertCard, ExpertDraft
+from expert_service.card import ExpertCard, ExpertDraft, Lineage
 from expert_service.errors import CorruptArtifact
 from expert_service.registry import ExpertRegistry, LocalRegistry
-from lus.errors import AlreadyExists, InvalidInput, NotFound
+from lus.errors import AlreadyExists, FailedPrecondition, InvalidInput, NotFound
 from trainer.experts import FittedExpert, fit_expert
 
 REPO = Path(__file__).resolve().parents[3]
 N_FEATURES = 6
 SCHEMA_ID = "test-schema.v1@000000000000"
+LINEAGE = Lineage(biomarker_models=("biomarker-a",))
 
 
 def _fitted(seed: int, classes: tuple[str, str] = ("covid", "healthy")) -> FittedExpert:
@@ -41,6 +44,7 @@ def _register(registry: LocalRegistry, task: str, fitted: FittedExpert) -> Exper
         model_family=fitted.model_family,
         metrics=fitted.metrics,
         notice="SYNTHETIC",
+        lineage=LINEAGE,
     )
     return registry.register(draft, owner="tests")
 
@@ -127,14 +131,14 @@ def test_concurrent_registration_from_processes(tmp_path: Path, models: list[Fit
         f"""
         import sys
         from pathlib import Path
-        from expert_service.card import ExpertDraft
+        from expert_service.card import ExpertDraft, Lineage
         from expert_service.registry import LocalRegistry
         registry = LocalRegistry(Path(sys.argv[1]) / "reg")
         for i in map(int, sys.argv[2:]):
             onnx = (Path(sys.argv[1]) / f"m{{i}}.onnx").read_bytes()
             registry.register(ExpertDraft("covid", onnx, schema_id="{SCHEMA_ID}",
-                classes=("covid", "healthy"), n_features={N_FEATURES}, model_family="logreg"),
-                owner="")
+                classes=("covid", "healthy"), n_features={N_FEATURES}, model_family="logreg",
+                lineage=Lineage(("biomarker-a",))), owner="")
         """
     )
     halves = [[str(i) for i in range(0, 8, 2)], [str(i) for i in range(1, 8, 2)]]
@@ -177,6 +181,7 @@ def test_pickles_and_junk_are_refused_without_being_executed(tmp_path: Path) -> 
                     classes=("a", "b"),
                     n_features=6,
                     model_family="x",
+                    lineage=LINEAGE,
                 ),
                 owner="",
             )
@@ -189,7 +194,8 @@ def test_pickles_and_junk_are_refused_without_being_executed(tmp_path: Path) -> 
     [
         (7, ("covid", "healthy"), r"input is tensor\(float\) \[None, 6\]"),
         (6, ("covid", "healthy", "other"), "no float output of 3 class probabilities"),
-        (6, ("healthy", "covid"), "list the classes in the model's probability order"),
+        (6, ("healthy", "covid"), "the model's own labels order its probability columns covid"),
+        (6, ("covid", "ill"), "the model's own labels are covid, healthy"),
     ],
 )
 def test_models_that_do_not_fit_the_card_are_refused(
@@ -209,6 +215,7 @@ def test_models_that_do_not_fit_the_card_are_refused(
                 classes=classes,
                 n_features=n_features,
                 model_family="logreg",
+                lineage=LINEAGE,
             ),
             owner="",
         )
@@ -228,6 +235,7 @@ def test_zipmap_models_are_refused_with_a_hint(tmp_path: Path, models: list[Fitt
                 classes=models[0].classes,
                 n_features=N_FEATURES,
                 model_family="logreg",
+                lineage=LINEAGE,
             ),
             owner="",
         )
@@ -301,3 +309,78 @@ def test_card_json_round_trip(tmp_path: Path, models: list[FittedExpert]) -> Non
         ExpertCard.from_json('{"format": 99}')
     with pytest.raises(ValueError, match="not a valid expert card"):
         ExpertCard.from_json('{"format": 1, "task": "covid"}')
+
+
+def test_cards_written_before_lineage_still_read_and_carry_none(
+    tmp_path: Path, models: list[FittedExpert]
+) -> None:
+    card = _register(LocalRegistry(tmp_path), "covid", models[0])
+    assert card.lineage == LINEAGE
+    data = json.loads(card.to_json())
+    assert data["format"] == 2 and data["lineage"]["biomarker_models"] == ["biomarker-a"]
+    del data["lineage"]
+    data["format"] = 1
+    old = ExpertCard.from_json(json.dumps(data))
+    assert old.lineage is None and old.sha256 == card.sha256
+
+
+def test_a_new_class_set_needs_the_flag_and_then_production_stays(
+    tmp_path: Path, models: list[FittedExpert]
+) -> None:
+    registry = LocalRegistry(tmp_path)
+    assert _register(registry, "covid", models[0]).version == 1
+    assert registry.task_state("covid").live_version() == 1  # newest while no alias is set
+    other = _fitted(1, classes=("covid", "ards"))
+    draft = ExpertDraft(
+        "covid",
+        other.onnx_bytes,
+        schema_id=SCHEMA_ID,
+        classes=other.classes,
+        n_features=N_FEATURES,
+        model_family="logreg",
+        lineage=LINEAGE,
+    )
+    with pytest.raises(FailedPrecondition, match=r"v1, whose 2 classes are covid, healthy"):
+        registry.register(draft, owner="tests")
+    assert registry.versions("covid") == [1]
+    card = registry.register(replace(draft, allow_class_change=True), owner="tests")
+    state = registry.task_state("covid")
+    assert (card.version, dict(state.aliases), state.live_version()) == (2, {"production": 1}, 1)
+    # The same class set again: production still pins v1, so v3 waits for a promote too.
+    assert _register(registry, "covid", models[2]).version == 3
+    assert registry.task_state("covid").live_version() == 1
+    registry.promote("covid", 2)
+    assert registry.task_state("covid").live_version() == 2
+
+
+def test_metric_names_outside_the_documented_set_are_refused(
+    tmp_path: Path, models: list[FittedExpert]
+) -> None:
+    draft = ExpertDraft(
+        "covid",
+        models[0].onnx_bytes,
+        schema_id=SCHEMA_ID,
+        classes=models[0].classes,
+        n_features=N_FEATURES,
+        model_family="logreg",
+        metrics={"val_accuracy": 0.9, "n_test": 10.0},
+        lineage=LINEAGE,
+    )
+    with pytest.raises(InvalidInput, match=r"metric\(s\) n_test, val_accuracy are not among"):
+        LocalRegistry(tmp_path).register(draft, owner="")
+
+
+def test_a_draft_without_lineage_is_refused_saying_what_to_add(
+    tmp_path: Path, models: list[FittedExpert]
+) -> None:
+    draft = ExpertDraft(
+        "covid",
+        models[0].onnx_bytes,
+        schema_id=SCHEMA_ID,
+        classes=models[0].classes,
+        n_features=N_FEATURES,
+        model_family="logreg",
+    )
+    for lineage in (None, Lineage(biomarker_models=())):
+        with pytest.raises(InvalidInput, match=r"lineage\.biomarker_models is empty: name the"):
+            LocalRegistry(tmp_path).register(replace(draft, lineage=lineage), owner="")

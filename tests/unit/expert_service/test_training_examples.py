@@ -30,6 +30,7 @@ def _examples(n_patients: int = 6, per_patient: int = 2) -> tuple[Example, ...]:
             label="covid" if p % 2 else "healthy",
             patient_id=f"p{p}",
             values=tuple(float(v) for v in rng.random(N)),
+            biomarker_model="bio-v6",
         )
         for p in range(n_patients)
         for _ in range(per_patient)
@@ -53,7 +54,18 @@ def test_a_good_request_becomes_rows_in_order() -> None:
     assert data.vectors.shape == (12, N) and data.vectors.dtype == np.float32
     assert data.labels == tuple(e.label for e in request.examples)
     assert data.patients == tuple(e.patient_id for e in request.examples)
-    assert data.n_by_hash == 0
+    assert (data.n_by_hash, data.biomarker_models) == (0, ("bio-v6",))
+
+
+def test_vectors_that_name_no_biomarker_model_are_refused() -> None:
+    examples = list(_examples())
+    examples[4] = replace(examples[4], biomarker_model="")
+    examples[9] = replace(examples[9], biomarker_model=" ")
+    error = _refusal(_request(examples=tuple(examples)))
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "examples 4, 9 send vectors that name no biomarker model: set vector.model" in (
+        str(error)
+    )
 
 
 @pytest.mark.parametrize(
@@ -139,7 +151,8 @@ def test_video_hashes_are_resolved_through_the_feature_store(tmp_path: Path) -> 
     mixed = (*by_hash[:6], *sent[6:])
     data = build_training_set(_request(examples=mixed), store)
     np.testing.assert_array_equal(data.vectors, np.asarray([e.values for e in sent], np.float32))
-    assert (data.n_by_hash, data.biomarker_models) == (6, ("bio-v7",))
+    # Sent vectors' models and the stored vectors' models together: the expert's lineage.
+    assert (data.n_by_hash, data.biomarker_models) == (6, ("bio-v6", "bio-v7"))
 
 
 def test_unknown_hashes_are_all_named_with_not_found(tmp_path: Path) -> None:

@@ -52,18 +52,37 @@ def test_predict_takes_a_vector_its_values_or_a_video_hash() -> None:
     stub = _PredictStub()
     with ExpertClient("127.0.0.1:1") as client:  # the channel connects lazily: never here
         client._stub = stub
-        vector = schema_pb2.BiomarkerVector(schema_id="s@1", values=[0.25, 0.5])
+        vector = schema_pb2.BiomarkerVector(
+            schema_id="s@1", values=[0.25, 0.5], model=schema_pb2.ModelRef(version="m1")
+        )
         client.predict("covid", vector)
-        client.predict("covid", [0.25, 0.5], schema_id="s@1", alias="staging")
+        client.predict(
+            "covid", [0.25, 0.5], schema_id="s@1", alias="staging", biomarker_model_version="m1"
+        )
         client.predict("covid", video_hash="ab" * 32, version=3, max_contributions=0)
+        client.predict("covid", video_hash="ab" * 32, biomarker_model_version="m2")
         for bad in [{}, {"vector": [0.1], "video_hash": "ab"}]:
             with pytest.raises(ValueError, match="vector or a video_hash"):
                 client.predict("covid", **bad)  # type: ignore[arg-type]
-    first, second, third = stub.requests
+    first, second, third, fourth = stub.requests
     assert first.vector == vector and not first.HasField("max_contributions")
+    assert not first.biomarker_model_version  # a BiomarkerVector names its own model
+    # Plain values carry the model in the vector, where the server reads a sent vector's model.
     assert second.vector == vector and second.alias == "staging"
+    assert not second.biomarker_model_version
     assert (third.video_hash, third.version, third.max_contributions) == ("ab" * 32, 3, 0)
     assert third.HasField("max_contributions") and not third.HasField("vector")
+    assert fourth.biomarker_model_version == "m2" and not fourth.HasField("vector")
+
+
+def test_plain_values_without_a_model_name_none() -> None:
+    stub = _PredictStub()
+    with ExpertClient("127.0.0.1:1") as client:
+        client._stub = stub
+        client.predict("covid", [0.25, 0.5], schema_id="s@1")
+    (request,) = stub.requests
+    # No empty ModelRef is invented: the server then says the vector names no model.
+    assert not request.vector.HasField("model")
 
 
 def test_admin_calls_carry_the_bearer_token_and_follow_the_job() -> None:

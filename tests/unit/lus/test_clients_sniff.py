@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sys
 from pathlib import Path
@@ -79,11 +80,11 @@ class _RecordingStub:
     """Stands in for the service: records lookups and uploads, finds nothing."""
 
     def __init__(self) -> None:
-        self.lookups: list[str] = []
+        self.lookups: list[pb.LookupRequest] = []
         self.formats: list[int] = []
 
     def Lookup(self, request: pb.LookupRequest, *, timeout: float) -> pb.LookupResponse:
-        self.lookups.append(request.sop_instance_uid)
+        self.lookups.append(request)
         return pb.LookupResponse(found=False)
 
     def Extract(self, request: pb.ExtractRequest, *, timeout: float) -> pb.ExtractResponse:
@@ -91,14 +92,20 @@ class _RecordingStub:
         return pb.ExtractResponse()
 
 
-def test_the_client_asks_by_uid_only_for_part10_and_labels_both_as_dicom(tmp_path: Path) -> None:
+def test_the_client_asks_by_content_and_labels_both_dicom_kinds_as_dicom(tmp_path: Path) -> None:
     stub = _RecordingStub()
+    files = [("a.dcm", _part10()), ("b.dcm", _bare()), ("c.mp4", NOT_DICOM["mp4"])]
     with BiomarkerClient("127.0.0.1:1") as client:  # the channel connects lazily: never here
         client._stub = stub
-        for name, data in [("a.dcm", _part10()), ("b.dcm", _bare()), ("c.mp4", NOT_DICOM["mp4"])]:
+        for name, data in files:
             (tmp_path / name).write_bytes(data)
             client.extract_path(tmp_path / name)
-    assert stub.lookups == [UID]  # a bare dataset has no file meta to read the UID by
+    # Every file is looked up by the sha256 of its bytes; a UID travels only as metadata to be
+    # echoed, and only a Part-10 file has file meta to read it from.
+    assert [r.content_sha256 for r in stub.lookups] == [
+        hashlib.sha256(data).hexdigest() for _, data in files
+    ]
+    assert [r.sop_instance_uid for r in stub.lookups] == [UID, "", ""]
     assert stub.formats == [
         pb.VIDEO_FORMAT_DICOM,
         pb.VIDEO_FORMAT_DICOM,
@@ -106,7 +113,7 @@ def test_the_client_asks_by_uid_only_for_part10_and_labels_both_as_dicom(tmp_pat
     ]
 
 
-def test_without_pydicom_the_client_uploads_without_a_lookup(
+def test_without_pydicom_the_client_still_looks_up_by_content(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "pydicom", None)  # what a client-only install sees
@@ -115,4 +122,6 @@ def test_without_pydicom_the_client_uploads_without_a_lookup(
     with BiomarkerClient("127.0.0.1:1") as client:
         client._stub = stub
         client.extract_path(tmp_path / "a.dcm")
-    assert stub.lookups == [] and stub.formats == [pb.VIDEO_FORMAT_DICOM]
+    digest = hashlib.sha256(_part10()).hexdigest()
+    assert [(r.content_sha256, r.sop_instance_uid) for r in stub.lookups] == [(digest, "")]
+    assert stub.formats == [pb.VIDEO_FORMAT_DICOM]

@@ -34,6 +34,9 @@ class _RecordingStub:
         self.timeouts.append(timeout)
         return pb.ExtractResponse()
 
+    def Lookup(self, request: pb.LookupRequest, *, timeout: float) -> pb.LookupResponse:
+        return pb.LookupResponse(found=False)  # the client asks first; nothing is stored here
+
 
 def _reassemble(chunks: list[pb.ExtractChunk]) -> tuple[pb.ExtractHeader, bytes]:
     """The stream's header and its data, checking the order the server demands."""

@@ -9,16 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from expert_service.card import GROUND_TRUTH, METRIC_NAMES
+from expert_service.lineage import training_set_sha256
 from expert_service.predictor import ExpertPredictor
 from expert_service.registry import LocalRegistry
 from expert_service.training.catalog import ZOO_FAMILIES
 from expert_service.training.checks import standardized_distance
-from lus.errors import AlreadyExists, InvalidInput
+from lus.errors import AlreadyExists, FailedPrecondition, InvalidInput
 from lus.provenance import RESEARCH_DATA_NOTICE, SYNTHETIC_DATA_NOTICE
 from lus.schema import load_schema
 from trainer.experts import fit_expert, train_expert_from_csv
 
 SCHEMA = load_schema()
+MODEL = "gare2022-lus38-20261126T0040Z-4123ea"
 
 
 def _data(
@@ -57,16 +60,21 @@ def test_onnx_probabilities_match_sklearn(family: str) -> None:
 def test_heldout_metrics_with_patient_ids() -> None:
     x, labels, patients = _data()
     fitted = fit_expert(x, labels, family="logreg", seed=0, patient_ids=patients)
-    assert set(fitted.metrics) == {"heldout_accuracy", "heldout_roc_auc_macro", "n_train", "n_test"}
-    assert fitted.metrics["n_train"] + fitted.metrics["n_test"] == len(labels)
-    assert fitted.metrics["n_test"] % 3 == 0  # whole patients only
+    assert set(fitted.metrics) == {
+        "heldout_accuracy",
+        "heldout_roc_auc_macro",
+        "n_fit",
+        "n_heldout",
+    }
+    assert fitted.metrics["n_fit"] + fitted.metrics["n_heldout"] == len(labels)
+    assert fitted.metrics["n_heldout"] % 3 == 0  # whole patients only
     assert fitted.metrics["heldout_roc_auc_macro"] > 0.7  # labels depend on 3 features
 
 
 def test_training_metrics_without_patient_ids_and_determinism() -> None:
     x, labels, _ = _data(n_patients=20)
     first = fit_expert(x, labels, family="mlp", seed=3)
-    assert set(first.metrics) == {"train_accuracy", "train_roc_auc_macro", "n_train"}
+    assert set(first.metrics) == {"train_accuracy", "train_roc_auc_macro", "n_fit"}
     assert fit_expert(x, labels, family="mlp", seed=3).onnx_bytes == first.onnx_bytes
 
 
@@ -95,15 +103,22 @@ def test_fit_refuses_unknown_family_and_nan() -> None:
 
 
 def _write_csv(
-    path: Path, x: np.ndarray, labels: list[str], patients: list[str], notice: str | None
+    path: Path,
+    x: np.ndarray,
+    labels: list[str],
+    patients: list[str],
+    notice: str | None,
+    model: str | None = MODEL,
 ) -> None:
+    """A CSV as ``lus extract`` writes it: a ``biomarker_model`` column (unless ``model`` is
+    None) and an optional notice."""
+    extra = [*(["notice"] if notice else []), *(["biomarker_model"] if model else [])]
+    values = [*([notice] if notice else []), *([model] if model else [])]
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*SCHEMA.keys, "diagnosis", "patient_id", *(["notice"] if notice else [])])
+        writer.writerow([*SCHEMA.keys, "diagnosis", "patient_id", *extra])
         for row, label, patient in zip(x, labels, patients, strict=True):
-            writer.writerow(
-                [*(f"{v:.6f}" for v in row), label, patient, *([notice] if notice else [])]
-            )
+            writer.writerow([*(f"{v:.6f}" for v in row), label, patient, *values])
 
 
 def test_train_from_csv_registers_a_servable_expert(tmp_path: Path) -> None:
@@ -127,8 +142,20 @@ def test_train_from_csv_registers_a_servable_expert(tmp_path: Path) -> None:
     assert "vectors.csv" in card.training_data and "40 patients" in card.training_data
     assert SYNTHETIC_DATA_NOTICE in card.training_data
     assert "heldout_accuracy" in card.metrics
-    prediction = ExpertPredictor(registry).predict("covid", 0, SCHEMA.schema_id, x[0].tolist())
+    lineage = card.lineage
+    assert lineage is not None and lineage.biomarker_models == (MODEL,)
+    assert (lineage.label_column, lineage.n_examples) == ("diagnosis", len(labels))
+    # The hash of exactly what was fit: the CSV's values as float32, labels, patients.
+    read = np.asarray([[float(f"{v:.6f}") for v in row] for row in x], dtype=np.float32)
+    assert lineage.training_set_sha256 == training_set_sha256(read, labels, patients)
+    predictor = ExpertPredictor(registry)
+    prediction = predictor.predict(
+        "covid", 0, SCHEMA.schema_id, x[0].tolist(), biomarker_model=MODEL
+    )
     assert prediction.notice == SYNTHETIC_DATA_NOTICE
+    assert prediction.biomarker_model_version == MODEL
+    with pytest.raises(FailedPrecondition, match=f"was fit on biomarker model {MODEL}"):
+        predictor.predict("covid", 0, SCHEMA.schema_id, x[0].tolist(), biomarker_model="other")
     with pytest.raises(AlreadyExists):  # same data and seed give the same bytes
         train_expert_from_csv(
             csv_path,
@@ -221,6 +248,55 @@ def test_train_from_csv_skips_unlabelled_rows_and_records_sources(tmp_path: Path
     assert f"{len(labels) - 3} vectors from 11 patients" in card.training_data
     assert "3 unlabelled rows skipped" in card.training_data
     assert "Biomarker model: bio-v7" in card.training_data
+    # The column's name before lineage was kept is still read, into the lineage itself.
+    assert card.lineage is not None and card.lineage.biomarker_models == ("bio-v7",)
+
+
+def test_a_csv_that_names_no_biomarker_model_is_refused_unless_told(tmp_path: Path) -> None:
+    x, labels, patients = _data(n_patients=12)
+    csv_path = tmp_path / "vectors.csv"
+    _write_csv(csv_path, x, labels, patients, None, model=None)
+    registry = LocalRegistry(tmp_path / "reg")
+    fit = {"task": "covid", "registry": registry, "schema": SCHEMA, "family": "logreg"}
+    with pytest.raises(InvalidInput, match=r"vectors\.csv names no biomarker model"):
+        train_expert_from_csv(csv_path, label_column="diagnosis", **fit)  # type: ignore[arg-type]
+    card = train_expert_from_csv(
+        csv_path,
+        label_column="diagnosis",
+        biomarker_model=GROUND_TRUTH,
+        label_definition="covid: RT-PCR positive",
+        **fit,  # type: ignore[arg-type]
+    )
+    assert card.lineage is not None and card.lineage.biomarker_models == (GROUND_TRUTH,)
+    assert card.lineage.label_definition == "covid: RT-PCR positive"
+    _write_csv(csv_path, x, labels, patients, None)
+    with pytest.raises(InvalidInput, match="line 2: biomarker_model names another"):
+        train_expert_from_csv(
+            csv_path,
+            label_column="diagnosis",
+            biomarker_model="other",
+            **fit,  # type: ignore[arg-type]
+        )
+
+
+def test_a_new_class_set_from_csv_needs_the_flag(tmp_path: Path) -> None:
+    x, labels, patients = _data(n_patients=12)
+    csv_path = tmp_path / "vectors.csv"
+    two = ["covid" if label == "covid" else "healthy" for label in labels]
+    _write_csv(csv_path, x, two, patients, None)
+    registry = LocalRegistry(tmp_path / "reg")
+    fit = {"task": "covid", "registry": registry, "schema": SCHEMA, "family": "logreg"}
+    train_expert_from_csv(csv_path, label_column="diagnosis", **fit)  # type: ignore[arg-type]
+    _write_csv(csv_path, x, labels, patients, None)
+    with pytest.raises(FailedPrecondition, match="allow-class-change"):
+        train_expert_from_csv(csv_path, label_column="diagnosis", **fit)  # type: ignore[arg-type]
+    card = train_expert_from_csv(
+        csv_path,
+        label_column="diagnosis",
+        allow_class_change=True,
+        **fit,  # type: ignore[arg-type]
+    )
+    assert card.version == 2 and registry.task_state("covid").live_version() == 1
 
 
 def test_zoo_is_the_default_and_registers_the_validation_winner(tmp_path: Path) -> None:
@@ -236,7 +312,9 @@ def test_zoo_is_the_default_and_registers_the_validation_winner(tmp_path: Path) 
     )
     assert card.model_family in ZOO_FAMILIES
     assert card.metrics["zoo_candidates"] == 19  # 6 seeded families x 3 + k-NN once
-    assert card.metrics["val_roc_auc_macro"] > 0.6
+    assert card.metrics["heldout_roc_auc_macro"] > 0.6
+    assert set(card.metrics) <= set(METRIC_NAMES)
+    assert card.metrics["n_fit"] + card.metrics["n_heldout"] == len(labels)
     summary = card.training_summary
     assert summary is not None and summary.n_patients == 30
     assert summary.class_counts == dict(sorted(Counter(labels).items()))
