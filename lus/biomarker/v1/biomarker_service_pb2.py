@@ -25,39 +25,39 @@ _sym_db = _symbol_database.Default()
 from lus.biomarker.v1 import schema_pb2 as lus_dot_biomarker_dot_v1_dot_schema__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(lus/biomarker/v1/biomarker_service.proto\x12\x10lus.biomarker.v1\x1a\x1dlus/biomarker/v1/schema.proto\"h\n\tRawFrames\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x10\n\x08\x63hannels\x18\x04 \x01(\r\x12\x0e\n\x06pixels\x18\x05 \x01(\x0c\x12\x0b\n\x03\x66ps\x18\x06 \x01(\x02\"\x89\x01\n\x0e\x45xtractRequest\x12\x0f\n\x05video\x18\x01 \x01(\x0cH\x00\x12-\n\x06\x66rames\x18\x02 \x01(\x0b\x32\x1b.lus.biomarker.v1.RawFramesH\x00\x12-\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x1d.lus.biomarker.v1.VideoFormatB\x08\n\x06source\"S\n\rExtractHeader\x12-\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x1d.lus.biomarker.v1.VideoFormat\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x04\"Y\n\x0c\x45xtractChunk\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.lus.biomarker.v1.ExtractHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"J\n\x0cVideoSummary\x12\x0e\n\x06\x66rames\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0b\n\x03\x66ps\x18\x04 \x01(\x02\"\x8f\x01\n\x0fModelProvenance\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x15\n\rtraining_data\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12\x14\n\x0c\x63linical_use\x18\x05 \x01(\x08\x12\x0e\n\x06notice\x18\x06 \x01(\t\"\xb4\x02\n\x0f\x45xtractResponse\x12\x31\n\x06vector\x18\x01 \x01(\x0b\x32!.lus.biomarker.v1.BiomarkerVector\x12\x37\n\x0c\x63lip_vectors\x18\x02 \x03(\x0b\x32!.lus.biomarker.v1.BiomarkerVector\x12\x30\n\x05model\x18\x03 \x01(\x0b\x32!.lus.biomarker.v1.ModelProvenance\x12-\n\x05video\x18\x04 \x01(\x0b\x32\x1e.lus.biomarker.v1.VideoSummary\x12\x12\n\npixel_hash\x18\x05 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x06 \x01(\x08\x12\x18\n\x10sop_instance_uid\x18\x07 \x01(\t\x12\x16\n\x0e\x63ontent_sha256\x18\x08 \x01(\t\"l\n\rLookupRequest\x12\x12\n\npixel_hash\x18\x01 \x01(\t\x12\x18\n\x10sop_instance_uid\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontent_sha256\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"R\n\x0eLookupResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x31\n\x06result\x18\x02 \x01(\x0b\x32!.lus.biomarker.v1.ExtractResponse\"\x15\n\x13GetModelInfoRequest\"{\n\tInputSpec\x12\x17\n\x0f\x66rames_per_clip\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\r\n\x05\x63lips\x18\x04 \x01(\r\x12\x0c\n\x04mean\x18\x05 \x03(\x02\x12\x0b\n\x03std\x18\x06 \x03(\x02\x12\x0c\n\x04\x63rop\x18\x07 \x01(\t\"\x9c\x01\n\tModelInfo\x12\x31\n\x06schema\x18\x01 \x01(\x0b\x32!.lus.biomarker.v1.BiomarkerSchema\x12\x30\n\x05model\x18\x02 \x01(\x0b\x32!.lus.biomarker.v1.ModelProvenance\x12*\n\x05input\x18\x03 \x01(\x0b\x32\x1b.lus.biomarker.v1.InputSpec*\xb2\x01\n\x0bVideoFormat\x12\x1c\n\x18VIDEO_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10VIDEO_FORMAT_MP4\x10\x01\x12\x14\n\x10VIDEO_FORMAT_AVI\x10\x02\x12\x14\n\x10VIDEO_FORMAT_GIF\x10\x03\x12\x14\n\x10VIDEO_FORMAT_MOV\x10\x04\x12\x15\n\x11VIDEO_FORMAT_MPEG\x10\x05\x12\x16\n\x12VIDEO_FORMAT_DICOM\x10\x06\x32\xd9\x02\n\x10\x42iomarkerService\x12N\n\x07\x45xtract\x12 .lus.biomarker.v1.ExtractRequest\x1a!.lus.biomarker.v1.ExtractResponse\x12T\n\rExtractStream\x12\x1e.lus.biomarker.v1.ExtractChunk\x1a!.lus.biomarker.v1.ExtractResponse(\x01\x12R\n\x0cGetModelInfo\x12%.lus.biomarker.v1.GetModelInfoRequest\x1a\x1b.lus.biomarker.v1.ModelInfo\x12K\n\x06Lookup\x12\x1f.lus.biomarker.v1.LookupRequest\x1a .lus.biomarker.v1.LookupResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(lus/biomarker/v1/biomarker_service.proto\x12\x10lus.biomarker.v1\x1a\x1dlus/biomarker/v1/schema.proto\"h\n\tRawFrames\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x10\n\x08\x63hannels\x18\x04 \x01(\r\x12\x0e\n\x06pixels\x18\x05 \x01(\x0c\x12\x0b\n\x03\x66ps\x18\x06 \x01(\x02\"\xa0\x01\n\x0e\x45xtractRequest\x12\x0f\n\x05video\x18\x01 \x01(\x0cH\x00\x12-\n\x06\x66rames\x18\x02 \x01(\x0b\x32\x1b.lus.biomarker.v1.RawFramesH\x00\x12-\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x1d.lus.biomarker.v1.VideoFormat\x12\x15\n\rmodel_version\x18\x04 \x01(\tB\x08\n\x06source\"j\n\rExtractHeader\x12-\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x1d.lus.biomarker.v1.VideoFormat\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x04\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"Y\n\x0c\x45xtractChunk\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.lus.biomarker.v1.ExtractHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"J\n\x0cVideoSummary\x12\x0e\n\x06\x66rames\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0b\n\x03\x66ps\x18\x04 \x01(\x02\"\x8f\x01\n\x0fModelProvenance\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x15\n\rtraining_data\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12\x14\n\x0c\x63linical_use\x18\x05 \x01(\x08\x12\x0e\n\x06notice\x18\x06 \x01(\t\"\xb4\x02\n\x0f\x45xtractResponse\x12\x31\n\x06vector\x18\x01 \x01(\x0b\x32!.lus.biomarker.v1.BiomarkerVector\x12\x37\n\x0c\x63lip_vectors\x18\x02 \x03(\x0b\x32!.lus.biomarker.v1.BiomarkerVector\x12\x30\n\x05model\x18\x03 \x01(\x0b\x32!.lus.biomarker.v1.ModelProvenance\x12-\n\x05video\x18\x04 \x01(\x0b\x32\x1e.lus.biomarker.v1.VideoSummary\x12\x12\n\npixel_hash\x18\x05 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x06 \x01(\x08\x12\x18\n\x10sop_instance_uid\x18\x07 \x01(\t\x12\x16\n\x0e\x63ontent_sha256\x18\x08 \x01(\t\"l\n\rLookupRequest\x12\x12\n\npixel_hash\x18\x01 \x01(\t\x12\x18\n\x10sop_instance_uid\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontent_sha256\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"R\n\x0eLookupResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x31\n\x06result\x18\x02 \x01(\x0b\x32!.lus.biomarker.v1.ExtractResponse\",\n\x13GetModelInfoRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\"{\n\tInputSpec\x12\x17\n\x0f\x66rames_per_clip\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\r\n\x05\x63lips\x18\x04 \x01(\r\x12\x0c\n\x04mean\x18\x05 \x03(\x02\x12\x0b\n\x03std\x18\x06 \x03(\x02\x12\x0c\n\x04\x63rop\x18\x07 \x01(\t\"\xb5\x01\n\tModelInfo\x12\x31\n\x06schema\x18\x01 \x01(\x0b\x32!.lus.biomarker.v1.BiomarkerSchema\x12\x30\n\x05model\x18\x02 \x01(\x0b\x32!.lus.biomarker.v1.ModelProvenance\x12*\n\x05input\x18\x03 \x01(\x0b\x32\x1b.lus.biomarker.v1.InputSpec\x12\x17\n\x0fserved_versions\x18\x04 \x03(\t*\xb2\x01\n\x0bVideoFormat\x12\x1c\n\x18VIDEO_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10VIDEO_FORMAT_MP4\x10\x01\x12\x14\n\x10VIDEO_FORMAT_AVI\x10\x02\x12\x14\n\x10VIDEO_FORMAT_GIF\x10\x03\x12\x14\n\x10VIDEO_FORMAT_MOV\x10\x04\x12\x15\n\x11VIDEO_FORMAT_MPEG\x10\x05\x12\x16\n\x12VIDEO_FORMAT_DICOM\x10\x06\x32\xd9\x02\n\x10\x42iomarkerService\x12N\n\x07\x45xtract\x12 .lus.biomarker.v1.ExtractRequest\x1a!.lus.biomarker.v1.ExtractResponse\x12T\n\rExtractStream\x12\x1e.lus.biomarker.v1.ExtractChunk\x1a!.lus.biomarker.v1.ExtractResponse(\x01\x12R\n\x0cGetModelInfo\x12%.lus.biomarker.v1.GetModelInfoRequest\x1a\x1b.lus.biomarker.v1.ModelInfo\x12K\n\x06Lookup\x12\x1f.lus.biomarker.v1.LookupRequest\x1a .lus.biomarker.v1.LookupResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lus.biomarker.v1.biomarker_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VIDEOFORMAT']._serialized_start=1550
-  _globals['_VIDEOFORMAT']._serialized_end=1728
+  _globals['_VIDEOFORMAT']._serialized_start=1644
+  _globals['_VIDEOFORMAT']._serialized_end=1822
   _globals['_RAWFRAMES']._serialized_start=93
   _globals['_RAWFRAMES']._serialized_end=197
   _globals['_EXTRACTREQUEST']._serialized_start=200
-  _globals['_EXTRACTREQUEST']._serialized_end=337
-  _globals['_EXTRACTHEADER']._serialized_start=339
-  _globals['_EXTRACTHEADER']._serialized_end=422
-  _globals['_EXTRACTCHUNK']._serialized_start=424
-  _globals['_EXTRACTCHUNK']._serialized_end=513
-  _globals['_VIDEOSUMMARY']._serialized_start=515
-  _globals['_VIDEOSUMMARY']._serialized_end=589
-  _globals['_MODELPROVENANCE']._serialized_start=592
-  _globals['_MODELPROVENANCE']._serialized_end=735
-  _globals['_EXTRACTRESPONSE']._serialized_start=738
-  _globals['_EXTRACTRESPONSE']._serialized_end=1046
-  _globals['_LOOKUPREQUEST']._serialized_start=1048
-  _globals['_LOOKUPREQUEST']._serialized_end=1156
-  _globals['_LOOKUPRESPONSE']._serialized_start=1158
-  _globals['_LOOKUPRESPONSE']._serialized_end=1240
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1242
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1263
-  _globals['_INPUTSPEC']._serialized_start=1265
-  _globals['_INPUTSPEC']._serialized_end=1388
-  _globals['_MODELINFO']._serialized_start=1391
-  _globals['_MODELINFO']._serialized_end=1547
-  _globals['_BIOMARKERSERVICE']._serialized_start=1731
-  _globals['_BIOMARKERSERVICE']._serialized_end=2076
+  _globals['_EXTRACTREQUEST']._serialized_end=360
+  _globals['_EXTRACTHEADER']._serialized_start=362
+  _globals['_EXTRACTHEADER']._serialized_end=468
+  _globals['_EXTRACTCHUNK']._serialized_start=470
+  _globals['_EXTRACTCHUNK']._serialized_end=559
+  _globals['_VIDEOSUMMARY']._serialized_start=561
+  _globals['_VIDEOSUMMARY']._serialized_end=635
+  _globals['_MODELPROVENANCE']._serialized_start=638
+  _globals['_MODELPROVENANCE']._serialized_end=781
+  _globals['_EXTRACTRESPONSE']._serialized_start=784
+  _globals['_EXTRACTRESPONSE']._serialized_end=1092
+  _globals['_LOOKUPREQUEST']._serialized_start=1094
+  _globals['_LOOKUPREQUEST']._serialized_end=1202
+  _globals['_LOOKUPRESPONSE']._serialized_start=1204
+  _globals['_LOOKUPRESPONSE']._serialized_end=1286
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1288
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1332
+  _globals['_INPUTSPEC']._serialized_start=1334
+  _globals['_INPUTSPEC']._serialized_end=1457
+  _globals['_MODELINFO']._serialized_start=1460
+  _globals['_MODELINFO']._serialized_end=1641
+  _globals['_BIOMARKERSERVICE']._serialized_start=1825
+  _globals['_BIOMARKERSERVICE']._serialized_end=2170
 # @@protoc_insertion_point(module_scope)

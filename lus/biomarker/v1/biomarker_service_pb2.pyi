@@ -42,22 +42,26 @@ class RawFrames(_message.Message):
     def __init__(self, count: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., channels: _Optional[int] = ..., pixels: _Optional[bytes] = ..., fps: _Optional[float] = ...) -> None: ...
 
 class ExtractRequest(_message.Message):
-    __slots__ = ("video", "frames", "format")
+    __slots__ = ("video", "frames", "format", "model_version")
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     video: bytes
     frames: RawFrames
     format: VideoFormat
-    def __init__(self, video: _Optional[bytes] = ..., frames: _Optional[_Union[RawFrames, _Mapping]] = ..., format: _Optional[_Union[VideoFormat, str]] = ...) -> None: ...
+    model_version: str
+    def __init__(self, video: _Optional[bytes] = ..., frames: _Optional[_Union[RawFrames, _Mapping]] = ..., format: _Optional[_Union[VideoFormat, str]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class ExtractHeader(_message.Message):
-    __slots__ = ("format", "total_bytes")
+    __slots__ = ("format", "total_bytes", "model_version")
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     format: VideoFormat
     total_bytes: int
-    def __init__(self, format: _Optional[_Union[VideoFormat, str]] = ..., total_bytes: _Optional[int] = ...) -> None: ...
+    model_version: str
+    def __init__(self, format: _Optional[_Union[VideoFormat, str]] = ..., total_bytes: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class ExtractChunk(_message.Message):
     __slots__ = ("header", "data")
@@ -136,8 +140,10 @@ class LookupResponse(_message.Message):
     def __init__(self, found: _Optional[bool] = ..., result: _Optional[_Union[ExtractResponse, _Mapping]] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("model_version",)
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    def __init__(self, model_version: _Optional[str] = ...) -> None: ...
 
 class InputSpec(_message.Message):
     __slots__ = ("frames_per_clip", "height", "width", "clips", "mean", "std", "crop")
@@ -158,11 +164,13 @@ class InputSpec(_message.Message):
     def __init__(self, frames_per_clip: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., clips: _Optional[int] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., crop: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("schema", "model", "input")
+    __slots__ = ("schema", "model", "input", "served_versions")
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
+    SERVED_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     schema: _schema_pb2.BiomarkerSchema
     model: ModelProvenance
     input: InputSpec
-    def __init__(self, schema: _Optional[_Union[_schema_pb2.BiomarkerSchema, _Mapping]] = ..., model: _Optional[_Union[ModelProvenance, _Mapping]] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ...) -> None: ...
+    served_versions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, schema: _Optional[_Union[_schema_pb2.BiomarkerSchema, _Mapping]] = ..., model: _Optional[_Union[ModelProvenance, _Mapping]] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., served_versions: _Optional[_Iterable[str]] = ...) -> None: ...
