@@ -48,9 +48,14 @@ def model_ref_to_proto(model: ModelLineage) -> schema_pb2.ModelRef:
     )
 
 
-def model_info_to_proto(info: ArtifactInfo, served: ModelLineage) -> pb.ModelInfo:
+def model_info_to_proto(
+    info: ArtifactInfo, served: ModelLineage, served_versions: list[str] | None = None
+) -> pb.ModelInfo:
+    """One served model's schema, provenance and input spec, and every version served beside it
+    (``served_versions``, the current one first; just this one when not given)."""
     spec = info.spec
     return pb.ModelInfo(
+        served_versions=served_versions if served_versions is not None else [served.version],
         schema=schema_to_proto(info.schema),
         model=provenance_to_proto(info, served),
         input=pb.InputSpec(
@@ -142,7 +147,6 @@ def lookup_keys(request: pb.LookupRequest) -> LookupKeys:
     content = request.content_sha256.strip().lower()
     digest = request.pixel_hash.strip().lower()
     uid = request.sop_instance_uid.strip()
-    version = request.model_version.strip()
     if not content and not digest:
         if uid:
             raise InvalidInput(
@@ -157,12 +161,23 @@ def lookup_keys(request: pb.LookupRequest) -> LookupKeys:
         raise InvalidInput("pixel_hash must be 64 hex digits (sha256 of the decoded frames)")
     if uid and not _UID.fullmatch(uid):
         raise InvalidInput("sop_instance_uid must be a DICOM UID: digits and dots, 64 at most")
+    version = requested_version(request.model_version)
+    return LookupKeys(content, digest, version, uid)
+
+
+def requested_version(model_version: str) -> str:
+    """A request's ``model_version``, checked for shape; "" means the current model.
+
+    Raises:
+        InvalidInput: it cannot be a model version (so that no message echoes arbitrary text).
+    """
+    version = model_version.strip()
     if version and not _VERSION.fullmatch(version):
         raise InvalidInput(
             "model_version must be a served model version as GetModelInfo reports it "
             "(letters, digits and . _ + @ -, 128 at most)"
         )
-    return LookupKeys(content, digest, version, uid)
+    return version
 
 
 def lookup_to_proto(

@@ -30,14 +30,29 @@ from biomarker_service.lineage import ModelLineage, served_lineage
 from biomarker_service.metrics import BiomarkerMetrics
 from biomarker_service.model_thread import ModelThread
 from lus.clients.sniff import looks_like_dicom
-from lus.feature_store import FeatureStore, StoredContent, StoredVector, pixel_hash
-from lus.video import DecodedVideo, decode_video, make_clips
+from lus.feature_store import FeatureStore, StoredContent, StoredVector
+from lus.video import (
+    DecodeBudget,
+    DecodedVideo,
+    DecodeLimits,
+    HashMode,
+    SampledVideo,
+    decode_clips,
+    sample_decoded,
+)
 from lus.video.adequacy import REVISION as INPUT_CHECK_REVISION
 from lus.video.adequacy import check_adequate
 
 logger = logging.getLogger(__name__)
 
 UNKNOWN_MODEL = ModelLineage("")
+
+PIXEL_HASH_MODE: HashMode = "all"
+"""The pixel hash covers every decoded frame, as before the bounded decoder: it identifies the
+video whatever model looks at it, so a video hash means the same to every served model and to
+the expert tier. It is computed in a stream (every frame converted to gray and hashed, none
+kept), so memory stays bounded; "sampled" would skip that work (faster on long clips) but
+would tie the hash to one model's input spec."""
 
 Source = bytes | RawUpload | DecodedVideo
 """A file's bytes, raw frames as uploaded, or frames decoded already (trainer, tests)."""
@@ -72,7 +87,7 @@ class Extraction:
 class _Prepared:
     answer: Extraction | None = None
     """The stored answer, when there is one: nothing left to do."""
-    video: DecodedVideo | None = None
+    sampled: SampledVideo | None = None
     digest: str = ""
     content_sha256: str = ""
     clips: np.ndarray | None = None
@@ -97,6 +112,8 @@ class BiomarkerExtractor:
         store: FeatureStore | None = None,
         metrics: BiomarkerMetrics | None = None,
         artifact_sha256: str = "",
+        decode_limits: DecodeLimits | None = None,
+        decode_budget: DecodeBudget | None = None,
     ) -> None:
         """Serve ``runner``'s model.
 
@@ -108,6 +125,10 @@ class BiomarkerExtractor:
             store: answers repeat requests; None computes every answer.
             metrics: the server's metrics; None records none.
             artifact_sha256: sha256 of the artifact file the weights came from (lineage).
+            decode_limits: per-request decode limits (frames, pixels, decoded bytes); None =
+                ``DecodeLimits()``'s documented defaults.
+            decode_budget: decoded bytes shared by all requests of this server; a request
+                that does not fit now gets RESOURCE_EXHAUSTED. None = no server-wide bound.
         """
         self.runner = runner
         self.info = info
@@ -115,6 +136,8 @@ class BiomarkerExtractor:
         self.store = store
         self.metrics = metrics
         self._decode_pool = decode_pool
+        self.decode_limits = decode_limits or DecodeLimits()
+        self.decode_budget = decode_budget
         self.model = served_lineage(info.version, runner.backend, artifact_sha256)
         """What this extractor's vectors are stored under and labelled with."""
         self.decoder = decoder_id()
@@ -207,7 +230,7 @@ class BiomarkerExtractor:
 
     def _count_store(self, result: str) -> None:
         if self.metrics is not None:
-            self.metrics.store.labels(result).inc()
+            self.metrics.count_store(result, self.model.version)
 
     # -- decode and model -----------------------------------------------------------------------
 
@@ -240,14 +263,8 @@ class BiomarkerExtractor:
             self._count_store("hit")
             return _Prepared(answer=answer)
         started = time.perf_counter()
-        if isinstance(data, bytes):
-            video = decode_video(data)
-        elif isinstance(data, RawUpload):
-            video = data.decode()
-        else:
-            video = data
-        check_adequate(video, min_frames=self.min_frames)  # before any store answer, too
-        digest = pixel_hash(video.frames)
+        sampled = self._sample(data, budget=self.decode_budget)
+        digest = sampled.pixel_hash
         stored = None
         if self.store is not None:
             try:
@@ -256,18 +273,50 @@ class BiomarkerExtractor:
                 self._store_failed()
         if self.metrics is not None:
             self.metrics.decode_seconds.observe(time.perf_counter() - started)
-        uid = video.sop_instance_uid or None
+        uid = sampled.sop_instance_uid or None
         if stored is not None and self._usable(stored, self.model.version):
             self._count_store("hit")
             answer = _from_store(
-                stored, _summary(video, digest), uid=uid, content_sha256=content_sha256
+                stored, _summary(sampled, digest), uid=uid, content_sha256=content_sha256
             )
             self._remember_content(answer)  # same pixels, new bytes: next time without decoding
             return _Prepared(answer=answer)
         if self.store is not None:
             self._count_store("miss")
-        clips = make_clips(video, self.info.spec)
-        return _Prepared(video=video, digest=digest, content_sha256=content_sha256, clips=clips)
+        return _Prepared(
+            sampled=sampled, digest=digest, content_sha256=content_sha256, clips=sampled.clips
+        )
+
+    def _sample(self, data: Source, *, budget: DecodeBudget | None) -> SampledVideo:
+        """The model's clips, decoding only the sampled frames, then the input check.
+
+        Bytes go through the bounded decoder (frames chosen from the header, each kept frame
+        reduced to gray at once, the request's decoded bytes reserved in ``budget``); frames
+        already in memory are only sampled. The pixel hash covers every frame (see
+        ``PIXEL_HASH_MODE``).
+        """
+        if isinstance(data, bytes):
+            sampled = decode_clips(
+                data,
+                self.info.spec,
+                self.decode_limits,
+                budget=budget,
+                hash_mode=PIXEL_HASH_MODE,
+                keep_analysis=True,
+            )
+        else:
+            video = data.decode() if isinstance(data, RawUpload) else data
+            sampled = sample_decoded(
+                video, self.info.spec, hash_mode=PIXEL_HASH_MODE, keep_analysis=True
+            )
+        assert sampled.analysis_frames is not None  # asked for with keep_analysis
+        # Before any stored answer, too: an inadequate clip gets no answer at all.
+        check_adequate(
+            DecodedVideo(frames=sampled.analysis_frames, fps=sampled.fps),
+            min_frames=self.min_frames,
+            frame_count=sampled.num_frames,
+        )
+        return sampled
 
     async def _run_model(self, clips: np.ndarray, deadline: float | None) -> np.ndarray:
         if self.batcher is not None:
@@ -296,10 +345,10 @@ class BiomarkerExtractor:
         prepared = await loop.run_in_executor(pool, self._prepare, data, content_sha256)
         if prepared.answer is not None:
             return prepared.answer
-        assert prepared.video is not None and prepared.clips is not None
+        assert prepared.sampled is not None and prepared.clips is not None
         clip_vectors = await self._run_model(prepared.clips, deadline)
         result = self._summarise(
-            prepared.video,
+            prepared.sampled,
             clip_vectors,
             digest=prepared.digest,
             content_sha256=prepared.content_sha256,
@@ -363,26 +412,25 @@ class BiomarkerExtractor:
 
     def extract_sync(self, data: bytes | DecodedVideo) -> Extraction:
         """The same computation without an event loop, batcher or store (trainer, CLI)."""
-        video = decode_video(data) if isinstance(data, bytes) else data
-        check_adequate(video, min_frames=self.min_frames)
-        clips = make_clips(video, self.info.spec)
-        return self._summarise(video, self.runner.predict(clips), digest=pixel_hash(video.frames))
+        sampled = self._sample(data, budget=None)
+        return self._summarise(
+            sampled, self.runner.predict(sampled.clips), digest=sampled.pixel_hash
+        )
 
     def _summarise(
         self,
-        video: DecodedVideo,
+        video: SampledVideo,
         clip_vectors: np.ndarray,
         *,
         digest: str = "",
         content_sha256: str = "",
     ) -> Extraction:
-        _, height, width = video.frames.shape
         return Extraction(
             vector=clip_vectors.mean(axis=0),
             clip_vectors=clip_vectors,
             num_frames=video.num_frames,
-            height=height,
-            width=width,
+            height=video.height,
+            width=video.width,
             fps=video.fps,
             pixel_hash=digest,
             sop_instance_uid=video.sop_instance_uid or None,
@@ -395,10 +443,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _summary(video: DecodedVideo, digest: str) -> StoredContent:
+def _summary(video: SampledVideo, digest: str) -> StoredContent:
     """A decoded video's summary in the shape of a content entry (not stored as such)."""
-    frames, height, width = (int(n) for n in video.frames.shape)
-    return StoredContent("", "", digest, frames, height, width, video.fps, "")
+    return StoredContent("", "", digest, video.num_frames, video.height, video.width, video.fps, "")
 
 
 def _from_store(

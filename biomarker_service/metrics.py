@@ -16,23 +16,45 @@ _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class BiomarkerMetrics:
-    """Every metric of one biomarker server; also the batcher's ``BatchObserver``."""
+    """Every metric of one biomarker server.
+
+    Figures of model work carry a ``model`` label (the served version): during an upgrade a
+    server runs two models, each with its own queue and batches, and their costs and store
+    hit rates are what an operator compares. ``lus_biomarker_queue_depth`` stays the pod's
+    total, unlabelled, because the autoscaler scales pods on it.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.rpc = RpcMetrics(SERVICE, r)
-        self.queue = Gauge("lus_biomarker_queue_depth", "Videos waiting for a batch", registry=r)
+        self.queue = Gauge(
+            "lus_biomarker_queue_depth", "Videos waiting for a batch, all models", registry=r
+        )
+        self.model_queue = Gauge(
+            "lus_biomarker_model_queue_depth",
+            "Videos waiting for a batch, by served model version",
+            ["model"],
+            registry=r,
+        )
         self.batch_clips = Histogram(
-            "lus_biomarker_batch_clips", "Clips per forward pass", buckets=_SIZES, registry=r
+            "lus_biomarker_batch_clips",
+            "Clips per forward pass",
+            ["model"],
+            buckets=_SIZES,
+            registry=r,
         )
         self.batch_videos = Histogram(
-            "lus_biomarker_batch_videos", "Videos per forward pass", buckets=_SIZES, registry=r
+            "lus_biomarker_batch_videos",
+            "Videos per forward pass",
+            ["model"],
+            buckets=_SIZES,
+            registry=r,
         )
         self.model_seconds = Histogram(
             "lus_biomarker_model_seconds",
             "Model (accelerator) time per batch",
-            ["backend"],
+            ["backend", "model"],
             buckets=_SECONDS,
             registry=r,
         )
@@ -44,25 +66,48 @@ class BiomarkerMetrics:
         )
         self.dropped_total = Counter(
             "lus_biomarker_dropped",
-            "Queued videos dropped before the model, by reason",
-            ["reason"],
+            "Queued videos dropped before the model, by reason and served model version",
+            ["reason", "model"],
             registry=r,
         )
         self.store = Counter(
             "lus_biomarker_feature_store",
-            "Feature-store lookups, by result (hit, miss, error)",
-            ["result"],
+            "Feature-store lookups, by result (hit, miss, error) and served model version",
+            ["result", "model"],
             registry=r,
         )
-        self.backend = "unknown"
+        self._depths: dict[str, int] = {}
+
+    def for_model(self, version: str, backend: str) -> ModelMetrics:
+        """The batcher's observer for one served model."""
+        return ModelMetrics(self, version, backend)
+
+    def count_store(self, result: str, model: str) -> None:
+        self.store.labels(result, model).inc()
+
+    def set_queue_depth(self, model: str, videos: int) -> None:
+        """One model's queue; the unlabelled gauge gets the sum over every served model."""
+        self._depths[model] = videos  # batchers report from the serving event loop only
+        self.model_queue.labels(model).set(videos)
+        self.queue.set(sum(self._depths.values()))
+
+
+class ModelMetrics:
+    """One served model's view of ``BiomarkerMetrics``: the ``BatchObserver`` of its batcher."""
+
+    def __init__(self, metrics: BiomarkerMetrics, model: str, backend: str) -> None:
+        self._metrics = metrics
+        self.model = model
+        self.backend = backend
 
     def queue_depth(self, videos: int) -> None:
-        self.queue.set(videos)
+        self._metrics.set_queue_depth(self.model, videos)
 
     def batch(self, *, videos: int, clips: int, seconds: float) -> None:
-        self.batch_videos.observe(videos)
-        self.batch_clips.observe(clips)
-        self.model_seconds.labels(self.backend).observe(seconds)
+        m = self._metrics
+        m.batch_videos.labels(self.model).observe(videos)
+        m.batch_clips.labels(self.model).observe(clips)
+        m.model_seconds.labels(self.backend, self.model).observe(seconds)
 
     def dropped(self, reason: str) -> None:
-        self.dropped_total.labels(reason).inc()
+        self._metrics.dropped_total.labels(reason, self.model).inc()

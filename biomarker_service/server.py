@@ -16,14 +16,13 @@ import grpc
 from grpc_health.v1 import health
 from pydantic import ValidationError
 
-from biomarker_service.artifact import read_info
 from biomarker_service.backend import Backend
 from biomarker_service.batcher import DynamicBatcher
 from biomarker_service.extractor import BiomarkerExtractor
-from biomarker_service.lineage import file_sha256, file_stamp
-from biomarker_service.loading import load_backend
+from biomarker_service.loading import LoadedModel, load_models
 from biomarker_service.metrics import BiomarkerMetrics
 from biomarker_service.model_thread import ModelThread
+from biomarker_service.served import ServedModel, ServedModels
 from biomarker_service.servicer import BiomarkerServicer
 from biomarker_service.settings import BiomarkerSettings
 from lus.audit import AuditLog, open_audit_log
@@ -35,6 +34,7 @@ from lus.rpc.logging import RequestIdInterceptor, configure_logging
 from lus.rpc.metrics import MetricsInterceptor, MetricsServer, start_metrics_server
 from lus.rpc.server import bind, create_aio_server, enable_reflection, set_serving
 from lus.rpc.settings import invalid_settings_reasons
+from lus.video import DecodeBudget
 
 logger = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BiomarkerService"].full_name
@@ -50,8 +50,8 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
-    extractor: BiomarkerExtractor
-    batcher: DynamicBatcher
+    models: ServedModels
+    """Every served model, the current one first."""
     metrics: BiomarkerMetrics
     decode_pool: ThreadPoolExecutor
     store: FeatureStore | None = None
@@ -59,6 +59,16 @@ class RunningServer:
     audit: AuditLog | None = None
     stopping: bool = False
     """True once ``stop`` has begun; a second ``stop`` does nothing."""
+
+    @property
+    def extractor(self) -> BiomarkerExtractor:
+        """The current model's extractor."""
+        return self.models.current.extractor
+
+    @property
+    def batcher(self) -> DynamicBatcher:
+        """The current model's batcher."""
+        return self.models.current.batcher
 
     @property
     def metrics_port(self) -> int | None:
@@ -71,10 +81,9 @@ class RunningServer:
         self.stopping = True
         await set_serving(self.health, [SERVICE_NAME], serving=False)
         await self.server.stop(grace_s)  # refuses new calls, waits for running ones
-        await self.batcher.close()
-        # Both wait for threads to finish (a forward pass, a decode): off the loop, so that a
-        # process serving more than this tier (``lus serve``) keeps answering meanwhile.
-        await asyncio.to_thread(self.extractor.runner.close)
+        await self.models.close()
+        # Waits for a decode to finish: off the loop, so that a process serving more than this
+        # tier (``lus serve``) keeps answering meanwhile.
         await asyncio.to_thread(self.decode_pool.shutdown, wait=True)
         close = getattr(self.store, "close", None)
         if close is not None:
@@ -88,12 +97,16 @@ class RunningServer:
 async def create_server(
     settings: BiomarkerSettings, *, backend: Backend | None = None
 ) -> RunningServer:
-    """Bind, start NOT_SERVING, load the model, then report SERVING.
+    """Bind, start NOT_SERVING, load the model(s), then report SERVING.
+
+    With ``settings.next_artifact`` the server serves two models (``biomarker_service.served``);
+    it reports SERVING only once both are loaded, so a rolling update never routes a request
+    naming the next model to a pod that cannot compute it.
 
     Args:
-        settings: listening address, model, batching, store and limits.
-        backend: a ready backend to serve instead of loading ``settings.backend`` (its metadata
-            still comes from ``settings.artifact``).
+        settings: listening address, model(s), batching, store and limits.
+        backend: a ready backend to serve as the current model instead of loading
+            ``settings.backend`` (its metadata still comes from ``settings.artifact``).
     """
     metrics = BiomarkerMetrics()
     audit = open_audit_log(settings)  # an unusable sink stops the start (OSError)
@@ -116,65 +129,49 @@ async def create_server(
         raise
     await server.start()
 
-    # Until the model is loaded, health says NOT_SERVING and the servicer answers UNAVAILABLE.
+    # Until the models are loaded, health says NOT_SERVING and the servicer answers UNAVAILABLE.
     try:
-        stamp = await asyncio.to_thread(file_stamp, settings.artifact)
-        if backend is None:
-            loaded, info = await asyncio.to_thread(load_backend, settings)
-        else:
-            loaded, info = backend, await asyncio.to_thread(read_info, settings.artifact)
-        # Once, at load: every vector names the file its weights came from (ModelRef).
-        artifact_sha256 = await asyncio.to_thread(
-            file_sha256, settings.artifact, unchanged_since=stamp
-        )
-        store = open_feature_store(
-            settings.feature_store,
-            path=settings.store_path,
-            redis_url=settings.redis_url,
-            prefix=settings.redis_prefix,
-        )
+        loaded = await asyncio.to_thread(load_models, settings, backend=backend)
+        try:
+            store = open_feature_store(
+                settings.feature_store,
+                path=settings.store_path,
+                redis_url=settings.redis_url,
+                prefix=settings.redis_prefix,
+            )
+        except BaseException:
+            for loaded_model in loaded:
+                if loaded_model.backend is not backend:
+                    loaded_model.backend.close()
+            raise
     except BaseException:
         await server.stop(None)  # no half-started server left for the garbage collector
         if audit is not None:
             audit.close()
         raise
-    backend = loaded
-    metrics.backend = backend.name
-    runner = ModelThread(backend)
-    batcher = DynamicBatcher(
-        runner.run,
-        max_batch_size=settings.max_batch_size,
-        max_wait_ms=settings.max_wait_ms,
-        max_queue=settings.max_queue,
-        observer=metrics,
-    )
-    batcher.start()
     pool = ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="decode")
-    extractor = BiomarkerExtractor(
-        runner,
-        info,
-        pool,
-        batcher=batcher,
-        store=store,
-        metrics=metrics,
-        artifact_sha256=artifact_sha256,
+    # One budget of decoded bytes for every request of this process, whichever model serves it.
+    budget = DecodeBudget(settings.decode_budget_bytes)
+    models = ServedModels(
+        [_serve(model, settings, pool, store, metrics=metrics, budget=budget) for model in loaded]
     )
-    servicer.attach(extractor)
+    servicer.attach(models)
     metrics_server = None
     if settings.metrics_port is not None:
         metrics_server = start_metrics_server(
             settings.metrics_host, settings.metrics_port, metrics.registry
         )
     await set_serving(health_servicer, [SERVICE_NAME], serving=True)
+    described = ", ".join(
+        f"{served.version} ({served.role}: {served.extractor.model.artifact_sha256[:12]} on"
+        f" {served.extractor.runner.device}, {served.extractor.runner.backend.name})"
+        for served in models
+    )
     logger.info(
-        "biomarker service on port %d (%s), model %s (%s) on %s (%s), store %s, metrics port %s, "
-        "audit %s",
+        "biomarker service on port %d (%s), model %s, store %s, metrics port %s, audit %s",
         port,
         settings.tls_label,
-        extractor.model.version,
-        extractor.model.artifact_sha256[:12],
-        backend.device,
-        backend.name,
+        described,
         settings.feature_store,
         metrics_server.port if metrics_server else "off",
         audit.describe() if audit is not None else "off",
@@ -183,14 +180,47 @@ async def create_server(
         server,
         port,
         health_servicer,
-        extractor,
-        batcher,
+        models,
         metrics,
         pool,
         store,
         metrics_server,
         audit,
     )
+
+
+def _serve(
+    loaded: LoadedModel,
+    settings: BiomarkerSettings,
+    pool: ThreadPoolExecutor,
+    store: FeatureStore | None,
+    *,
+    metrics: BiomarkerMetrics,
+    budget: DecodeBudget,
+) -> ServedModel:
+    """One model's own thread and batcher (a batch holds one model's clips only) and its
+    extractor; the decode pool, store and metrics registry are shared."""
+    runner = ModelThread(loaded.backend)
+    batcher = DynamicBatcher(
+        runner.run,
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+        max_queue=settings.max_queue,
+        observer=metrics.for_model(loaded.lineage.version, loaded.backend.name),
+    )
+    batcher.start()
+    extractor = BiomarkerExtractor(
+        runner,
+        loaded.info,
+        pool,
+        batcher=batcher,
+        store=store,
+        metrics=metrics,
+        artifact_sha256=loaded.lineage.artifact_sha256,
+        decode_limits=settings.decode_limits,
+        decode_budget=budget,
+    )
+    return ServedModel(extractor, batcher, loaded.source.role)
 
 
 async def _run(settings: BiomarkerSettings) -> int:

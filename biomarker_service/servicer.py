@@ -1,4 +1,5 @@
-"""gRPC servicer of the GPU tier: validates transport-level input and delegates to the extractor."""
+"""gRPC servicer of the GPU tier: validates transport-level input, picks the served model the
+request names (``model_version``; empty = the current one) and delegates to its extractor."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from biomarker_service import converters
-from biomarker_service.extractor import BiomarkerExtractor, Extraction
+from biomarker_service.extractor import Extraction
+from biomarker_service.served import ServedModel, ServedModels
 from lus.audit.context import annotate
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
@@ -53,26 +55,30 @@ def _annotate(result: Extraction) -> None:
 
 
 class BiomarkerServicer(pb_grpc.BiomarkerServiceServicer):  # type: ignore[misc]
-    """Registered before the server starts; answers UNAVAILABLE until ``attach`` (model loaded)."""
+    """Registered before the server starts; answers UNAVAILABLE until ``attach`` (models loaded)."""
 
-    def __init__(self, extractor: BiomarkerExtractor | None, *, max_video_bytes: int) -> None:
-        self._extractor = extractor
+    def __init__(self, models: ServedModels | None, *, max_video_bytes: int) -> None:
+        self._models = models
         self.max_video_bytes = max_video_bytes
 
-    def attach(self, extractor: BiomarkerExtractor) -> None:
-        """Start answering with ``extractor`` (called once the model is loaded)."""
-        self._extractor = extractor
+    def attach(self, models: ServedModels) -> None:
+        """Start answering with ``models`` (called once every model is loaded)."""
+        self._models = models
 
     @property
-    def extractor(self) -> BiomarkerExtractor:
-        if self._extractor is None:
+    def models(self) -> ServedModels:
+        if self._models is None:
             raise NotReady("the model is still loading; retry in a few seconds")
-        return self._extractor
+        return self._models
+
+    def _model(self, model_version: str) -> ServedModel:
+        """The served model a request names; INVALID_ARGUMENT or NOT_FOUND otherwise."""
+        return self.models.get(converters.requested_version(model_version))
 
     async def Extract(  # noqa: N802 (gRPC method name)
         self, request: pb.ExtractRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExtractResponse:
-        extractor = self.extractor
+        extractor = self._model(request.model_version).extractor
         deadline = _deadline(context)
         source = request.WhichOneof("source")
         if source == "frames":
@@ -89,8 +95,8 @@ class BiomarkerServicer(pb_grpc.BiomarkerServiceServicer):  # type: ignore[misc]
     async def ExtractStream(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.ExtractChunk], context: grpc.aio.ServicerContext
     ) -> pb.ExtractResponse:
-        extractor = self.extractor
-        data, digest = await self._collect(request_iterator)
+        model, data, digest = await self._collect(request_iterator)
+        extractor = model.extractor
         result = await extractor.extract(data, content_sha256=digest, deadline=_deadline(context))
         _log_result("ExtractStream", result, len(data))
         _annotate(result)
@@ -99,9 +105,10 @@ class BiomarkerServicer(pb_grpc.BiomarkerServiceServicer):  # type: ignore[misc]
     async def Lookup(  # noqa: N802
         self, request: pb.LookupRequest, context: grpc.aio.ServicerContext
     ) -> pb.LookupResponse:
-        extractor = self.extractor
+        models = self.models
         keys = converters.lookup_keys(request)
         annotate(content_sha256=keys.content_sha256, pixel_hash=keys.pixel_hash)
+        extractor = models.for_lookup(keys.model_version).extractor
         result = await extractor.lookup(
             content_sha256=keys.content_sha256,
             digest=keys.pixel_hash,
@@ -112,9 +119,17 @@ class BiomarkerServicer(pb_grpc.BiomarkerServiceServicer):  # type: ignore[misc]
             _annotate(result)
         return converters.lookup_to_proto(result, extractor.info, extractor.model)
 
-    async def _collect(self, chunks: AsyncIterator[pb.ExtractChunk]) -> tuple[bytes, str]:
-        """The streamed bytes and their sha256, hashed chunk by chunk as they arrive."""
+    async def _collect(
+        self, chunks: AsyncIterator[pb.ExtractChunk]
+    ) -> tuple[ServedModel, bytes, str]:
+        """The model the header names, the streamed bytes and their sha256 (hashed chunk by
+        chunk as they arrive).
+
+        The model is resolved at the header, so that a stream naming a version not served here
+        is refused before its data is received.
+        """
         header: pb.ExtractHeader | None = None
+        model: ServedModel | None = None
         parts: list[bytes] = []
         digest = hashlib.sha256()
         received = 0
@@ -123,6 +138,7 @@ class BiomarkerServicer(pb_grpc.BiomarkerServiceServicer):  # type: ignore[misc]
                 if header is not None or parts:
                     raise InvalidInput("send exactly one ExtractHeader, before any data chunk")
                 header = chunk.header
+                model = self._model(header.model_version)
                 if header.total_bytes > self.max_video_bytes:
                     raise InvalidInput(
                         f"video of {header.total_bytes} bytes exceeds the limit of "
@@ -136,16 +152,18 @@ class BiomarkerServicer(pb_grpc.BiomarkerServiceServicer):  # type: ignore[misc]
                 raise InvalidInput(f"stream exceeds the limit of {self.max_video_bytes} bytes")
             parts.append(chunk.data)
             digest.update(chunk.data)
-        if header is None:
+        if header is None or model is None:
             raise InvalidInput("empty stream: send an ExtractHeader and the video's data chunks")
         if header.total_bytes and received != header.total_bytes:
             raise InvalidInput(
                 f"stream ended after {received} bytes; the header announced {header.total_bytes}"
             )
-        return b"".join(parts), digest.hexdigest()
+        return model, b"".join(parts), digest.hexdigest()
 
     async def GetModelInfo(  # noqa: N802
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInfo:
-        extractor = self.extractor
-        return converters.model_info_to_proto(extractor.info, extractor.model)
+        extractor = self._model(request.model_version).extractor
+        return converters.model_info_to_proto(
+            extractor.info, extractor.model, served_versions=self.models.versions
+        )

@@ -6,14 +6,29 @@ Logging, TLS and the shutdown grace come from ``lus.rpc.settings.ServingSettings
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from lus.rpc.server import MiB
 from lus.rpc.settings import ServingSettings
+from lus.video.limits import DecodeLimits
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where one served model comes from, and the setting names that say so (for messages)."""
+
+    artifact: Path
+    onnx_model: Path | None
+    role: Literal["current", "next"]
+    artifact_setting: str
+    """The environment variable naming ``artifact``, e.g. LUS_BIOMARKER_NEXT_ARTIFACT."""
+    onnx_setting: str
+    """The environment variable naming ``onnx_model``."""
 
 
 class BiomarkerSettings(ServingSettings):
@@ -27,7 +42,15 @@ class BiomarkerSettings(ServingSettings):
     )
 
     artifact: Path = Path("lus-biomarker.safetensors")
-    """Model artifact written by ``lus train biomarker``. Default ./lus-biomarker.safetensors."""
+    """Model artifact written by ``lus train biomarker``: the current model, which answers
+    requests that name no model version. Default ./lus-biomarker.safetensors."""
+
+    next_artifact: Path | None = None
+    """During an upgrade, the next model's artifact, served beside the current one: requests
+    naming its served version (``model_version``) are computed with it, so experts fit on
+    either model keep getting their own model's vectors. Both must share the biomarker schema;
+    each keeps its own preprocessing, model thread and batcher. Weight memory doubles, and
+    both models may run a batch at once. Default unset (one model)."""
 
     host: str = "127.0.0.1"
     """Interface to bind; "0.0.0.0" listens on every interface. Default 127.0.0.1."""
@@ -45,6 +68,10 @@ class BiomarkerSettings(ServingSettings):
     """ONNX file from ``lus export-onnx`` (fp32 or int8); unset exports fp32 from the artifact
     at start-up. Only read when backend is "onnx". Default unset."""
 
+    next_onnx_model: Path | None = None
+    """As onnx_model, for next_artifact: an ONNX file exported from it; unset exports fp32 from
+    next_artifact at start-up. Only read when backend is "onnx". Default unset."""
+
     onnx_threads: int = Field(default=0, ge=0)
     """ONNX Runtime intra-op threads; 0 means one per physical core. Default 0."""
 
@@ -60,6 +87,29 @@ class BiomarkerSettings(ServingSettings):
     decode_workers: int = Field(default=2, ge=1)
     """Threads that decode and preprocess video, apart from the model thread. Default 2."""
 
+    decode_max_frames: int = Field(default=5000, ge=1)
+    """Frames a video may have (from the container's packets or DICOM Number of Frames); more
+    is refused with INVALID_ARGUMENT before decoding. Default 5000 (~3 min at 30 fps)."""
+
+    decode_max_frame_pixels: int = Field(default=4096 * 4096, ge=1)
+    """Pixels of one frame (a GIF: its logical screen). Default 4096 x 4096."""
+
+    decode_max_video_pixels: int = Field(default=5000 * 1920 * 1080, ge=1)
+    """Frames x height x width a file may claim; bounds the work for formats decoded frame
+    after frame. Default 5000 frames of 1920 x 1080."""
+
+    decode_max_request_bytes: int = Field(default=1024 * MiB, ge=1)
+    """Decoded bytes one request may hold at once (kept frames, decoder frames, clips); more is
+    INVALID_ARGUMENT with the numbers. Default 1 GiB (a 1080p clip needs ~0.1-0.3 GiB)."""
+
+    decode_threads: int = Field(default=4, ge=1)
+    """Frames of one DICOM file decoded in parallel, and FFmpeg's threads for a video. Default 4."""
+
+    decode_budget_bytes: int = Field(default=4096 * MiB, ge=1)
+    """Decoded bytes all concurrent requests of this process may hold together; a request that
+    does not fit now gets RESOURCE_EXHAUSTED (retry), one larger than the whole budget
+    INVALID_ARGUMENT. Size it to the pod's memory limit minus the model's. Default 4 GiB."""
+
     max_batch_size: int = Field(default=32, ge=1)
     """Most clips in one forward pass; a video adds all its clips and is never split. Default 32."""
 
@@ -67,8 +117,8 @@ class BiomarkerSettings(ServingSettings):
     """Milliseconds a batch's first video waits for others before the batch runs. Default 5."""
 
     max_queue: int = Field(default=256, ge=1)
-    """Most videos waiting for the model; beyond it RESOURCE_EXHAUSTED with a retry hint.
-    Default 256."""
+    """Most videos waiting for the model (for each served model: each has its own queue);
+    beyond it RESOURCE_EXHAUSTED with a retry hint. Default 256."""
 
     feature_store: Literal["none", "sqlite", "redis"] = "sqlite"
     """Where vectors are kept for repeat requests: "sqlite" (embedded), "redis" or "none".
@@ -101,6 +151,49 @@ class BiomarkerSettings(ServingSettings):
 
     keepalive_timeout_s: float = Field(default=10.0, gt=0.0)
     """Seconds to wait for a ping's answer before closing the connection. Default 10."""
+
+    @model_validator(mode="after")
+    def _next_model_complete(self) -> Self:
+        if self.next_onnx_model is not None and self.next_artifact is None:
+            raise ValueError(
+                "next_onnx_model needs next_artifact (the artifact it was exported from)"
+            )
+        return self
+
+    def model_sources(self) -> list[ModelSource]:
+        """The models to serve, the current one first."""
+        prefix = "LUS_BIOMARKER_"
+        sources = [
+            ModelSource(
+                self.artifact,
+                self.onnx_model,
+                "current",
+                f"{prefix}ARTIFACT",
+                f"{prefix}ONNX_MODEL",
+            )
+        ]
+        if self.next_artifact is not None:
+            sources.append(
+                ModelSource(
+                    self.next_artifact,
+                    self.next_onnx_model,
+                    "next",
+                    f"{prefix}NEXT_ARTIFACT",
+                    f"{prefix}NEXT_ONNX_MODEL",
+                )
+            )
+        return sources
+
+    @property
+    def decode_limits(self) -> DecodeLimits:
+        """The per-request decode limits these settings give."""
+        return DecodeLimits(
+            max_frames=self.decode_max_frames,
+            max_frame_pixels=self.decode_max_frame_pixels,
+            max_video_pixels=self.decode_max_video_pixels,
+            max_request_bytes=self.decode_max_request_bytes,
+            threads=self.decode_threads,
+        )
 
     @property
     def address(self) -> str:

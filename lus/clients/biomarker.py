@@ -18,6 +18,10 @@ What it does for the caller:
   another file's vector. A DICOM file's own UID goes along as metadata (read with pydicom
   where installed), so that a stored reply carries it as an uploaded one would;
 * files above ``stream_threshold`` go through ``ExtractStream`` in chunks (``lus.clients.upload``);
+* a model version on request (``model_version``): during an upgrade the service serves the
+  current and the next biomarker model, and a caller feeding experts fit on the next one asks
+  for its vectors by name. A reply made by another model (a service from before this field,
+  which ignores it) is refused with ``FailedPrecondition`` rather than handed on;
 * TLS, or mutual TLS, when given a ``ClientTls``.
 """
 
@@ -28,7 +32,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,8 +41,8 @@ import grpc
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
 from lus.clients.sniff import is_part10, looks_like_dicom
-from lus.clients.upload import CHUNK_BYTES, STREAM_THRESHOLD, Upload
-from lus.errors import InvalidInput
+from lus.clients.upload import CHUNK_BYTES, STREAM_THRESHOLD, ExtractStub, Upload
+from lus.errors import FailedPrecondition, InvalidInput
 from lus.feature_store.base import content_sha256
 from lus.rpc.client import ClientTls, balanced_channel_options, open_channel
 from lus.rpc.server import MiB
@@ -146,10 +150,17 @@ class BiomarkerClient:
     def close(self) -> None:
         self._channel.close()
 
-    def model_info(self) -> pb.ModelInfo:
+    def model_info(self, model_version: str = "") -> pb.ModelInfo:
+        """The served model's schema, provenance and input spec, and every served version.
+
+        Args:
+            model_version: served model version (``ModelRef.version``); "" = the current one.
+                An unknown one is NOT_FOUND, listing the served versions.
+        """
         info: pb.ModelInfo = self._stub.GetModelInfo(
-            pb.GetModelInfoRequest(), timeout=self.timeout_s
+            pb.GetModelInfoRequest(model_version=model_version), timeout=self.timeout_s
         )
+        _check_model(info.model.model_version, model_version)
         return info
 
     def lookup(
@@ -167,7 +178,7 @@ class BiomarkerClient:
             sop_instance_uid: echoed in the answer; never a key (a UID alone is refused with
                 INVALID_ARGUMENT).
             content_sha256: sha256 of the file's bytes (``lus.feature_store.content_sha256``).
-            model_version: served model version (``ModelRef.version``); "" = the one served.
+            model_version: served model version (``ModelRef.version``); "" = the current one.
         """
         reply: pb.LookupResponse = self._stub.Lookup(
             pb.LookupRequest(
@@ -178,22 +189,39 @@ class BiomarkerClient:
             ),
             timeout=self.timeout_s,
         )
-        return reply.result if reply.found else None
+        if not reply.found:
+            return None
+        _check_model(reply.result.vector.model.version, model_version)
+        return reply.result
 
-    def extract_path(self, path: Path) -> pb.ExtractResponse:
-        """Biomarkers for a DICOM, MP4, AVI, GIF, MOV or MPEG file on disk."""
-        return self.extract_bytes(path.read_bytes())
+    def extract_path(self, path: Path, *, model_version: str = "") -> pb.ExtractResponse:
+        """Biomarkers for a DICOM, MP4, AVI, GIF, MOV or MPEG file on disk.
 
-    def extract_bytes(self, data: bytes, *, sop_instance_uid: str = "") -> pb.ExtractResponse:
+        Args:
+            path: the file.
+            model_version: served model version to compute with; "" = the current one.
+        """
+        return self.extract_bytes(path.read_bytes(), model_version=model_version)
+
+    def extract_bytes(
+        self, data: bytes, *, sop_instance_uid: str = "", model_version: str = ""
+    ) -> pb.ExtractResponse:
         """Biomarkers for a file's bytes: the stored answer for these bytes, else an upload.
 
         Args:
             data: the file, exactly as it will be uploaded.
             sop_instance_uid: the file's UID, to be echoed by a stored answer; read from a
                 Part-10 file when not given. Metadata only: it never selects the answer.
+            model_version: served model version (``ModelRef.version``) to compute with, e.g.
+                the one an expert was fit on; "" = the current one. One the service does not
+                serve is NOT_FOUND, listing the served versions.
+
+        Raises:
+            FailedPrecondition: the reply was computed by another model than ``model_version``
+                (a service that predates the field ignores it).
         """
         if self.hash_first:
-            found = self._lookup_first(data, sop_instance_uid)
+            found = self._lookup_first(data, sop_instance_uid, model_version)
             if found is not None:
                 return found
         upload = Upload(
@@ -202,11 +230,19 @@ class BiomarkerClient:
             stream_threshold=self.stream_threshold,
             chunk_bytes=self.chunk_bytes,
         )
+        stub: ExtractStub = self._stub
+        if model_version:
+            stub = _VersionedStub(self._stub, model_version)
         if upload.streamed:  # gRPC replays only streams that fit its retry buffer: retry here
-            return self._with_backoff(lambda timeout: upload.send(self._stub, timeout))
-        return upload.send(self._stub, self.timeout_s)  # retried by the channel's policy
+            reply = self._with_backoff(lambda timeout: upload.send(stub, timeout))
+        else:
+            reply = upload.send(stub, self.timeout_s)  # retried by the channel's policy
+        _check_model(reply.vector.model.version, model_version)
+        return reply
 
-    def _lookup_first(self, data: bytes, sop_instance_uid: str) -> pb.ExtractResponse | None:
+    def _lookup_first(
+        self, data: bytes, sop_instance_uid: str, model_version: str
+    ) -> pb.ExtractResponse | None:
         """The stored answer for these bytes, or None: upload them.
 
         A lookup only saves an upload, so a service that cannot answer it (one from before
@@ -218,6 +254,7 @@ class BiomarkerClient:
                 content_sha256=content_sha256(data),
                 pixel_hash=self._local_pixel_hash(data),
                 sop_instance_uid=self._echoed_uid(data, sop_instance_uid),
+                model_version=model_version,
             )
         except grpc.RpcError as err:
             code = err.code() if isinstance(err, grpc.Call) else None
@@ -260,6 +297,50 @@ class BiomarkerClient:
                 time.sleep(wait)
                 delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
+
+
+class _VersionedStub:
+    """The stub as an ``Upload`` sees it, with ``model_version`` set on what it sends: on the
+    ``Extract`` request, or on the header of an ``ExtractStream``."""
+
+    def __init__(self, stub: pb_grpc.BiomarkerServiceStub, model_version: str) -> None:
+        self._stub = stub
+        self._model_version = model_version
+
+    def Extract(self, request: pb.ExtractRequest, *, timeout: float) -> pb.ExtractResponse:  # noqa: N802 (gRPC method name)
+        versioned = pb.ExtractRequest()
+        versioned.CopyFrom(request)
+        versioned.model_version = self._model_version
+        reply: pb.ExtractResponse = self._stub.Extract(versioned, timeout=timeout)
+        return reply
+
+    def ExtractStream(  # noqa: N802
+        self, request_iterator: Iterator[pb.ExtractChunk], *, timeout: float
+    ) -> pb.ExtractResponse:
+        reply: pb.ExtractResponse = self._stub.ExtractStream(
+            self._versioned(request_iterator), timeout=timeout
+        )
+        return reply
+
+    def _versioned(self, chunks: Iterator[pb.ExtractChunk]) -> Iterator[pb.ExtractChunk]:
+        for chunk in chunks:
+            if chunk.WhichOneof("part") == "header":
+                chunk.header.model_version = self._model_version
+            yield chunk
+
+
+def _check_model(answered: str, requested: str) -> None:
+    """Refuse a reply of another model than the one asked for.
+
+    A service from before ``model_version`` existed ignores the field and answers with its own
+    model; handing that on would feed an expert vectors of a model it was not fit on.
+    """
+    if requested and answered != requested:
+        raise FailedPrecondition(
+            f"asked for biomarker model {requested}, but the service answered with"
+            f" {answered or 'an unnamed model'}: it does not serve {requested} (upgrade the"
+            " biomarker tier, or set LUS_BIOMARKER_NEXT_ARTIFACT to that model's artifact)"
+        )
 
 
 def _retry_hint_s(err: grpc.RpcError) -> float:

@@ -114,11 +114,22 @@ def _textured_share(sample: np.ndarray) -> float:
     return float(np.median(textured.mean(axis=(1, 2))))
 
 
-def assess(video: DecodedVideo | np.ndarray, *, min_frames: int = MIN_FRAMES) -> Adequacy:
+def assess(
+    video: DecodedVideo | np.ndarray,
+    *,
+    min_frames: int = MIN_FRAMES,
+    frame_count: int | None = None,
+) -> Adequacy:
     """Measure a decoded clip (``DecodedVideo`` or frames ``(T, H, W)`` uint8) against the
-    requirements; see the module docstring."""
+    requirements; see the module docstring.
+
+    ``frame_count``: the video's length when ``video`` holds only some of its frames (the
+    bounded decoder keeps up to 32 evenly spread ones for this check); None = ``len(frames)``.
+    """
     frames = video.frames if isinstance(video, DecodedVideo) else video
     count, height, width = frames.shape
+    if frame_count is not None:
+        count = frame_count
     needed = max(min_frames, MIN_FRAMES)
     shortfalls = []
     if count < needed:
@@ -135,14 +146,16 @@ def assess(video: DecodedVideo | np.ndarray, *, min_frames: int = MIN_FRAMES) ->
     return Adequacy(count, textured, moving, tuple(shortfalls))
 
 
-def check_adequate(video: DecodedVideo, *, min_frames: int = MIN_FRAMES) -> None:
+def check_adequate(
+    video: DecodedVideo, *, min_frames: int = MIN_FRAMES, frame_count: int | None = None
+) -> None:
     """Refuse a clip that falls short of what the model needs.
 
     Raises:
         InvalidInput: "insufficient input: ..." naming every requirement the clip misses (and no
             value measured on it).
     """
-    result = assess(video, min_frames=min_frames)
+    result = assess(video, min_frames=min_frames, frame_count=frame_count)
     if result.shortfalls:
         needed = max(min_frames, MIN_FRAMES)
         raise InvalidInput(

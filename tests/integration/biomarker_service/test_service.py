@@ -349,7 +349,8 @@ def test_metrics_port_request_ids_and_graceful_drain(
         'lus_rpc_requests_total{code="INVALID_ARGUMENT",method="Extract",service="biomarker"}',
         "lus_biomarker_queue_depth",
         "lus_biomarker_batch_clips_bucket",
-        'lus_biomarker_model_seconds_count{backend="gated-torch"} 1.0',
+        'lus_biomarker_model_seconds_count{backend="gated-torch",'
+        f'model="{TEST_ARTIFACT_VERSION}"}} 1.0',
         "lus_biomarker_decode_seconds_count",
         "lus_rpc_latency_seconds_bucket",
     ):

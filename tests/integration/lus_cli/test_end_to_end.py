@@ -150,7 +150,9 @@ def test_raw_frames_are_accepted(stack: tuple[str, str, Path]) -> None:
     ("request_message", "fragment"),
     [
         (bpb.ExtractRequest(video=b""), "empty"),
-        (bpb.ExtractRequest(video=b"GIF89a this is not really a gif" * 10), "could not decode"),
+        # Its "screen" bytes claim a 29728x26984 canvas: refused from the header, undecoded.
+        (bpb.ExtractRequest(video=b"GIF89a this is not really a gif" * 10), "more than the limit"),
+        (bpb.ExtractRequest(video=b"\x00\x01 not a video at all" * 10), "could not decode"),
         (
             bpb.ExtractRequest(
                 frames=bpb.RawFrames(count=2, height=4, width=4, channels=1, pixels=b"x")
