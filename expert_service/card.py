@@ -9,9 +9,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lus.errors import InvalidInput
+
+if TYPE_CHECKING:  # the training set module imports this one (through lineage)
+    from expert_service.training_set import StoredTrainingSet
 
 CARD_FORMAT = 2
 """Bumped when a field changes meaning; readers refuse formats they do not know. Format 2 adds
@@ -203,6 +206,10 @@ class ExpertDraft:
             ``lineage.biomarker_models``).
         allow_class_change: Accept classes other than the live version's; the new version then
             goes live only by an explicit alias move.
+        training_set: The examples it was fit on, stored with the version so that it can be
+            refit on another biomarker model (``trainer.refit``); the fit paths that have them
+            send them (``lus train expert``, TrainExpert). Its fingerprint must be
+            ``lineage.training_set_sha256``.
     """
 
     task: str
@@ -218,6 +225,7 @@ class ExpertDraft:
     training_summary: TrainingSummary | None = None
     lineage: Lineage | None = None
     allow_class_change: bool = False
+    training_set: StoredTrainingSet | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Copies, so a caller that goes on changing its list or dict cannot change the draft.

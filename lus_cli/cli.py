@@ -161,6 +161,12 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_audit_parser(sub)
 
 
+def _add_experts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from lus_cli.refit import add_experts_parser  # argparse only; no trainer or server code
+
+    add_experts_parser(sub)
+
+
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="synthetic data -> train -> serve -> analyze, end to end")
     p.add_argument("--workdir", type=Path, default=Path("demo-output"))
@@ -182,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_synth,
         _add_train,
         _add_promote,
+        _add_experts,
         _add_extract,
         _add_export,
         _add_serve,

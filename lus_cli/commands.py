@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
         "synth": _synth,
         "train": _train,
         "promote": _promote,
+        "experts": _experts,
         "audit": _audit,
         "extract": _extract,
         "export-onnx": _export_onnx,
@@ -137,6 +138,12 @@ def _promote(args: argparse.Namespace) -> int:
     before = f"v{previous}" if previous else "unset"
     print(f"{args.task}: {args.alias} -> v{version} (was {before})")
     return 0
+
+
+def _experts(args: argparse.Namespace) -> int:
+    from lus_cli.refit import run_experts
+
+    return run_experts(args)
 
 
 def _client_tls(args: argparse.Namespace) -> ClientTls | None:

@@ -6,6 +6,7 @@ as ONNX, never pickle, so the serving tier needs only onnxruntime and numpy.
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import warnings
@@ -25,6 +26,13 @@ from expert_service.model import OnnxExpert
 from expert_service.registry.base import ExpertRegistry
 from expert_service.training.catalog import EXTRA_FAMILIES, ZOO_FAMILIES
 from expert_service.training.checks import check_training_set, training_summary
+from expert_service.training_set import (
+    HELDOUT_FRACTION,
+    FitSettings,
+    StoredTrainingSet,
+    check_size,
+    file_name_sha256,
+)
 from lus.errors import InvalidInput
 from lus.provenance import RESEARCH_DATA_NOTICE
 from lus.schema import BiomarkerSchema
@@ -81,9 +89,11 @@ class FittedExpert:
         training_data: str = "",
         notice: str = "",
         allow_class_change: bool = False,
+        training_set: StoredTrainingSet | None = None,
     ) -> ExpertDraft:
         """This expert as ``task``'s next version, for ``ExpertRegistry.register``; ``lineage``
-        is ``expert_service.lineage.training_lineage`` of the rows it was fit on."""
+        is ``expert_service.lineage.training_lineage`` of the rows it was fit on, and
+        ``training_set`` those rows, to keep with the version."""
         return ExpertDraft(
             task=task,
             onnx_bytes=self.onnx_bytes,
@@ -98,6 +108,7 @@ class FittedExpert:
             training_summary=self.summary,
             lineage=lineage,
             allow_class_change=allow_class_change,
+            training_set=training_set,
         )
 
 
@@ -136,7 +147,7 @@ def fit_expert(
     family: str = "mlp",
     seed: int = 0,
     patient_ids: Sequence[str] | None = None,
-    test_fraction: float = 0.25,
+    test_fraction: float = HELDOUT_FRACTION,
     progress: Progress | None = None,
 ) -> FittedExpert:
     """Fit an expert mapping biomarker vectors to labels and export it to ONNX.
@@ -149,7 +160,9 @@ def fit_expert(
         patient_ids: One id per row; when given, about ``test_fraction`` of the patients are
             held out (whole patients, class-stratified) to measure the metrics, or to pick
             the zoo's best family and seed.
-        test_fraction: Share of patients held out.
+        test_fraction: Share of patients held out. With the same labels, patient ids and seed
+            the same patients are held out, whatever the vectors (what ``trainer.refit``
+            relies on to compare a refit with the version it replaces).
         progress: Told the share done (0 to 1) and the step, after each model fitted (each zoo
             candidate) and after the export.
 
@@ -310,6 +323,11 @@ def train_expert_from_csv(
         allow_class_change: Register a version whose class set differs from the live one's
             (it then goes live only by a promote).
 
+    The version keeps its training set (``expert_service.training_set``): the rows as fit, the
+    sha256 of each row's ``video`` file name where the CSV has that column (``lus extract``
+    writes it), the ``content_sha256`` and ``pixel_hash`` columns where present, and the
+    family and seed, so ``lus experts refit`` can fit it again on another biomarker model.
+
     Raises:
         InvalidInput: Bad task name, missing columns (named), unreadable values, no biomarker
             model named, or a set too small to fit on (``expert_service.training.checks``; the
@@ -331,6 +349,14 @@ def train_expert_from_csv(
         label_column=label_column,
         label_definition=label_definition,
     )
+    kept = StoredTrainingSet(
+        vectors=data.vectors,
+        labels=tuple(data.labels),
+        patients=None if data.patients is None else tuple(data.patients),
+        fit=FitSettings(family=family, seed=seed),
+        **_row_sources(csv_path, label_column, len(data.labels)),
+    )
+    check_size(len(kept.to_bytes()), len(kept))  # before fitting, not after
     fitted = fit_expert(
         data.vectors, data.labels, family=family, seed=seed, patient_ids=data.patients
     )
@@ -342,5 +368,34 @@ def train_expert_from_csv(
         training_data=describe_training_data(csv_path, data),
         notice=notice or " | ".join(data.notices) or RESEARCH_DATA_NOTICE,
         allow_class_change=allow_class_change,
+        training_set=kept,
     )
     return registry.register(draft, owner=owner)
+
+
+VIDEO_COLUMN = "video"
+"""The file-name column of a vectors CSV (``lus extract``: path relative to the manifest)."""
+HASH_COLUMNS = {"content_sha256": "content_sha256", "pixel_hash": "pixel_hashes"}
+"""Optional vectors-CSV columns kept per row -> ``StoredTrainingSet`` field."""
+
+
+def _row_sources(csv_path: Path, label_column: str, n_rows: int) -> dict[str, tuple[str, ...]]:
+    """Per labelled row of the CSV (the rows ``read_vectors_csv`` keeps, in order), what says
+    which video it was: ``name_sha256`` of the ``video`` column, and the ``content_sha256``
+    and ``pixel_hash`` columns when present (lower-cased; "" where a cell is empty)."""
+    names: list[str] = []
+    hashes: dict[str, list[str]] = {field: [] for field in HASH_COLUMNS.values()}
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        for row in reader:
+            if not (row.get(label_column) or "").strip():
+                continue  # read_vectors_csv skips these too
+            name = (row.get(VIDEO_COLUMN) or "").strip()
+            names.append(file_name_sha256(name) if name else "")
+            for column, field_name in HASH_COLUMNS.items():
+                if column in header:
+                    hashes[field_name].append((row.get(column) or "").strip().lower())
+    if len(names) != n_rows:  # the file changed between the two reads
+        raise InvalidInput(f"{csv_path.name} changed while it was read; run again")
+    return {"name_sha256": tuple(names), **{k: tuple(v) for k, v in hashes.items()}}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from expert_service.card import ExpertCard, ExpertDraft
+
+if TYPE_CHECKING:
+    from expert_service.training_set import StoredTrainingSet
 
 PRODUCTION = "production"
 STAGING = "staging"
@@ -109,6 +112,11 @@ class ExpertRegistry(Protocol):
         """The card of a version (0 = default) without reading the model."""
         ...
 
+    def training_set(self, task: str, version: int = 0) -> StoredTrainingSet:
+        """The examples a version (0 = default) was fit on, checked against its lineage's
+        ``training_set_sha256``; ``NotFound`` when it was registered without them."""
+        ...
+
     def versions(self, task: str) -> list[int]:
         """The task's versions, oldest first; empty for an unknown task."""
         ...
@@ -135,6 +143,25 @@ class ExpertRegistry(Protocol):
 
     def rollback(self, task: str, alias: str = PRODUCTION) -> tuple[int, int]:
         """Point ``alias`` back where it pointed before its last promote; ``(now, before)``."""
+        ...
+
+    def promote_many(
+        self, targets: Mapping[str, int], alias: str = PRODUCTION
+    ) -> dict[str, tuple[int, int]]:
+        """Point ``alias`` of every task in ``targets`` at its version, all or none (a release:
+        a biomarker model's experts go live together); task -> ``(version, previous or 0)``.
+
+        Every move is checked before any is made. Redis applies them in one MULTI/EXEC, so
+        every reader sees all or none; the local folder writes them one by one under every
+        task's lock and restores those written if a later one fails.
+        """
+        ...
+
+    def rollback_many(
+        self, tasks: Sequence[str], alias: str = PRODUCTION
+    ) -> dict[str, tuple[int, int]]:
+        """``rollback`` of every task in ``tasks``, all or none, as ``promote_many`` moves
+        them; task -> ``(now, before)``."""
         ...
 
     def delete_version(self, task: str, version: int) -> list[int]:

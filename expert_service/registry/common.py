@@ -18,6 +18,7 @@ from expert_service.errors import CorruptArtifact
 from expert_service.lineage import check_lineage
 from expert_service.model import OnnxExpert
 from expert_service.registry.base import ALIASES, PRODUCTION, TaskState
+from expert_service.training_set import StoredTrainingSet, encode_checked, load_checked
 from lus.errors import AlreadyExists, FailedPrecondition, InvalidInput, NotFound, PermissionDenied
 
 
@@ -62,6 +63,38 @@ def draft_card(draft: ExpertDraft, *, owner: str) -> ExpertCard:
     expert = OnnxExpert(draft.onnx_bytes, n_features=draft.n_features, classes=card.classes)
     check_class_order(expert, draft.onnx_bytes, draft.training_summary)
     return card
+
+
+def training_set_bytes(draft: ExpertDraft) -> bytes | None:
+    """The bytes to store beside ``draft``'s model: its training set, checked to be the one its
+    lineage names and within the size bound; None when it came without one (RegisterExpert).
+
+    Raises:
+        InvalidInput: See ``training_set.encode_checked``.
+    """
+    if draft.training_set is None:
+        return None
+    expected = draft.lineage.training_set_sha256 if draft.lineage is not None else ""
+    return encode_checked(draft.training_set, expected_sha256=expected, n_features=draft.n_features)
+
+
+def no_training_set(card: ExpertCard) -> NotFound:
+    return NotFound(
+        f"expert {card.task} v{card.version} was registered without its training examples "
+        "(RegisterExpert, or before they were kept), so it cannot be refit; fit a version with "
+        "lus train expert or TrainExpert, which keep them"
+    )
+
+
+def parse_training_set(card: ExpertCard, data: bytes) -> StoredTrainingSet:
+    """A stored training set, checked against ``card``'s lineage fingerprint.
+
+    Raises:
+        CorruptArtifact: Unreadable, or no longer the set the lineage names.
+    """
+    expected = card.lineage.training_set_sha256 if card.lineage is not None else ""
+    what = f"the training set of expert {card.task} v{card.version}"
+    return load_checked(data, expected_sha256=expected, what=what)
 
 
 def check_metrics(metrics: Mapping[str, float]) -> None:

@@ -1,4 +1,5 @@
-"""A registry in a local folder: ``<root>/<task>/<version>/{model.onnx,card.json}``.
+"""A registry in a local folder: ``<root>/<task>/<version>/{model.onnx,card.json}``, plus
+``training_set.npz`` for versions registered with their training examples.
 
 A version is written into a hidden temporary folder and renamed into place in one step, so a
 reader sees a whole version or none. Writes to one task take turns on an advisory file lock
@@ -21,8 +22,8 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from expert_service.card import ExpertCard, ExpertDraft, validate_task
@@ -35,11 +36,13 @@ from expert_service.registry.base import (
     TaskState,
 )
 from expert_service.registry.local_meta import (
+    TaskMeta,
     bump_revision,
     read_meta,
     read_revision,
     write_meta,
 )
+from expert_service.training_set import TRAINING_SET_FILE, StoredTrainingSet
 from lus.errors import AlreadyExists, FailedPrecondition, InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -83,6 +86,7 @@ class LocalRegistry:
         """Validate ``draft``'s model, store it as its task's next version and return its card."""
         task = draft.task
         unnumbered = common.draft_card(draft, owner=owner)
+        examples = common.training_set_bytes(draft)
         task_dir = self.root / task
         task_dir.mkdir(exist_ok=True)
         with self._locked(task_dir):
@@ -95,7 +99,7 @@ class LocalRegistry:
             changed = common.check_class_change(task, live_card, draft)
             number = max([meta.next_version, *(v + 1 for v in versions)])
             card = replace(unnumbered, version=number)
-            self._commit(task_dir, card, draft.onnx_bytes)
+            self._commit(task_dir, card, draft.onnx_bytes, examples)
             meta.next_version = number + 1
             meta.owner = meta.owner or owner
             if changed and live is not None and PRODUCTION not in meta.aliases:
@@ -131,6 +135,19 @@ class LocalRegistry:
         except OSError:
             raise CorruptArtifact(f"expert {task} v{number} has an unreadable card") from None
         return common.parse_card(task, number, text)
+
+    def training_set(self, task: str, version: int = 0) -> StoredTrainingSet:
+        """The examples a version (0 = default) was fit on, checked against its lineage."""
+        card = self.card(task, version)
+        try:
+            data = (self.root / task / str(card.version) / TRAINING_SET_FILE).read_bytes()
+        except FileNotFoundError:
+            raise common.no_training_set(card) from None
+        except OSError:
+            raise CorruptArtifact(
+                f"expert {task} v{card.version} has an unreadable training set"
+            ) from None
+        return common.parse_training_set(card, data)
 
     def versions(self, task: str) -> list[int]:
         """The task's versions, oldest first; empty for an unknown task."""
@@ -201,6 +218,93 @@ class LocalRegistry:
         self._bump()
         return meta.aliases[alias], previous
 
+    def promote_many(
+        self, targets: Mapping[str, int], alias: str = PRODUCTION
+    ) -> dict[str, tuple[int, int]]:
+        """Point ``alias`` of every task in ``targets`` at its version, all or none.
+
+        Every task's lock is held while the moves are checked and written, one task file after
+        another; if a write fails, those already written are put back. Serving processes that
+        poll between two writes may see part of the release for a moment: the local folder is
+        the one-machine registry, where that is accepted (the Redis registry is atomic).
+        """
+        alias = common.check_alias(alias)
+        bad = sorted(task for task, version in targets.items() if version < 1)
+        if bad:
+            raise InvalidInput(f"promote needs version numbers >= 1; check {', '.join(bad)}")
+
+        def move(task: str, meta: TaskMeta) -> tuple[int, int]:
+            version = targets[task]
+            common.resolve(task, self.task_state(task), version)  # NotFound names the versions
+            previous = meta.aliases.get(alias, 0)
+            if previous != version:
+                if previous:
+                    meta.history.setdefault(alias, []).append(previous)
+                meta.aliases[alias] = version
+            return version, previous
+
+        return self._move_together(list(targets), move)
+
+    def rollback_many(
+        self, tasks: Sequence[str], alias: str = PRODUCTION
+    ) -> dict[str, tuple[int, int]]:
+        """``rollback`` of every task in ``tasks``, all or none (see ``promote_many``)."""
+        alias = common.check_alias(alias)
+
+        def move(task: str, meta: TaskMeta) -> tuple[int, int]:
+            self.task_state(task)  # NotFound for an unknown task
+            history = meta.history.get(alias, [])
+            if not history:
+                raise FailedPrecondition(
+                    f"task {task!r} {alias} has no earlier version to roll back to; "
+                    "promote a version instead"
+                )
+            previous = meta.aliases.get(alias, 0)
+            meta.aliases[alias] = history.pop()
+            return meta.aliases[alias], previous
+
+        return self._move_together(list(tasks), move)
+
+    def _move_together(
+        self, tasks: list[str], move: Callable[[str, TaskMeta], tuple[int, int]]
+    ) -> dict[str, tuple[int, int]]:
+        """Apply ``move`` to each task's metadata under every task's lock: all are checked
+        (``move`` raises) before the first is written, and written ones are restored if a later
+        write fails."""
+        if not tasks or len(set(tasks)) != len(tasks):
+            raise InvalidInput("name each task once, and at least one")
+        staged: list[_Staged] = []
+        results: dict[str, tuple[int, int]] = {}
+        with contextlib.ExitStack() as locks:
+            for task in sorted(tasks):  # one order for every caller: no deadlock between them
+                task_dir = self.root / validate_task(task)
+                if not task_dir.is_dir():
+                    raise common.unknown_task(task, self.tasks)
+                locks.enter_context(self._locked(task_dir))
+            for task in tasks:
+                task_dir = self.root / task
+                before = read_meta(task_dir)
+                after = read_meta(task_dir)
+                results[task] = move(task, after)
+                staged.append(_Staged(task_dir, before, after))
+            written: list[_Staged] = []
+            try:
+                for item in staged:
+                    if item.after != item.before:
+                        write_meta(item.task_dir, item.after)
+                        written.append(item)
+            except BaseException:
+                for item in reversed(written):
+                    try:
+                        write_meta(item.task_dir, item.before)
+                    except OSError:
+                        logger.exception("could not restore %s/task.json", item.task_dir.name)
+                if written:  # a poller may have read the half-written state: make it read again
+                    self._bump()
+                raise
+        self._bump()
+        return results
+
     def delete_version(self, task: str, version: int) -> list[int]:
         """Remove a version no alias points to; returns the remaining versions."""
         task_dir = self.root / validate_task(task)
@@ -234,11 +338,15 @@ class LocalRegistry:
             if self.card(task, number).sha256 == sha256:
                 common.refuse_duplicate(task, number, sha256)
 
-    def _commit(self, task_dir: Path, card: ExpertCard, onnx_bytes: bytes) -> None:
+    def _commit(
+        self, task_dir: Path, card: ExpertCard, onnx_bytes: bytes, examples: bytes | None = None
+    ) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=task_dir))
         try:
             _write_file(tmp / MODEL_FILE, onnx_bytes)
             _write_file(tmp / CARD_FILE, card.to_json().encode("utf-8"))
+            if examples is not None:  # in the same folder: stored with the version or not at all
+                _write_file(tmp / TRAINING_SET_FILE, examples)
             tmp.chmod(0o755)  # mkdtemp makes it owner-only; servers may run as another user
             # rename() of a folder onto an existing non-empty folder fails, so even a writer
             # that ignores the lock can never replace a stored version.
@@ -276,6 +384,15 @@ class LocalRegistry:
                 yield
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """One task's metadata before and after a move of ``_move_together``."""
+
+    task_dir: Path
+    before: TaskMeta
+    after: TaskMeta
 
 
 def _valid_task(name: str) -> bool:

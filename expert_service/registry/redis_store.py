@@ -6,7 +6,9 @@ Keys under ``prefix`` (default ``lus:expert:``)::
     task:<t>                   HASH  owner, next_version, alias:<alias> -> version
     task:<t>:versions          SET   stored version numbers
     task:<t>:sha               HASH  sha256 -> version (refuses the same bytes twice)
-    task:<t>:v:<n>             HASH  card (JSON), model (ONNX bytes): written in one command
+    task:<t>:v:<n>             HASH  card (JSON), model (ONNX bytes) and, when registered with
+                                     them, training_set (``training_set`` .npz bytes): written
+                                     in one command
     task:<t>:history:<alias>   LIST  where the alias pointed before each promote (rollback)
     revision                   INT   counts writes; replicas poll it as a safety net
     events                     channel: a write publishes the task name after it commits
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar
 
@@ -38,6 +40,7 @@ from expert_service.errors import CorruptArtifact
 from expert_service.registry import common
 from expert_service.registry.base import ALIASES, PRODUCTION, RegistryState, TaskState
 from expert_service.registry.redis_events import ChangeFeed
+from expert_service.training_set import StoredTrainingSet
 from lus.errors import FailedPrecondition, InvalidInput, LusError, NotReady
 
 logger = logging.getLogger(__name__)
@@ -104,6 +107,10 @@ class RedisRegistry:
         """Validate ``draft``'s model, store it as its task's next version and return its card."""
         task = draft.task
         unnumbered = common.draft_card(draft, owner=owner)
+        examples = common.training_set_bytes(draft)
+        stored: dict[str, str | bytes] = {"model": draft.onnx_bytes}
+        if examples is not None:
+            stored["training_set"] = examples
         task_key, sha_key = self._key(task), self._key(task, "sha")
 
         def commit(pipe: Any) -> ExpertCard:
@@ -117,8 +124,7 @@ class RedisRegistry:
             card = replace(unnumbered, version=_int(pipe.hget(task_key, "next_version"), 1))
             pipe.multi()
             pipe.hset(
-                self._key(task, "v", card.version),
-                mapping={"card": card.to_json(), "model": draft.onnx_bytes},
+                self._key(task, "v", card.version), mapping={"card": card.to_json(), **stored}
             )
             pipe.sadd(self._key(task, "versions"), card.version)
             pipe.hset(sha_key, card.sha256, card.version)
@@ -153,6 +159,18 @@ class RedisRegistry:
         if not isinstance(text, bytes):
             raise CorruptArtifact(f"expert {task} v{number} has no stored card")
         return common.parse_card(task, number, text)
+
+    @_unavailable
+    def training_set(self, task: str, version: int = 0) -> StoredTrainingSet:
+        """The examples a version (0 = default) was fit on, checked against its lineage."""
+        number = common.resolve(task, self.task_state(task), version)
+        text, data = self.client.hmget(self._key(task, "v", number), ["card", "training_set"])
+        if not isinstance(text, bytes):
+            raise CorruptArtifact(f"expert {task} v{number} has no stored card")
+        card = common.parse_card(task, number, text)
+        if not isinstance(data, bytes):
+            raise common.no_training_set(card)
+        return common.parse_training_set(card, data)
 
     @_unavailable
     def versions(self, task: str) -> list[int]:
@@ -246,6 +264,79 @@ class RedisRegistry:
         return result
 
     @_unavailable
+    def promote_many(
+        self, targets: Mapping[str, int], alias: str = PRODUCTION
+    ) -> dict[str, tuple[int, int]]:
+        """Point ``alias`` of every task in ``targets`` at its version in one MULTI/EXEC: every
+        replica sees all of the moves or none."""
+        alias = common.check_alias(alias)
+        tasks = _distinct(list(targets))
+        bad = sorted(task for task in tasks if targets[task] < 1)
+        if bad:
+            raise InvalidInput(f"promote needs version numbers >= 1; check {', '.join(bad)}")
+        keys = [key for task in tasks for key in (self._key(task), self._key(task, "versions"))]
+
+        def commit(pipe: Any) -> dict[str, tuple[int, int]]:
+            moves: dict[str, tuple[int, int]] = {}
+            for task in tasks:  # every check before the first write
+                state = self._watched_state(
+                    pipe, task, self._key(task, "versions"), self._key(task)
+                )
+                common.resolve(task, state, targets[task])
+                moves[task] = (targets[task], state.aliases.get(alias, 0))
+            pipe.multi()
+            for task, (version, previous) in moves.items():
+                if previous != version:
+                    if previous:
+                        pipe.rpush(self._key(task, "history", alias), previous)
+                    pipe.hset(self._key(task), f"alias:{alias}", version)
+                    self._announce(pipe, task)
+            return moves
+
+        result: dict[str, tuple[int, int]] = self._transaction(commit, *keys)
+        return result
+
+    @_unavailable
+    def rollback_many(
+        self, tasks: Sequence[str], alias: str = PRODUCTION
+    ) -> dict[str, tuple[int, int]]:
+        """``rollback`` of every task in ``tasks`` in one MULTI/EXEC."""
+        alias = common.check_alias(alias)
+        names = _distinct(list(tasks))
+        keys = [
+            key
+            for task in names
+            for key in (
+                self._key(task),
+                self._key(task, "versions"),
+                self._key(task, "history", alias),
+            )
+        ]
+
+        def commit(pipe: Any) -> dict[str, tuple[int, int]]:
+            moves: dict[str, tuple[int, int]] = {}
+            for task in names:
+                state = self._watched_state(
+                    pipe, task, self._key(task, "versions"), self._key(task)
+                )
+                earlier = pipe.lindex(self._key(task, "history", alias), -1)
+                if earlier is None:
+                    raise FailedPrecondition(
+                        f"task {task!r} {alias} has no earlier version to roll back to; "
+                        "promote a version instead"
+                    )
+                moves[task] = (_int(earlier), state.aliases.get(alias, 0))
+            pipe.multi()
+            for task, (version, _) in moves.items():
+                pipe.rpop(self._key(task, "history", alias))
+                pipe.hset(self._key(task), f"alias:{alias}", version)
+                self._announce(pipe, task)
+            return moves
+
+        result: dict[str, tuple[int, int]] = self._transaction(commit, *keys)
+        return result
+
+    @_unavailable
     def delete_version(self, task: str, version: int) -> list[int]:
         """Remove a version no alias points to; returns the remaining versions."""
         task_key, versions_key = self._key(validate_task(task)), self._key(task, "versions")
@@ -312,6 +403,13 @@ class RedisRegistry:
         # Inside MULTI: the revision and the event go out only if the write itself commits.
         pipe.incr(f"{self.prefix}revision")
         pipe.publish(self.channel, task)
+
+
+def _distinct(tasks: list[str]) -> list[str]:
+    """``tasks``, each a valid name named once (and at least one)."""
+    if not tasks or len(set(tasks)) != len(tasks):
+        raise InvalidInput("name each task once, and at least one")
+    return [validate_task(task) for task in tasks]
 
 
 def _task_state(versions: set[bytes], fields: Mapping[bytes, bytes]) -> TaskState:

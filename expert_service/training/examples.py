@@ -70,6 +70,9 @@ class TrainingSet:
     biomarker_models: tuple[str, ...]
     """Distinct biomarker model versions that made the vectors (sent or found by hash), sorted:
     the expert's ``Lineage.biomarker_models``."""
+    video_hashes: tuple[str, ...] = ()
+    """Per row, the video (pixel) hash it was found by, "" for a vector sent as numbers: kept
+    with the version so that a refit can fetch the video's vector from another model."""
 
 
 def check_request(request: TrainingRequest) -> None:
@@ -150,6 +153,9 @@ def build_training_set(request: TrainingRequest, store: FeatureStore | None) -> 
         patients=tuple(e.patient_id.strip() for e in request.examples),
         n_by_hash=sum(1 for e in request.examples if e.values is None),
         biomarker_models=tuple(sorted(models)),
+        video_hashes=tuple(
+            stored[e.video_hash].pixel_hash if e.values is None else "" for e in request.examples
+        ),
     )
 
 

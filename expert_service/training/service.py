@@ -25,6 +25,7 @@ from expert_service.registry.base import ExpertRegistry
 from expert_service.training.examples import TrainingRequest, TrainingSet, build_training_set
 from expert_service.training.jobs import JobStatus, Progress, TrainingJobs, TrainingLimits
 from expert_service.training.worker import FitOutcome, FitRequest, check_training_installed
+from expert_service.training_set import FitSettings, StoredTrainingSet, check_size
 from lus.errors import NotFound
 from lus.feature_store.base import FeatureStore
 from lus.provenance import RESEARCH_DATA_NOTICE
@@ -105,6 +106,8 @@ class ExpertTraining:
         validate_task(request.task)
         self._authorize(team, request.task)
         training_set = build_training_set(request, self._store)
+        kept = stored_training_set(request, training_set)
+        check_size(len(kept.to_bytes()), len(kept))  # refused now, not after the fit
 
         fitter = self._fitter
 
@@ -161,11 +164,25 @@ class ExpertTraining:
         return self._publish(team, draft, request.promote_to)
 
 
+def stored_training_set(request: TrainingRequest, data: TrainingSet) -> StoredTrainingSet:
+    """What the version keeps of its training set: the rows as fit, each video's pixel hash
+    where it was sent by hash, and the family and seed (the worker fits with the default
+    held-out share), so ``trainer.refit`` can fit it again on another biomarker model's
+    vectors of the same videos, on the same patient-level folds."""
+    return StoredTrainingSet(
+        vectors=data.vectors,
+        labels=data.labels,
+        patients=data.patients,
+        fit=FitSettings(family=request.family, seed=request.seed),
+        pixel_hashes=data.video_hashes,
+    )
+
+
 def _draft(
     job_id: str, request: TrainingRequest, data: TrainingSet, fitted: FitOutcome
 ) -> ExpertDraft:
-    """The expert a job registers: the fitted model, with the request's card texts and the
-    lineage of exactly the rows this replica sent to be fit."""
+    """The expert a job registers: the fitted model, with the request's card texts, the
+    lineage of exactly the rows this replica sent to be fit, and those rows."""
     lineage = training_lineage(
         data.vectors,
         data.labels,
@@ -188,6 +205,7 @@ def _draft(
         training_summary=fitted.summary,
         lineage=lineage,
         allow_class_change=request.allow_class_change,
+        training_set=stored_training_set(request, data),
     )
 
 

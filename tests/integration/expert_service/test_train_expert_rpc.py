@@ -21,6 +21,7 @@ import pytest
 
 from expert_service.card import METRIC_NAMES
 from expert_service.lineage import training_set_sha256
+from expert_service.registry import LocalRegistry
 from expert_service.server import create_server, process_fitter
 from expert_service.settings import ExpertSettings
 from lus.biomarker.v1 import schema_pb2
@@ -275,6 +276,15 @@ def test_training_by_video_hash_from_the_feature_store(tmp_path: Path) -> None:
         )
         assert answer.label in {"covid", "healthy"} and answer.version == job.card.version
         assert answer.biomarker_model_version == "bio-v1"
+
+        # The version keeps its examples, each with the hash it was found by, for a refit.
+        kept = LocalRegistry(tmp_path / "registry").training_set("covid", job.card.version)
+        assert kept.pixel_hashes == tuple(hashes)
+        assert kept.labels == tuple(label for _, label, _ in rows)
+        assert kept.patients == tuple(patient for _, _, patient in rows)
+        assert (kept.fit.family, kept.fit.seed) == ("logreg", 0)
+        assert kept.sha256 == job.card.lineage.training_set_sha256
+        np.testing.assert_allclose(kept.vectors, [values for values, _, _ in rows], rtol=1e-6)
 
     _serve(tmp_path / "registry", scenario, store=store)
 

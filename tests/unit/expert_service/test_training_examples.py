@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from expert_service.errors import TrainingUnavailable
+from expert_service.lineage import training_set_sha256
 from expert_service.training import worker as training_worker
 from expert_service.training.examples import Example, TrainingRequest, build_training_set
+from expert_service.training.service import stored_training_set
 from expert_service.training.worker import check_training_installed
 from lus.errors import FailedPrecondition, InvalidInput, LusError, NotFound, SchemaMismatch
 from lus.feature_store.base import StoredVector
@@ -153,6 +155,14 @@ def test_video_hashes_are_resolved_through_the_feature_store(tmp_path: Path) -> 
     np.testing.assert_array_equal(data.vectors, np.asarray([e.values for e in sent], np.float32))
     # Sent vectors' models and the stored vectors' models together: the expert's lineage.
     assert (data.n_by_hash, data.biomarker_models) == (6, ("bio-v6", "bio-v7"))
+    # Each row keeps the hash it was found by ("" for a vector sent as numbers), and the
+    # version stores them with the rows, the family and the seed, for a refit.
+    assert data.video_hashes == (*(f"{i:064x}" for i in range(6)), *[""] * 6)
+    request = _request(examples=mixed, family="logreg", seed=5)
+    kept = stored_training_set(request, data)
+    assert kept.pixel_hashes == data.video_hashes
+    assert (kept.fit.family, kept.fit.seed, kept.labels) == ("logreg", 5, data.labels)
+    assert kept.sha256 == training_set_sha256(data.vectors, data.labels, data.patients)
 
 
 def test_unknown_hashes_are_all_named_with_not_found(tmp_path: Path) -> None:
@@ -195,3 +205,36 @@ def test_a_replica_without_the_train_extra_answers_unimplemented(
         check_training_installed()
     assert caught.value.code is grpc.StatusCode.UNIMPLEMENTED
     assert not isinstance(caught.value, InvalidInput)
+
+
+def test_a_training_set_over_the_stored_bound_is_refused_before_queueing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from expert_service import training_set
+    from expert_service.registry import LocalRegistry
+    from expert_service.training.jobs import TrainingLimits
+    from expert_service.training.service import ExpertTraining
+
+    class NeverFits:
+        def fit(self, *args: object) -> object:
+            raise AssertionError("nothing may be fitted")
+
+        def release(self) -> None:
+            """Nothing to stop."""
+
+    def publish(*args: object) -> object:
+        raise AssertionError("nothing may be registered")
+
+    training = ExpertTraining(
+        LocalRegistry(tmp_path),
+        None,
+        publish,
+        TrainingLimits(),
+        fitter=NeverFits(),  # type: ignore[arg-type]
+    )
+    monkeypatch.setattr(training_set, "MAX_TRAINING_SET_BYTES", 1000)
+    try:
+        with pytest.raises(InvalidInput, match="over the 0 MiB kept with an expert version"):
+            training.submit("radiology", _request())
+    finally:
+        training.close()
