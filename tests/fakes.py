@@ -90,3 +90,23 @@ SMALL_SPEC = InputSpec(frames_per_clip=4, size=32, clips=4)
 
 TEST_ARTIFACT_VERSION = "biomarker-test"
 """Model version of the shared ``artifact`` fixture (``tests/integration/biomarker_service``)."""
+
+
+def encode_mp4(seed: int, frames: int = 12, size: int = 48) -> bytes:
+    """A small MP4 (MPEG-4 part 2) of random gray frames; each seed gives other pixels."""
+    import io
+
+    import av
+
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as out:
+        stream = out.add_stream("mpeg4", rate=15)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for _ in range(frames):
+            gray = rng.integers(0, 255, (size, size), dtype=np.uint8)
+            rgb = np.repeat(gray[..., None], 3, axis=2)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode())
+    return buffer.getvalue()

@@ -18,8 +18,7 @@ import pytest
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
 from lus.video import InputSpec
-from tests.fakes import untrained_artifact
-from tests.integration.biomarker_service.test_service import encode_mp4
+from tests.fakes import encode_mp4, untrained_artifact
 from tests.integration.lus.test_decode_memory import black_1080p_mp4, gif_bytes
 from tests.processes import BIOMARKER_PORT, server_process
 

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import av
 import grpc
 import numpy as np
 import pytest
@@ -31,27 +30,11 @@ from biomarker_service.torch_backend import TorchBackend, TorchModelThread
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
 from lus.clients.biomarker import BiomarkerClient
-from tests.fakes import SMALL_SPEC, TEST_ARTIFACT_VERSION
+from tests.fakes import SMALL_SPEC, TEST_ARTIFACT_VERSION, encode_mp4
+from tests.servers import in_background_loop
 
 SPEC = SMALL_SPEC
 WAIT_S = 30.0
-
-
-def encode_mp4(seed: int, frames: int = 12, size: int = 48) -> bytes:
-    import io
-
-    rng = np.random.default_rng(seed)
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="mp4") as out:
-        stream = out.add_stream("mpeg4", rate=15)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for _ in range(frames):
-            gray = rng.integers(0, 255, (size, size), dtype=np.uint8)
-            rgb = np.repeat(gray[..., None], 3, axis=2)
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-        out.mux(stream.encode())
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -99,20 +82,12 @@ def serving(
     settings: BiomarkerSettings, backend: Any = None
 ) -> Iterator[tuple[RunningServer, asyncio.AbstractEventLoop]]:
     """A real server on 127.0.0.1:0, run by its own event loop on a background thread."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    running = asyncio.run_coroutine_threadsafe(create_server(settings, backend=backend), loop)
-    server = running.result(WAIT_S)
-    try:
-        yield server, loop
-    finally:
-        if isinstance(backend, GatedBackend):
-            backend.gate.set()
-        asyncio.run_coroutine_threadsafe(server.stop(5.0), loop).result(WAIT_S)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(WAIT_S)
-        loop.close()
+    with in_background_loop(lambda: create_server(settings, backend=backend)) as started:
+        try:
+            yield started
+        finally:
+            if isinstance(backend, GatedBackend):
+                backend.gate.set()  # a held forward pass must finish for the server to stop
 
 
 def settings_for(artifact: Path, tmp_path: Path, **overrides: Any) -> BiomarkerSettings:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,8 +31,8 @@ from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
 from lus.clients.biomarker import BiomarkerClient
 from lus.schema import load_schema
 from lus.video import InputSpec
-from tests.fakes import SMALL_SPEC, untrained_artifact
-from tests.integration.biomarker_service.test_service import encode_mp4
+from tests.fakes import SMALL_SPEC, encode_mp4, untrained_artifact
+from tests.servers import in_background_loop
 
 WAIT_S = 30.0
 A, B = "upgrade-a", "upgrade-b"
@@ -70,17 +69,8 @@ def settings_for(artifact: Path, tmp_path: Path, **overrides: Any) -> BiomarkerS
 def serving(settings: BiomarkerSettings) -> Iterator[RunningServer]:
     """A real server on 127.0.0.1:0, run by its own event loop on a background thread, so that
     the blocking stubs and the shipped client can call it."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    server = asyncio.run_coroutine_threadsafe(create_server(settings), loop).result(WAIT_S)
-    try:
+    with in_background_loop(lambda: create_server(settings)) as (server, _):
         yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(5.0), loop).result(WAIT_S)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(WAIT_S)
-        loop.close()
 
 
 @contextmanager

@@ -9,11 +9,8 @@ A's and the refit must match production's held-out figures exactly: the gate run
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import hashlib
-import io
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +27,8 @@ from expert_service.registry import STAGING, LocalRegistry  # noqa: E402
 from expert_service.training_set import FitSettings, StoredTrainingSet  # noqa: E402
 from lus.clients.biomarker import BiomarkerClient  # noqa: E402
 from lus_cli.cli import main  # noqa: E402
-from tests.fakes import SMALL_SPEC, untrained_artifact  # noqa: E402
+from tests.fakes import SMALL_SPEC, encode_mp4, untrained_artifact  # noqa: E402
+from tests.servers import in_background_loop  # noqa: E402
 from trainer.experts import fit_expert  # noqa: E402
 
 A, B = "refit-real-a", "refit-real-b"
@@ -38,35 +36,11 @@ WAIT_S = 60.0
 N_PATIENTS, PER_PATIENT = 8, 2
 
 
-def _mp4(seed: int, frames: int = 12, size: int = 48) -> bytes:
-    rng = np.random.default_rng(seed)
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="mp4") as out:
-        stream = out.add_stream("mpeg4", rate=15)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for _ in range(frames):
-            gray = rng.integers(0, 255, (size, size), dtype=np.uint8)
-            rgb = np.repeat(gray[..., None], 3, axis=2)
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-        out.mux(stream.encode())
-    return buffer.getvalue()
-
-
 @contextmanager
 def _serving(settings: BiomarkerSettings) -> Iterator[RunningServer]:
     """A real biomarker server on its own event loop thread, for the blocking client."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    server = asyncio.run_coroutine_threadsafe(create_server(settings), loop).result(WAIT_S)
-    try:
+    with in_background_loop(lambda: create_server(settings)) as (server, _):
         yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(5.0), loop).result(WAIT_S)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(WAIT_S)
-        loop.close()
 
 
 def test_refit_through_a_two_model_biomarker_server(
@@ -77,7 +51,7 @@ def test_refit_through_a_two_model_biomarker_server(
     data = tmp_path / "data"
     (data / "videos").mkdir(parents=True)
     names = [f"videos/v{i:02d}.mp4" for i in range(N_PATIENTS * PER_PATIENT)]
-    files = [_mp4(seed=100 + i) for i in range(len(names))]
+    files = [encode_mp4(seed=100 + i) for i in range(len(names))]
     patients = tuple(f"p{i // PER_PATIENT}" for i in range(len(names)))
     labels = tuple("covid" if (i // PER_PATIENT) % 2 else "healthy" for i in range(len(names)))
     settings = BiomarkerSettings(
