@@ -205,9 +205,15 @@ class DynamicBatcher:
                 await self._run_batch(batch)
 
     async def _run_batch(self, batch: list[_Request]) -> None:
-        stacked = np.concatenate([r.clips for r in batch], axis=0)
+        """Run one batch; any failure, preparing it included, fails only its own waiters.
+
+        Stacking sits inside the ``try``: should it raise (clips of another shape), the worker
+        would otherwise die with it and every later request wait forever.
+        """
         started = time.monotonic()
+        clips = sum(r.size for r in batch)
         try:
+            stacked = np.concatenate([r.clips for r in batch], axis=0)
             outputs = await self._predict(stacked)
             if outputs.shape[0] != stacked.shape[0]:
                 raise RuntimeError(
@@ -224,7 +230,7 @@ class DynamicBatcher:
             self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * seconds
             self.batches_run += 1
             if self._observer is not None:
-                self._observer.batch(videos=len(batch), clips=len(stacked), seconds=seconds)
+                self._observer.batch(videos=len(batch), clips=clips, seconds=seconds)
         offset = 0
         for request in batch:
             if not request.future.done():  # cancelled while on the model: nobody to answer

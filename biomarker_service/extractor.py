@@ -295,27 +295,32 @@ class BiomarkerExtractor:
         already in memory are only sampled. The pixel hash covers every frame (see
         ``PIXEL_HASH_MODE``).
         """
-        if isinstance(data, bytes):
-            sampled = decode_clips(
-                data,
-                self.info.spec,
-                self.decode_limits,
-                budget=budget,
-                hash_mode=PIXEL_HASH_MODE,
-                keep_analysis=True,
+        try:
+            if isinstance(data, bytes):
+                sampled = decode_clips(
+                    data,
+                    self.info.spec,
+                    self.decode_limits,
+                    budget=budget,
+                    hash_mode=PIXEL_HASH_MODE,
+                    keep_analysis=True,
+                )
+            else:
+                video = data.decode() if isinstance(data, RawUpload) else data
+                sampled = sample_decoded(
+                    video, self.info.spec, hash_mode=PIXEL_HASH_MODE, keep_analysis=True
+                )
+            assert sampled.analysis_frames is not None  # asked for with keep_analysis
+            # Before any stored answer, too: an inadequate clip gets no answer at all.
+            check_adequate(
+                DecodedVideo(frames=sampled.analysis_frames, fps=sampled.fps),
+                min_frames=self.min_frames,
+                frame_count=sampled.num_frames,
             )
-        else:
-            video = data.decode() if isinstance(data, RawUpload) else data
-            sampled = sample_decoded(
-                video, self.info.spec, hash_mode=PIXEL_HASH_MODE, keep_analysis=True
-            )
-        assert sampled.analysis_frames is not None  # asked for with keep_analysis
-        # Before any stored answer, too: an inadequate clip gets no answer at all.
-        check_adequate(
-            DecodedVideo(frames=sampled.analysis_frames, fps=sampled.fps),
-            min_frames=self.min_frames,
-            frame_count=sampled.num_frames,
-        )
+        except Exception as err:  # counted by reason, then answered as before
+            if self.metrics is not None:
+                self.metrics.count_decode_failure(err)
+            raise
         return sampled
 
     async def _run_model(self, clips: np.ndarray, deadline: float | None) -> np.ndarray:

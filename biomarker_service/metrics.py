@@ -8,11 +8,39 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from lus.errors import InvalidInput, Overloaded
 from lus.rpc.metrics import RpcMetrics
 
 SERVICE = "biomarker"
 _SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+DECODE_FAILURE_REASONS = ("invalid", "too_large", "insufficient", "budget", "error")
+"""Why an upload got no vector before the model: unreadable (``invalid``), over a size or
+frame limit (``too_large``), readable but not enough for the model (``insufficient``), the
+server's shared decode budget full right now (``budget``, retryable), anything else
+(``error``). A fixed set: the label must never carry text from the request."""
+
+_TOO_LARGE_MARKERS = ("more than the limit", "decode budget of")
+"""Phrases of ``lus.video.limits`` refusals of a file that can never fit (InvalidInput)."""
+
+
+def decode_failure_reason(err: BaseException) -> str:
+    """The ``reason`` label of a decode failure: one of ``DECODE_FAILURE_REASONS``.
+
+    Read from the error's type and the fixed wording of ``lus.video`` messages; the errors
+    carry no machine-readable reason yet.
+    """
+    if isinstance(err, Overloaded):
+        return "budget"
+    if isinstance(err, InvalidInput):
+        message = str(err)
+        if message.startswith("insufficient input"):
+            return "insufficient"
+        if any(marker in message for marker in _TOO_LARGE_MARKERS):
+            return "too_large"
+        return "invalid"
+    return "error"
 
 
 class BiomarkerMetrics:
@@ -76,11 +104,26 @@ class BiomarkerMetrics:
             ["result", "model"],
             registry=r,
         )
+        self.decode_failures = Counter(
+            "lus_biomarker_decode_failures",
+            "Uploads refused before the model, by reason (invalid, too_large, insufficient, "
+            "budget, error)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in DECODE_FAILURE_REASONS:
+            self.decode_failures.labels(reason)  # zero from the start, so rate() sees the first
         self._depths: dict[str, int] = {}
 
     def for_model(self, version: str, backend: str) -> ModelMetrics:
         """The batcher's observer for one served model."""
         return ModelMetrics(self, version, backend)
+
+    def count_decode_failure(self, err: BaseException) -> str:
+        """Count one upload refused while decoding or checking it; returns the reason."""
+        reason = decode_failure_reason(err)
+        self.decode_failures.labels(reason).inc()
+        return reason
 
     def count_store(self, result: str, model: str) -> None:
         self.store.labels(result, model).inc()

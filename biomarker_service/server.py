@@ -23,11 +23,10 @@ from biomarker_service.loading import LoadedModel, load_models
 from biomarker_service.metrics import BiomarkerMetrics
 from biomarker_service.model_thread import ModelThread
 from biomarker_service.served import ServedModel, ServedModels
-from biomarker_service.servicer import BiomarkerServicer
+from biomarker_service.servicer import BiomarkerServicer, add_to_server
 from biomarker_service.settings import BiomarkerSettings
 from lus.audit import AuditLog, open_audit_log
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
-from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
 from lus.feature_store import FeatureStore, open_feature_store
 from lus.rpc.lifecycle import run_until_signal
 from lus.rpc.logging import RequestIdInterceptor, configure_logging
@@ -119,7 +118,7 @@ async def create_server(
     )
     await set_serving(health_servicer, [SERVICE_NAME], serving=False)
     servicer = BiomarkerServicer(None, max_video_bytes=settings.max_video_bytes)
-    pb_grpc.add_BiomarkerServiceServicer_to_server(servicer, server)
+    add_to_server(servicer, server)  # undecodable bytes: INVALID_ARGUMENT
     enable_reflection(server, [SERVICE_NAME])
     try:
         port = bind(server, settings.address, settings.tls)

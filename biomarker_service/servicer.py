@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from biomarker_service import converters
 from biomarker_service.extractor import Extraction
@@ -17,6 +18,7 @@ from lus.audit.context import annotate
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as pb_grpc
 from lus.errors import InvalidInput, NotReady
+from lus.rpc.deserialize import add_safely
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,28 @@ def _annotate(result: Extraction) -> None:
         biomarker_model=result.model.version,
         cached=result.cached,
     )
+
+
+async def _decoded(chunks: AsyncIterator[pb.ExtractChunk]) -> AsyncIterator[pb.ExtractChunk]:
+    """The stream's chunks; a malformed one refused as bad input, not a server error (where
+    the servicer was registered without :func:`add_to_server`'s safe deserializers)."""
+    iterator = aiter(chunks)
+    while True:
+        try:
+            chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except DecodeError as err:
+            raise InvalidInput(
+                "a message of the stream is not a valid ExtractChunk message"
+            ) from err
+        yield chunk
+
+
+def add_to_server(servicer: BiomarkerServicer, server: grpc.aio.Server) -> None:
+    """Register ``servicer``; undecodable request bytes are answered INVALID_ARGUMENT
+    (``lus.rpc.deserialize``), not UNKNOWN with the parser's message."""
+    add_safely(pb_grpc.add_BiomarkerServiceServicer_to_server, servicer, server)
 
 
 class BiomarkerServicer(pb_grpc.BiomarkerServiceServicer):  # type: ignore[misc]
@@ -133,7 +157,7 @@ class BiomarkerServicer(pb_grpc.BiomarkerServiceServicer):  # type: ignore[misc]
         parts: list[bytes] = []
         digest = hashlib.sha256()
         received = 0
-        async for chunk in chunks:
+        async for chunk in _decoded(chunks):
             if chunk.WhichOneof("part") == "header":
                 if header is not None or parts:
                     raise InvalidInput("send exactly one ExtractHeader, before any data chunk")

@@ -18,6 +18,7 @@ from expert_service import converters
 from expert_service.answers import TaskInfo
 from expert_service.auth import TeamTokens
 from expert_service.card import ExpertDraft
+from expert_service.limits import check_task, shown
 from expert_service.predictor import ExpertPredictor
 from expert_service.registry.common import check_alias
 from expert_service.training import converters as training_converters
@@ -26,6 +27,7 @@ from expert_service.training.service import ExpertTraining, Fitter
 from lus.audit.context import annotate
 from lus.errors import LusError
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
+from lus.rpc.deserialize import add_safely
 
 if TYPE_CHECKING:
     from lus.expert.v1 import expert_service_pb2 as pb
@@ -66,8 +68,9 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
     async def RegisterExpert(  # noqa: N802 - names fixed by the proto
         self, request: pb.RegisterExpertRequest, context: grpc.aio.ServicerContext
     ) -> pb.TaskCard:
-        annotate(task=request.task)
+        annotate(task=shown(request.task))
         team = self._tokens.team(context.invocation_metadata())
+        check_task(request.task)
         draft = converters.expert_draft(request)
         promote_to = check_alias(request.promote_to) if request.promote_to else ""
         info = await asyncio.to_thread(self._publish, team, draft, promote_to)
@@ -77,8 +80,9 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
     async def TrainExpert(  # noqa: N802 - names fixed by the proto
         self, request: pb.TrainExpertRequest, context: grpc.aio.ServicerContext
     ) -> pb.TrainingJob:
-        annotate(task=request.task, items=len(request.examples))
+        annotate(task=shown(request.task), items=len(request.examples))
         team = self._tokens.team(context.invocation_metadata())
+        check_task(request.task)
         training_request = training_converters.training_request(request)
         status = await asyncio.to_thread(self._training.submit, team, training_request)
         return training_converters.job_to_pb(status)
@@ -92,8 +96,9 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
     async def Promote(  # noqa: N802 - names fixed by the proto
         self, request: pb.PromoteRequest, context: grpc.aio.ServicerContext
     ) -> pb.AliasResponse:
-        annotate(task=request.task, expert_version=request.version)
+        annotate(task=shown(request.task), expert_version=request.version)
         team = self._tokens.team(context.invocation_metadata())
+        check_task(request.task)
         alias = check_alias(request.alias)
 
         def promote() -> pb.AliasResponse:
@@ -108,8 +113,9 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
     async def Rollback(  # noqa: N802 - names fixed by the proto
         self, request: pb.RollbackRequest, context: grpc.aio.ServicerContext
     ) -> pb.AliasResponse:
-        annotate(task=request.task)
+        annotate(task=shown(request.task))
         team = self._tokens.team(context.invocation_metadata())
+        check_task(request.task)
         alias = check_alias(request.alias)
 
         def rollback() -> pb.AliasResponse:
@@ -124,8 +130,9 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
     async def DeleteVersion(  # noqa: N802 - names fixed by the proto
         self, request: pb.DeleteVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteVersionResponse:
-        annotate(task=request.task, expert_version=request.version)
+        annotate(task=shown(request.task), expert_version=request.version)
         team = self._tokens.team(context.invocation_metadata())
+        check_task(request.task)
 
         def delete() -> pb.DeleteVersionResponse:
             self._authorize(team, request.task)
@@ -168,4 +175,5 @@ def _annotate_card(info: TaskInfo) -> None:
 
 
 def add_to_server(servicer: ExpertAdminServicer, server: grpc.aio.Server) -> None:
-    pb_grpc.add_ExpertAdminServiceServicer_to_server(servicer, server)
+    """Register ``servicer``; undecodable request bytes are answered INVALID_ARGUMENT."""
+    add_safely(pb_grpc.add_ExpertAdminServiceServicer_to_server, servicer, server)

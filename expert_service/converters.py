@@ -23,6 +23,7 @@ from expert_service.card import (
     TrainingSummary,
 )
 from expert_service.explain import Contribution
+from expert_service.limits import MAX_IDENTIFIER_CHARS, check_identifier
 from lus.errors import LusError
 from lus.expert.v1 import expert_service_pb2 as pb
 
@@ -47,7 +48,7 @@ def predict_query(request: pb.PredictRequest) -> PredictQuery:
         else DEFAULT_CONTRIBUTIONS
     )
     vector = request.vector
-    return PredictQuery(
+    query = PredictQuery(
         task=request.task,
         version=request.version,
         schema_id=vector.schema_id,
@@ -58,6 +59,26 @@ def predict_query(request: pb.PredictRequest) -> PredictQuery:
         biomarker_model_version=request.biomarker_model_version,
         biomarker_model=vector.model.version,
     )
+    _check_identifiers(
+        ("schema_id", query.schema_id),
+        ("alias", query.alias),
+        ("video_hash", query.video_hash),
+        ("biomarker_model_version", query.biomarker_model_version),
+        ("vector.model.version", query.biomarker_model),
+    )
+    return query
+
+
+def _check_identifiers(*named: tuple[str, str]) -> None:
+    """Refuse an over-long or unprintable identifier before any message repeats it (the task
+    name is checked where it is first looked up: ``limits.check_task``). One length test on
+    the fast path; the per-field checks only when it fails."""
+    if max(len(value) for _, value in named) <= MAX_IDENTIFIER_CHARS and all(
+        value.isprintable() for _, value in named
+    ):
+        return
+    for what, value in named:
+        check_identifier(what, value)
 
 
 def prediction_to_pb(prediction: Prediction) -> pb.PredictResponse:
@@ -96,19 +117,24 @@ def batch_queries(request: pb.PredictBatchRequest) -> list[PredictQuery]:
 
 def matrix_queries(request: pb.PredictBatchRequest) -> list[MatrixQuery]:
     """The column-oriented part of a batch; values stay flat (the runner knows the width)."""
-    return [
-        MatrixQuery(
-            task=m.task,
-            version=m.version,
-            alias=m.alias,
-            schema_id=m.schema_id,
-            n_vectors=m.n_vectors,
-            values=np.asarray(m.values, dtype=np.float32),
-            max_contributions=m.max_contributions,
-            biomarker_model=m.model.version,
+    queries = []
+    for m in request.matrices:
+        _check_identifiers(
+            ("schema_id", m.schema_id), ("alias", m.alias), ("model.version", m.model.version)
         )
-        for m in request.matrices
-    ]
+        queries.append(
+            MatrixQuery(
+                task=m.task,
+                version=m.version,
+                alias=m.alias,
+                schema_id=m.schema_id,
+                n_vectors=m.n_vectors,
+                values=np.asarray(m.values, dtype=np.float32),
+                max_contributions=m.max_contributions,
+                biomarker_model=m.model.version,
+            )
+        )
+    return queries
 
 
 def _error(error: LusError) -> pb.PredictError:

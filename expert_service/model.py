@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import onnxruntime as ort
 
+from expert_service.artifact_safety import ArtifactPolicy, check_onnx_artifact
 from lus.errors import InvalidInput
 
 PROBABILITIES_OUTPUT = "probabilities"
@@ -17,6 +18,10 @@ LABEL_OUTPUT = "label"
 against it (``class_order``)."""
 
 
+_NO_EXTERNAL_DATA_FOLDER = "/nonexistent/lus-expert-models-hold-no-external-data"
+"""Where onnxruntime is told external data lives: nowhere (see ``_session_options``)."""
+
+
 def _session_options() -> ort.SessionOptions:
     options = ort.SessionOptions()
     # One thread per session: the server runs many small requests in parallel threads, and
@@ -24,6 +29,13 @@ def _session_options() -> ort.SessionOptions:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only; warnings would go to stderr on every load
+    # Models come as bytes, so onnxruntime would resolve any external-data path against the
+    # working directory. ``check_onnx_artifact`` refuses such models first; this points the
+    # resolution at a folder that does not exist, so a model that slipped past still reads
+    # nothing from disk.
+    options.add_session_config_entry(
+        "session.model_external_initializers_file_folder_path", _NO_EXTERNAL_DATA_FOLDER
+    )
     return options
 
 
@@ -34,23 +46,36 @@ class OnnxExpert:
     output of ``n_classes`` probability columns that sum to one. Bytes are only ever parsed as
     ONNX protobuf, so a pickle or other payload is refused without being executed. Whether
     ``classes`` is the model's own order is checked once, at registration
-    (``class_order.check_class_order``).
+    (``class_order.check_class_order``). Before onnxruntime sees the bytes they must pass
+    ``artifact_safety.check_onnx_artifact``: no external data (which onnxruntime would read from
+    the server's disk), allowed operator domains only, within the size limit.
 
     Args:
         onnx_bytes: A serialized ONNX model, as produced by skl2onnx with ZipMap off.
         n_features: Expected input width.
         classes: The card's labels, in the order of the probability columns.
+        policy: Size limit and operator domains; default the process's
+            (``artifact_safety.configure``).
 
     Raises:
-        InvalidInput: The bytes are not an ONNX model of that shape.
+        InvalidInput: The bytes are not a safe ONNX model (``check_onnx_artifact``) or not an
+            ONNX model of that shape.
     """
 
-    def __init__(self, onnx_bytes: bytes, *, n_features: int, classes: Sequence[str]) -> None:
+    def __init__(
+        self,
+        onnx_bytes: bytes,
+        *,
+        n_features: int,
+        classes: Sequence[str],
+        policy: ArtifactPolicy | None = None,
+    ) -> None:
         self.n_features = n_features
         self.classes = tuple(classes)
         self.n_classes = len(self.classes)
         if not onnx_bytes:
             raise InvalidInput("model bytes are empty; expected an ONNX model")
+        check_onnx_artifact(onnx_bytes, policy)
         try:
             self._session = ort.InferenceSession(
                 onnx_bytes, sess_options=_session_options(), providers=["CPUExecutionProvider"]

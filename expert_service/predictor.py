@@ -32,6 +32,13 @@ from expert_service.answers import (
 )
 from expert_service.errors import CorruptArtifact
 from expert_service.explain import Explainer
+from expert_service.limits import (
+    ERROR_REPLY_BYTES,
+    RequestLimits,
+    answer_bytes,
+    check_task,
+    matrix_bytes,
+)
 from expert_service.lineage import ModelGate
 from expert_service.model import OnnxExpert
 from expert_service.registry.base import PRODUCTION, STAGING, ExpertRegistry
@@ -189,6 +196,66 @@ class ExpertPredictor:
         for index, answer in zip(np.asarray(indices)[ok].tolist(), answers, strict=True):
             results[index] = answer
 
+    def check_batch(
+        self,
+        queries: Sequence[PredictQuery],
+        matrices: Sequence[MatrixQuery],
+        limits: RequestLimits,
+    ) -> None:
+        """Refuse a batch too big to answer, before any of it is computed.
+
+        First the vectors it holds (requests plus each matrix's ``n_vectors``), then its reply,
+        estimated from each answering expert's card: classes, notice and the contributions
+        asked for. An item that will fail counts as a short error.
+
+        Raises:
+            InvalidInput: Over ``limits.max_batch_rows`` vectors, or a reply estimated over
+                ``limits.max_reply_bytes`` (the message names the setting).
+        """
+        limits.check_rows(len(queries) + sum(max(0, m.n_vectors) for m in matrices))
+        sizes: dict[tuple[str, int, str, int], int] = {}
+        total = 0
+        for query in queries:
+            key = (query.task, query.version, query.alias, query.max_contributions)
+            if key not in sizes:
+                sizes[key] = self._reply_size(key, 0)
+            total += sizes[key]
+        for matrix in matrices:
+            key = (matrix.task, matrix.version, matrix.alias, matrix.max_contributions)
+            total += self._reply_size(key, max(0, matrix.n_vectors))
+        limits.check_reply(total)
+
+    def _reply_size(self, key: tuple[str, int, str, int], n_vectors: int) -> int:
+        """Estimated bytes of one answer (``n_vectors`` 0) or one matrix's answers."""
+        task, version, alias, top_k = key
+        try:
+            served, _ = self._served(task, version, alias)
+        except LusError:
+            return ERROR_REPLY_BYTES
+        card = served.card
+        names = feature_names(card.schema_id, card.n_features)
+        explained = served.explainer is not None
+        contributions = min(max(0, top_k), card.n_features) if explained else 0
+        longest = max(map(len, names), default=0)
+        if n_vectors == 0:
+            return answer_bytes(
+                task=card.task,
+                classes=card.classes,
+                notice=card.notice,
+                note=served.no_summary_note,
+                contributions=contributions,
+                longest_feature=longest,
+            )
+        return matrix_bytes(
+            n_vectors=n_vectors,
+            task=card.task,
+            classes=card.classes,
+            notice=card.notice,
+            note=served.no_summary_note,
+            contributions=contributions,
+            longest_feature=longest,
+        )
+
     def predict_matrix(self, query: MatrixQuery) -> MatrixPrediction:
         """Answer many vectors for one expert at once (one model run, arrays out).
 
@@ -226,7 +293,7 @@ class ExpertPredictor:
 
     def task_card(self, task: str, version: int = 0) -> TaskInfo:
         """The card of ``task`` v``version`` (0 = default), with every version's card."""
-        state = self.registry.task_state(task)
+        state = self.registry.task_state(check_task(task))
         card = self.registry.card(task, version)
         history = tuple(self.registry.card(task, v) for v in state.versions)
         return TaskInfo(card, state.versions, dict(state.aliases), state.owner, history)
@@ -344,6 +411,8 @@ class ExpertPredictor:
                 if served is not None:
                     self._touch((task, route[0]))
                     return served, route[1]
+            # Off the hot path (a routed task is valid): checked before any message repeats it.
+            check_task(task)
             state = self.registry.task_state(task)  # NotFound lists the known tasks
             number = resolve_alias(task, state, alias)
             wanted = alias or PRODUCTION
@@ -358,7 +427,7 @@ class ExpertPredictor:
         if served is not None:
             self._touch((task, version))
             return served
-        return self._load(task, version)
+        return self._load(check_task(task), version)
 
     def _touch(self, key: tuple[str, int]) -> None:
         # No lock on the hot path: each OrderedDict operation is atomic under the GIL, and an

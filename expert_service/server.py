@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health
 from pydantic import ValidationError
 
+from expert_service import artifact_safety
 from expert_service.admin_servicer import ExpertAdminServicer
 from expert_service.admin_servicer import add_to_server as add_admin_to_server
 from expert_service.auth import TeamTokens
@@ -37,7 +38,7 @@ from lus.audit import AuditLog, bearer_team_caller, open_audit_log
 from lus.errors import LusError
 from lus.rpc.lifecycle import run_until_signal
 from lus.rpc.logging import RequestIdInterceptor, configure_logging
-from lus.rpc.metrics import MetricsServer, start_metrics_server
+from lus.rpc.metrics import MetricsInterceptor, MetricsServer, start_metrics_server
 from lus.rpc.server import bind, create_aio_server, enable_reflection, set_serving
 from lus.rpc.settings import invalid_settings_reasons
 from lus.rpc.threaded_server import create_threaded_server, set_serving_threaded
@@ -78,6 +79,8 @@ class ExpertServer:
     admin: AdminServer | None = None
     metrics_server: MetricsServer | None = None
     audit: AuditLog | None = None
+    metrics: ExpertMetrics | None = None
+    """This process's collectors, served on ``metrics_port`` when that is set."""
     stopping: bool = field(default=False, init=False)
     """True once ``stop`` has begun; a second ``stop`` does nothing."""
 
@@ -101,11 +104,15 @@ class ExpertServer:
         try:
             loaded = await asyncio.to_thread(self.predictor.warm_up)
         except LusError as err:
+            if self.metrics is not None:
+                self.metrics.sync_failed(err)
             logger.error("registry unreadable at start (%s); NOT_SERVING until it syncs", err)
             loop = asyncio.get_running_loop()
             self.watcher.on_synced = lambda: self._serving_from_thread(loop)
             self.watcher.start()
             return
+        if self.metrics is not None:
+            self.metrics.sync_succeeded(changed=False)  # the first build, not a re-sync
         if not loaded:
             logger.warning("registry %r holds no loadable experts yet", self.predictor.registry)
         logger.info("experts loaded: %s", ", ".join(f"{t} v{v}" for t, v in loaded) or "none")
@@ -195,11 +202,15 @@ async def create_server(
         fitter: Fits TrainExpert jobs (e.g. ``ProcessFitter``); None answers TrainExpert with
             UNIMPLEMENTED, naming a replica kind that fits.
     """
+    # Before any expert is loaded: which ONNX operators and sizes this process accepts.
+    artifact_safety.configure(settings.artifact_policy())
     registry = registry if registry is not None else open_registry(settings)
     store = feature_store if feature_store is not None else open_store(settings)
     predictor = ExpertPredictor(registry, max_loaded=settings.max_loaded, feature_store=store)
-    watcher = RegistryWatcher(predictor, resync_interval_s=settings.resync_interval_s)
     metrics = ExpertMetrics(predictor)
+    watcher = RegistryWatcher(
+        predictor, resync_interval_s=settings.resync_interval_s, observer=metrics
+    )
     audit = open_audit_log(settings)  # an unusable sink stops the start (OSError)
     server, health_servicer = create_threaded_server(
         max_message_bytes=settings.max_message_bytes,
@@ -209,11 +220,17 @@ async def create_server(
         metrics=metrics.rpc,
         audit=audit,
     )
-    add_to_server(ExpertServicer(predictor), server)
+    add_to_server(ExpertServicer(predictor, settings.request_limits(), metrics=metrics), server)
     enable_reflection(server, [SERVICE_NAME])
-    running = ExpertServer(server, 0, health_servicer, predictor, watcher, audit=audit)
+    running = ExpertServer(
+        server, 0, health_servicer, predictor, watcher, audit=audit, metrics=metrics
+    )
     if admin:
-        running.admin = create_admin_server(settings, predictor, fitter, audit=audit)
+        if fitter is not None:
+            fitter = metrics.metered_fitter(fitter)
+        running.admin = create_admin_server(
+            settings, predictor, fitter, audit=audit, metrics=metrics
+        )
     try:
         await running._set_serving(False)
         running.port = bind(server, settings.address, settings.tls)
@@ -239,12 +256,21 @@ def create_admin_server(
     fitter: Fitter | None = None,
     *,
     audit: AuditLog | None = None,
+    metrics: ExpertMetrics | None = None,
 ) -> AdminServer:
-    """The ExpertAdminService server (unbound): registry writes and training jobs."""
+    """The ExpertAdminService server (unbound): registry writes and training jobs.
+
+    With ``metrics``, its calls are counted and timed by method and status under
+    ``service="expert_admin"``: a failing promote or a refused TrainExpert is otherwise
+    visible only in logs.
+    """
     tokens = TeamTokens(settings.team_tokens())
+    interceptors: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor()]
+    if metrics is not None:
+        interceptors.append(MetricsInterceptor(metrics.admin_rpc))
     server, admin_health = create_aio_server(
         max_message_bytes=settings.max_message_bytes,
-        extra_interceptors=[RequestIdInterceptor()],
+        extra_interceptors=interceptors,
         audit=audit,
         audit_caller=bearer_team_caller(tokens.team),  # "team:<name>", never the token
     )

@@ -15,20 +15,37 @@ import grpc
 
 from expert_service import converters
 from expert_service.answers import MatrixPrediction, Prediction
+from expert_service.limits import RequestLimits, shown
+from expert_service.metrics import ExpertMetrics
 from expert_service.predictor import ExpertPredictor
 from lus.audit.context import annotate
 from lus.errors import LusError
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
+from lus.rpc.deserialize import add_safely
 
 if TYPE_CHECKING:  # messages are built and read only in ``converters``
     from lus.expert.v1 import expert_service_pb2 as pb
 
 
 class ExpertServicer(pb_grpc.ExpertServiceServicer):  # type: ignore[misc]
-    """Handles ``lus.expert.v1.ExpertService``; domain errors become statuses in the interceptor."""
+    """Handles ``lus.expert.v1.ExpertService``; domain errors become statuses in the interceptor.
 
-    def __init__(self, runner: ExpertPredictor) -> None:
+    Args:
+        runner: The serving core.
+        limits: How big a PredictBatch and its reply may be, checked before computing; default
+            ``RequestLimits()`` (the settings' defaults: pass ``settings.request_limits()``).
+    """
+
+    def __init__(
+        self,
+        runner: ExpertPredictor,
+        limits: RequestLimits | None = None,
+        *,
+        metrics: ExpertMetrics | None = None,
+    ) -> None:
         self._runner = runner
+        self._limits = limits or RequestLimits()
+        self._metrics = metrics
 
     def Predict(  # noqa: N802 - names fixed by the proto
         self, request: pb.PredictRequest, context: grpc.ServicerContext
@@ -36,7 +53,8 @@ class ExpertServicer(pb_grpc.ExpertServiceServicer):  # type: ignore[misc]
         query = converters.predict_query(request)
         # Noted before answering, so a refused call's record still says what was asked.
         annotate(
-            task=query.task, biomarker_model=query.biomarker_model or query.biomarker_model_version
+            task=shown(query.task),
+            biomarker_model=shown(query.biomarker_model or query.biomarker_model_version),
         )
         prediction = self._runner.predict_query(query)
         explanation = prediction.explanation
@@ -46,14 +64,21 @@ class ExpertServicer(pb_grpc.ExpertServiceServicer):  # type: ignore[misc]
             out_of_distribution=None if explanation is None else explanation.out_of_distribution,
             items=1,
         )
+        if self._metrics is not None and explanation is not None:
+            self._metrics.count_ood(prediction.task, explanation.out_of_distribution)
         return converters.prediction_to_pb(prediction)
 
     def PredictBatch(  # noqa: N802 - names fixed by the proto
         self, request: pb.PredictBatchRequest, context: grpc.ServicerContext
     ) -> pb.PredictBatchResponse:
-        results = self._runner.predict_batch(converters.batch_queries(request))
-        answered = self._runner.predict_matrices(converters.matrix_queries(request))
+        queries = converters.batch_queries(request)
+        matrices = converters.matrix_queries(request)
+        self._runner.check_batch(queries, matrices, self._limits)
+        results = self._runner.predict_batch(queries)
+        answered = self._runner.predict_matrices(matrices)
         _annotate_batch(results, answered)
+        if self._metrics is not None:
+            _count_ood(self._metrics, results, answered)
         return converters.batch_to_pb(results, answered)
 
     def ListTasks(  # noqa: N802 - names fixed by the proto
@@ -66,6 +91,20 @@ class ExpertServicer(pb_grpc.ExpertServiceServicer):  # type: ignore[misc]
     ) -> pb.TaskCard:
         info = self._runner.task_card(request.task, request.version)
         return converters.task_info_to_pb(info)
+
+
+def _count_ood(
+    metrics: ExpertMetrics,
+    results: Sequence[Prediction | LusError],
+    matrices: Sequence[MatrixPrediction | LusError],
+) -> None:
+    """Every assessed answer of a batch into the OOD-rate counter, per task."""
+    for result in results:
+        if not isinstance(result, LusError) and result.explanation is not None:
+            metrics.count_ood(result.task, result.explanation.out_of_distribution)
+    for block in matrices:
+        if not isinstance(block, LusError) and block.ood_scores is not None:
+            metrics.count_ood_many(block.task, (block.ood_scores > block.threshold).tolist())
 
 
 def _annotate_batch(
@@ -90,4 +129,6 @@ def _annotate_batch(
 
 
 def add_to_server(servicer: ExpertServicer, server: grpc.Server) -> None:
-    pb_grpc.add_ExpertServiceServicer_to_server(servicer, server)
+    """Register ``servicer``; undecodable request bytes are answered INVALID_ARGUMENT
+    (``lus.rpc.deserialize``), not INTERNAL "Exception deserializing request!"."""
+    add_safely(pb_grpc.add_ExpertServiceServicer_to_server, servicer, server)

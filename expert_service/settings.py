@@ -8,6 +8,12 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from expert_service.artifact_safety import (
+    DEFAULT_ALLOWED_DOMAINS,
+    DEFAULT_MAX_MODEL_BYTES,
+    ArtifactPolicy,
+)
+from expert_service.limits import DEFAULT_MAX_BATCH_ROWS, RequestLimits
 from lus.rpc.server import MiB
 from lus.rpc.settings import ServingSettings
 
@@ -118,6 +124,21 @@ class ExpertSettings(ServingSettings):
     max_message_bytes: int = Field(default=4 * MiB, gt=0)
     """Largest gRPC message sent or received, in bytes. Default 4 MiB."""
 
+    max_model_bytes: int = Field(default=DEFAULT_MAX_MODEL_BYTES, gt=0)
+    """Largest ONNX expert registered or loaded, in bytes; bigger ones are refused with
+    INVALID_ARGUMENT. The zoo's largest, random forests, are about 1.3 kB per training vector.
+    Default 64 MiB."""
+
+    allowed_operator_domains: tuple[str, ...] = DEFAULT_ALLOWED_DOMAINS
+    """Operator domains an ONNX expert may use, as JSON (["", "ai.onnx", "ai.onnx.ml"]);
+    a model with a node or opset import of another domain is refused. External data is never
+    allowed. Default those three (what skl2onnx emits)."""
+
+    max_batch_rows: int = Field(default=DEFAULT_MAX_BATCH_ROWS, ge=1)
+    """Vectors one PredictBatch may hold (requests plus every matrix's n_vectors); more are
+    refused with INVALID_ARGUMENT before any is computed. The reply must also fit in
+    ``max_message_bytes``, estimated before computing. Default 10000."""
+
     @model_validator(mode="before")
     @classmethod
     def _ephemeral_admin_port(cls, data: Any) -> Any:
@@ -148,6 +169,14 @@ class ExpertSettings(ServingSettings):
         if ":" in self.host and not self.host.startswith("["):
             return f"[{self.host}]"
         return self.host
+
+    def artifact_policy(self) -> ArtifactPolicy:
+        """What an ONNX expert may be (``artifact_safety.configure`` takes it)."""
+        return ArtifactPolicy(self.max_model_bytes, self.allowed_operator_domains)
+
+    def request_limits(self) -> RequestLimits:
+        """How big a PredictBatch and its reply may be (``ExpertServicer`` takes it)."""
+        return RequestLimits(self.max_batch_rows, self.max_message_bytes)
 
     def team_tokens(self) -> dict[str, str]:
         """``admin_tokens`` with the secrets revealed, for ``auth.TeamTokens``."""

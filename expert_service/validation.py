@@ -8,6 +8,7 @@ from functools import cache
 import numpy as np
 
 from expert_service.card import ExpertCard
+from expert_service.limits import shown
 from lus.errors import InvalidInput, SchemaMismatch
 from lus.schema import builtin_schema_names, load_schema
 
@@ -47,7 +48,9 @@ def check_schema(card: ExpertCard, schema_id: str) -> None:
     expert = f"expert {card.task} v{card.version}"
     if not schema_id:
         raise InvalidInput(f"vector has no schema_id; {expert} expects {card.schema_id}")
-    raise SchemaMismatch(f"vector made with schema {schema_id}; {expert} expects {card.schema_id}")
+    raise SchemaMismatch(
+        f"vector made with schema {shown(schema_id)}; {expert} expects {card.schema_id}"
+    )
 
 
 def check_vector(card: ExpertCard, schema_id: str, values: Sequence[float]) -> np.ndarray:

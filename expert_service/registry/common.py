@@ -15,6 +15,7 @@ from expert_service.card import (
 )
 from expert_service.class_order import check_class_order
 from expert_service.errors import CorruptArtifact
+from expert_service.limits import check_task, shown
 from expert_service.lineage import check_lineage
 from expert_service.model import OnnxExpert
 from expert_service.registry.base import ALIASES, PRODUCTION, TaskState
@@ -34,7 +35,7 @@ def draft_card(draft: ExpertDraft, *, owner: str) -> ExpertCard:
             bytes that are not an ONNX model of the card's shape, or classes that are not the
             model's own, in its order (``check_class_order``).
     """
-    validate_task(draft.task)
+    validate_task(check_task(draft.task))
     if not draft.schema_id or not draft.model_family:
         raise InvalidInput("an expert needs a schema_id and a model_family")
     check_metrics(draft.metrics)
@@ -150,7 +151,7 @@ def check_alias(alias: str) -> str:
     """``alias`` if it is one the registry knows (empty means production)."""
     alias = alias or PRODUCTION
     if alias not in ALIASES:
-        raise InvalidInput(f"alias {alias!r} is not known; use one of {', '.join(ALIASES)}")
+        raise InvalidInput(f"alias {shown(alias)!r} is not known; use one of {', '.join(ALIASES)}")
     return alias
 
 
@@ -172,7 +173,7 @@ def refuse_duplicate(task: str, version: int | None, sha256: str) -> None:
 
 def unknown_task(task: str, known: Callable[[], list[str]]) -> NotFound:
     listed = ", ".join(known()) or "none registered yet"
-    return NotFound(f"no expert for task {task!r}; known tasks: {listed}")
+    return NotFound(f"no expert for task {shown(task)!r}; known tasks: {listed}")
 
 
 def resolve(task: str, state: TaskState, version: int) -> int:

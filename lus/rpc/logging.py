@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 
+from lus import logscrub
 from lus.rpc.handlers import Behavior, ThreadedBehavior, wrap_handler
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -84,6 +85,8 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Library records and warnings may quote file content (patient data): scrubbed, bounded.
+    logscrub.install()
 
 
 def incoming_request_id(metadata: Any) -> str:

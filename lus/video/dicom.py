@@ -9,8 +9,8 @@ attributes are read: patient and study attributes are never touched, logged or k
 from __future__ import annotations
 
 import io
-import logging
 import struct
+import zlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,6 +21,7 @@ from pydicom.pixels.decoders.base import Decoder, get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from lus import logscrub
 from lus.clients.sniff import looks_like_dicom
 from lus.errors import InvalidInput
 from lus.video.dicom_meta import frames_per_second, ultrasound_regions
@@ -34,6 +35,7 @@ __all__ = [
     "apply_window",
     "check_geometry",
     "decode_dicom",
+    "decode_error",
     "first_line",
     "frame_to_gray",
     "looks_like_dicom",
@@ -41,6 +43,7 @@ __all__ = [
     "percentile_window_frames",
     "pixel_decoder",
     "read_dataset",
+    "syntax_label",
     "transfer_syntax",
     "voi_window",
 ]
@@ -64,25 +67,23 @@ PARSE_ERRORS = (
     NotImplementedError,
     RuntimeError,
     struct.error,
+    zlib.error,  # Deflated Explicit VR Little Endian cut short or corrupt
     Warning,
 )
 """What pydicom raises on malformed input (it has no single error type for it); warnings count
 when the process turns them into errors (``-W error``)."""
 
-
-class _WithholdDetails(logging.Filter):
-    """Replace the text of pydicom's log records: a value it quotes may be patient data."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = "pydicom reported a problem with a DICOM file (details withheld: may hold PHI)"
-        record.args = None
-        return True
-
-
-logging.getLogger("pydicom").addFilter(_WithholdDetails())
+# pydicom quotes the values it complains about, in log records of "pydicom" and its children
+# and in warnings; a corrupt length can make such a value swallow the patient's name and id.
+logscrub.install()
 
 
 def read_dataset(data: bytes) -> Dataset:
+    """The whole dataset (``force``: a file without preamble is read too).
+
+    Raises:
+        InvalidInput: pydicom cannot read it; the message names the error type only.
+    """
     try:
         return pydicom.dcmread(io.BytesIO(data), force=True)
     except PARSE_ERRORS as err:  # the message may quote file content: name the type only
@@ -139,17 +140,25 @@ def check_geometry(
     return count
 
 
+def syntax_label(syntax: UID) -> str:
+    """The transfer syntax for a message: its name and UID when the UID is well formed, else
+    nothing of it (a corrupt length can make the value run on into the patient's name)."""
+    if len(syntax) <= 64 and syntax.is_valid:
+        return f"{syntax.name} ({syntax})" if syntax.name != str(syntax) else str(syntax)
+    return "(a malformed UID)"
+
+
 def pixel_decoder(syntax: UID) -> Decoder:
     """pydicom's decoder for ``syntax``, refused when unsupported or not installed."""
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError as err:
         raise InvalidInput(
-            f"DICOM transfer syntax {syntax.name} ({syntax}) is not supported; {SEND_HINT}"
+            f"DICOM transfer syntax {syntax_label(syntax)} is not supported; {SEND_HINT}"
         ) from err
     if not decoder.is_available:
         raise InvalidInput(
-            f"no decoder for DICOM transfer syntax {syntax.name} ({syntax}) is installed "
+            f"no decoder for DICOM transfer syntax {syntax_label(syntax)} is installed "
             f"here; {SEND_HINT}"
         )
     return decoder
@@ -256,6 +265,11 @@ def decode_dicom(data: bytes, *, max_frames: int, max_pixels: int) -> DecodedVid
         InvalidInput: unparseable file, no pixel data, unsupported or undecodable transfer
             syntax, truncated pixel data, zero or too many frames, or frames too large.
     """
+    with logscrub.log_budget():  # one upload's library complaints: bounded, scrubbed
+        return _decode_dicom(data, max_frames=max_frames, max_pixels=max_pixels)
+
+
+def _decode_dicom(data: bytes, *, max_frames: int, max_pixels: int) -> DecodedVideo:
     ds = read_dataset(data)
     count = check_geometry(ds, max_frames=max_frames, max_pixels=max_pixels)
     syntax = transfer_syntax(ds)
@@ -264,21 +278,18 @@ def decode_dicom(data: bytes, *, max_frames: int, max_pixels: int) -> DecodedVid
     try:
         for frame, props in _raw_frames(ds, syntax):
             frames.append(frame_to_gray(frame, props, ds))
+        if len(frames) != count:
+            raise InvalidInput(
+                f"the DICOM file declares {count} frames but {len(frames)} could be decoded; "
+                f"the file may be truncated; {SEND_HINT}"
+            )
+        stack = np.stack(frames)
+        if stack.dtype != np.uint8:  # the Modality LUT and window come from the header too
+            stack = _window_to_uint8(stack, ds)
     except InvalidInput:
         raise
     except (*PARSE_ERRORS, MemoryError) as err:
-        raise InvalidInput(
-            f"could not decode the DICOM pixel data ({syntax.name}): {type(err).__name__}: "
-            f"{first_line(err)}; the file may be truncated or corrupt; {SEND_HINT}"
-        ) from err
-    if len(frames) != count:
-        raise InvalidInput(
-            f"the DICOM file declares {count} frames but {len(frames)} could be decoded; the "
-            f"file may be truncated; {SEND_HINT}"
-        )
-    stack = np.stack(frames)
-    if stack.dtype != np.uint8:
-        stack = _window_to_uint8(stack, ds)
+        raise decode_error(syntax, err) from err
     if str(props.get("photometric_interpretation", "")) == "MONOCHROME1":
         stack = 255 - stack  # MONOCHROME1: 0 is white
     try:  # header elements are parsed lazily, so a corrupt one surfaces only here
@@ -295,6 +306,16 @@ def decode_dicom(data: bytes, *, max_frames: int, max_pixels: int) -> DecodedVid
         fps=fps,
         sop_instance_uid=sop_instance_uid,
         regions=regions,
+    )
+
+
+def decode_error(syntax: UID, err: BaseException) -> InvalidInput:
+    """The caller's error for pixel data that would not decode: the error type, never its
+    text, which quotes header values ("... Photometric Interpretation value <value>")."""
+    return InvalidInput(
+        f"could not decode the DICOM pixel data ({syntax_label(syntax)}): "
+        f"{type(err).__name__}; the file may be truncated or corrupt, or its image attributes "
+        f"invalid; {SEND_HINT}"
     )
 
 

@@ -11,6 +11,7 @@ clips equal ``make_clips(decode_dicom(...))`` exactly.
 
 from __future__ import annotations
 
+import contextvars
 import io
 import math
 import struct
@@ -30,13 +31,14 @@ from pydicom.pixels.processing import apply_modality_lut
 from pydicom.pixels.utils import as_pixel_options
 from pydicom.uid import UID
 
+from lus import logscrub
 from lus.errors import InvalidInput
 from lus.video.dicom import (
     PARSE_ERRORS,
     SEND_HINT,
     apply_window,
     check_geometry,
-    first_line,
+    decode_error,
     frame_to_gray,
     percentile_window,
     percentile_window_frames,
@@ -81,9 +83,12 @@ def ordered_map(function: Callable[[T], R], items: Iterable[T], threads: int) ->
         return
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dicom-frame")
     pending: deque[Future[R]] = deque()
+    # Each task runs in a copy of the caller's context: the request's log budget
+    # (lus.logscrub) counts what the library logs and warns on these threads too.
+    context = contextvars.copy_context()
     try:
         for item in items:
-            pending.append(pool.submit(function, item))
+            pending.append(pool.submit(context.copy().run, function, item))
             if len(pending) >= 2 * threads:
                 yield pending.popleft().result()
         while pending:
@@ -406,6 +411,21 @@ def decode_dicom_clips(
         InvalidInput: as ``decode_dicom``, and for a file beyond ``limits``.
         Overloaded: ``budget`` has too little free right now.
     """
+    with logscrub.log_budget():  # one upload's library complaints: bounded, scrubbed
+        return _decode_dicom_clips(
+            data, spec, limits, budget=budget, hash_mode=hash_mode, keep_analysis=keep_analysis
+        )
+
+
+def _decode_dicom_clips(
+    data: bytes,
+    spec: InputSpec,
+    limits: DecodeLimits,
+    *,
+    budget: DecodeBudget | None,
+    hash_mode: HashMode,
+    keep_analysis: bool,
+) -> SampledVideo:
     ds, pixels = read_sharing_pixels(data)
     count = check_geometry(
         ds,
@@ -452,10 +472,7 @@ def decode_dicom_clips(
         except InvalidInput:
             raise
         except (*PARSE_ERRORS, MemoryError) as err:
-            raise InvalidInput(
-                f"could not decode the DICOM pixel data ({syntax.name}): {type(err).__name__}: "
-                f"{first_line(err)}; the file may be truncated or corrupt; {SEND_HINT}"
-            ) from err
+            raise decode_error(syntax, err) from err
     return SampledVideo(
         clips=built.clips,
         num_frames=count,

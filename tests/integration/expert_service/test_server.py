@@ -258,7 +258,9 @@ def test_request_ids_are_echoed_and_reach_the_handlers_on_both_ports(registry_di
     async def main() -> None:
         registry = _Recording(registry_dir)
         registry.seen = []
-        server = await create_server(ExpertSettings(port=0), registry=registry)
+        server = await create_server(
+            ExpertSettings(port=0, registry_dir=registry_dir), registry=registry
+        )
         try:
             async with (
                 grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
@@ -366,6 +368,7 @@ def test_unreadable_tls_files_are_refused_in_one_json_line(tmp_path: Path) -> No
             "LUS_EXPERT_TLS_CERT_FILE": str(missing),
             "LUS_EXPERT_TLS_KEY_FILE": str(missing),
             "LUS_EXPERT_LOG_JSON": "true",
+            "LUS_EXPERT_REGISTRY_DIR": str(tmp_path / "registry"),  # nothing in the checkout
         }
     )
     entry = json.loads(line)

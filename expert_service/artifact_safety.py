@@ -1,0 +1,227 @@
+"""Refuses ONNX models that could make the server read files or run unvetted operators.
+
+An ONNX tensor may keep its numbers outside the model, in a file named by a relative path
+(``data_location = EXTERNAL``, ``external_data = {location: "secret.bin"}``). onnxruntime, given
+such a model as bytes, resolved that path against the server's working directory: a team token
+registered a model naming ``../team/secret.bin`` and Predict answers then carried that file's
+numbers. An expert is therefore accepted only when every tensor holds its data inline, every
+operator comes from an allowed domain (custom domains would load code from whatever kernels the
+runtime happens to have registered), and the model is within a size limit. Checked before
+onnxruntime ever sees the bytes, at registration and again on every load.
+
+The lean serving image has no ``onnx`` package, so the fields are read with the protobuf runtime
+gRPC already brings, from a hand-written subset of ``onnx.proto`` (as ``class_order`` does; field
+numbers as in ONNX IR version 3 onwards). Subgraphs (``If``/``Loop`` bodies, graph attributes),
+tensor attributes (``Constant``), sparse tensors and training graphs are all walked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
+
+from lus.errors import InvalidInput
+
+MiB = 2**20
+
+DEFAULT_MAX_MODEL_BYTES = 64 * MiB
+"""Largest ONNX expert accepted by default. The zoo's largest are random forests, which grow
+with the training set: a default scikit-learn forest on 5,000 noisy 22-feature vectors is
+6.6 MB (about 1.3 kB a vector); k-nearest-neighbours carries its training vectors (0.45 MB
+there). 64 MiB leaves room for forests on tens of thousands of vectors."""
+
+DEFAULT_ALLOWED_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
+"""Operator domains skl2onnx emits: the standard operators ("" and its alias ``ai.onnx``) and
+the classical-ML ones (``ai.onnx.ml``)."""
+
+_EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
+_SHOWN = 40
+
+
+@dataclass(frozen=True)
+class ArtifactPolicy:
+    """What an ONNX expert may be: its size and the operator domains it may use.
+
+    Attributes:
+        max_model_bytes: Largest serialized model accepted (``LUS_EXPERT_MAX_MODEL_BYTES``).
+        allowed_domains: Operator-set domains a node or an opset import may name
+            (``LUS_EXPERT_ALLOWED_OPERATOR_DOMAINS``); external data is never allowed.
+    """
+
+    max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
+    allowed_domains: tuple[str, ...] = DEFAULT_ALLOWED_DOMAINS
+
+
+_policy = ArtifactPolicy()
+
+
+def configure(policy: ArtifactPolicy) -> None:
+    """Set the policy every ``OnnxExpert`` in this process is checked against.
+
+    Process-wide, because experts are loaded by the registry stores and the serving core alike,
+    and the policy must be the same for both: a model registered under one policy is loaded
+    under it. The server sets it once, from its settings, before it loads anything.
+    """
+    global _policy  # noqa: PLW0603 - one policy per process, set at start-up
+    _policy = policy
+
+
+def current_policy() -> ArtifactPolicy:
+    """The policy set by ``configure`` (``ArtifactPolicy()`` until then)."""
+    return _policy
+
+
+@cache
+def _model_proto() -> Any:
+    """A message class for the subset of ``onnx.ModelProto`` that can point outside the model."""
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="lus_onnx_safety.proto", package="lus_onnx_safety", syntax="proto2"
+    )
+    optional = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
+    repeated = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+    kinds = descriptor_pb2.FieldDescriptorProto
+    message_kind, string_kind = kinds.TYPE_MESSAGE, kinds.TYPE_STRING
+    layout = {
+        "ModelProto": [
+            ("graph", 7, optional, message_kind, "GraphProto"),
+            ("opset_import", 8, repeated, message_kind, "OperatorSetIdProto"),
+            ("training_info", 20, repeated, message_kind, "TrainingInfoProto"),
+            ("functions", 25, repeated, message_kind, "FunctionProto"),
+        ],
+        "OperatorSetIdProto": [("domain", 1, optional, string_kind, "")],
+        "TrainingInfoProto": [
+            ("initialization", 1, optional, message_kind, "GraphProto"),
+            ("algorithm", 2, optional, message_kind, "GraphProto"),
+        ],
+        "FunctionProto": [
+            ("name", 1, optional, string_kind, ""),
+            ("domain", 10, optional, string_kind, ""),
+        ],
+        "GraphProto": [
+            ("node", 1, repeated, message_kind, "NodeProto"),
+            ("initializer", 5, repeated, message_kind, "TensorProto"),
+            ("sparse_initializer", 15, repeated, message_kind, "SparseTensorProto"),
+        ],
+        "NodeProto": [
+            ("op_type", 4, optional, string_kind, ""),
+            ("attribute", 5, repeated, message_kind, "AttributeProto"),
+            ("domain", 7, optional, string_kind, ""),
+        ],
+        "AttributeProto": [
+            ("t", 5, optional, message_kind, "TensorProto"),
+            ("g", 6, optional, message_kind, "GraphProto"),
+            ("tensors", 10, repeated, message_kind, "TensorProto"),
+            ("graphs", 11, repeated, message_kind, "GraphProto"),
+            ("sparse_tensor", 22, optional, message_kind, "SparseTensorProto"),
+            ("sparse_tensors", 23, repeated, message_kind, "SparseTensorProto"),
+        ],
+        "TensorProto": [
+            ("name", 8, optional, string_kind, ""),
+            ("external_data", 13, repeated, message_kind, "StringStringEntryProto"),
+            ("data_location", 14, optional, kinds.TYPE_INT32, ""),
+        ],
+        "SparseTensorProto": [
+            ("values", 1, optional, message_kind, "TensorProto"),
+            ("indices", 2, optional, message_kind, "TensorProto"),
+        ],
+        "StringStringEntryProto": [("key", 1, optional, string_kind, "")],
+    }
+    for name, fields in layout.items():
+        described = proto.message_type.add(name=name)
+        for field_name, number, label, kind, type_name in fields:
+            described.field.add(
+                name=field_name,
+                number=number,
+                label=label,
+                type=kind,
+                type_name=f".lus_onnx_safety.{type_name}" if type_name else None,
+            )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("lus_onnx_safety.ModelProto"))
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
+
+
+def check_onnx_artifact(onnx_bytes: bytes, policy: ArtifactPolicy | None = None) -> None:
+    """Refuse ``onnx_bytes`` unless it is self-contained, within size and of allowed domains.
+
+    Raises:
+        InvalidInput: Over ``max_model_bytes`` (checked before parsing), not parseable as ONNX,
+            a tensor anywhere with external data, a node or opset import of a domain outside
+            ``allowed_domains``, or model-local functions (skl2onnx never emits them; they
+            would hide nodes from this check's domain test).
+    """
+    policy = policy or _policy
+    if len(onnx_bytes) > policy.max_model_bytes:
+        raise InvalidInput(
+            f"the ONNX model is {len(onnx_bytes)} bytes, over the limit of "
+            f"{policy.max_model_bytes} bytes (setting LUS_EXPERT_MAX_MODEL_BYTES)"
+        )
+    model = _model_proto()()
+    try:
+        model.ParseFromString(onnx_bytes)
+    except (message.DecodeError, RecursionError):
+        raise InvalidInput(
+            "model bytes are not a loadable ONNX model (protobuf does not parse them)"
+        ) from None
+    if model.functions:
+        raise InvalidInput(
+            "the ONNX model defines its own functions; experts are served from standard "
+            "operators only (convert it with skl2onnx)"
+        )
+    allowed = set(policy.allowed_domains)
+    named = ", ".join(repr(d) for d in policy.allowed_domains)
+    for opset in model.opset_import:
+        if opset.domain not in allowed:
+            raise InvalidInput(
+                f"the ONNX model imports operator domain {_shown(opset.domain)!r}, not one of "
+                f"{named} (setting LUS_EXPERT_ALLOWED_OPERATOR_DOMAINS)"
+            )
+    graphs = [model.graph, *_training_graphs(model.training_info)]
+    while graphs:
+        graph = graphs.pop()
+        _check_tensors(graph.initializer, graph.sparse_initializer)
+        for node in graph.node:
+            if node.domain not in allowed:
+                raise InvalidInput(
+                    f"the ONNX model's node {_shown(node.op_type)!r} is of operator domain "
+                    f"{_shown(node.domain)!r}, not one of {named} (setting "
+                    "LUS_EXPERT_ALLOWED_OPERATOR_DOMAINS)"
+                )
+            for attribute in node.attribute:
+                tensors = [*attribute.tensors]
+                if attribute.HasField("t"):
+                    tensors.append(attribute.t)
+                sparse = [*attribute.sparse_tensors]
+                if attribute.HasField("sparse_tensor"):
+                    sparse.append(attribute.sparse_tensor)
+                _check_tensors(tensors, sparse)
+                graphs.extend(attribute.graphs)
+                if attribute.HasField("g"):
+                    graphs.append(attribute.g)
+
+
+def _training_graphs(infos: Iterable[Any]) -> list[Any]:
+    return [graph for info in infos for graph in (info.initialization, info.algorithm)]
+
+
+def _check_tensors(tensors: Iterable[Any], sparse: Iterable[Any]) -> None:
+    """Refuse any tensor that keeps its data outside the model bytes (the location it names is
+    never echoed: it is a path on the server)."""
+    everything = [*tensors]
+    for tensor in sparse:
+        everything += [tensor.values, tensor.indices]
+    for tensor in everything:
+        if tensor.data_location == _EXTERNAL or tensor.external_data:
+            raise InvalidInput(
+                f"the ONNX model's tensor {_shown(tensor.name)!r} keeps its data in an external "
+                "file; experts must hold every weight in the model bytes (save it without "
+                "external data: onnx.save_model(..., save_as_external_data=False))"
+            )
