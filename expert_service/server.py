@@ -43,7 +43,8 @@ from lus.rpc.server import bind, create_aio_server, enable_reflection, set_servi
 from lus.rpc.settings import invalid_settings_reasons
 from lus.rpc.threaded_server import create_threaded_server, set_serving_threaded
 
-if TYPE_CHECKING:  # typing only: the feature-store package is imported when configured
+if TYPE_CHECKING:  # typing only: these packages are imported when configured
+    from expert_service.registry.redis_store import RedisRegistry
     from lus.feature_store.base import FeatureStore
 
 logger = logging.getLogger(__name__)
@@ -156,14 +157,37 @@ class ExpertServer:
 def open_registry(settings: ExpertSettings) -> ExpertRegistry:
     """Redis when ``registry_url`` is set (imported only then), else the local folder."""
     if settings.registry_url:
-        from expert_service.registry.redis_store import RedisRegistry
+        from expert_service.registry.redis_store import RedisRegistry  # the `redis` extra
 
-        return RedisRegistry(
+        registry = RedisRegistry(
             settings.registry_url,
             prefix=settings.registry_prefix,
             timeout_s=settings.registry_timeout_s,
         )
+        _check_persistence(registry, settings)
+        return registry
     return LocalRegistry(settings.registry_dir)
+
+
+def _check_persistence(registry: RedisRegistry, settings: ExpertSettings) -> None:
+    """Warn about (or refuse) a registry Redis that keeps nothing on disk: restarted, it would
+    come back empty and every replica would lose every expert."""
+    if settings.registry_persistence == "ignore":
+        return
+    kept = registry.persistence()
+    if kept in ("aof", "rdb"):
+        logger.info("registry Redis persistence: %s", kept)
+        return
+    problem = (
+        "the registry's Redis keeps nothing on disk (neither appendonly nor save)"
+        if kept == "none"
+        else "the registry's Redis persistence could not be read (CONFIG not allowed?)"
+    )
+    advice = "a Redis restart would lose every expert; set `appendonly yes` on it"
+    if settings.registry_persistence == "require" and kept == "none":
+        registry.close()
+        raise OSError(f"{problem}: {advice}, or LUS_EXPERT_REGISTRY_PERSISTENCE=warn")
+    logger.warning("%s: %s (LUS_EXPERT_REGISTRY_PERSISTENCE)", problem, advice)
 
 
 def open_store(settings: ExpertSettings) -> FeatureStore | None:

@@ -54,6 +54,11 @@ class ExpertSettings(ServingSettings):
     registry_timeout_s: float = Field(default=1.0, gt=0.0)
     """Redis connect/read timeout in seconds: how fast calls fail when Redis is gone. 1.0."""
 
+    registry_persistence: Literal["warn", "require", "ignore"] = "warn"
+    """What to do when the registry's Redis keeps nothing on disk (neither AOF nor RDB), so a
+    restart would lose every expert: "warn" (log a WARNING at start, the default), "require"
+    (refuse to start), or "ignore" (tests, throwaway stacks)."""
+
     resync_interval_s: float = Field(default=1.0, gt=0.0)
     """Seconds between polls of the registry for changes (push notices come sooner). 1.0."""
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,3 +76,54 @@ def server_process(
                 proc.wait()
         drain.join(timeout=5)
         proc.stderr.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def private_redis(
+    folder: Path, *config: str
+) -> Iterator[tuple[str, tuple[Callable[[], None], Callable[[], None]]]]:
+    """A redis-server of the test's own on a free port, its files in ``folder``, started with
+    ``config`` (e.g. ``"--appendonly", "yes"``; default: nothing kept on disk); yields its URL
+    and ``(start, stop)`` to restart it. Skips the test when redis-server is not installed."""
+    import pytest
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
+    args += list(config) or ["--appendonly", "no", "--save", ""]
+    url = f"redis://127.0.0.1:{port}/0"
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
+        client = redis.Redis.from_url(url)
+        for _ in range(500):  # a bound on waiting for it to answer, not a timing assertion
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                time.sleep(0.02)
+        client.close()
+
+    def stop() -> None:
+        procs[-1].send_signal(signal.SIGTERM)
+        procs[-1].wait(timeout=10)
+
+    start()
+    try:
+        yield url, (start, stop)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

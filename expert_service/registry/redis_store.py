@@ -30,6 +30,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -93,8 +94,24 @@ class RedisRegistry:
         )
         self.channel = f"{prefix}events"
 
-    def __repr__(self) -> str:
-        return f"RedisRegistry({self.url!r}, prefix={self.prefix!r})"
+    def __repr__(self) -> str:  # logged: never with the URL's password
+        return f"RedisRegistry({_without_password(self.url)!r}, prefix={self.prefix!r})"
+
+    def persistence(self) -> str:
+        """What the registry's Redis keeps on disk: "aof", "rdb", "none", or "unknown" where
+        CONFIG is not allowed (managed Redis) or the server cannot be reached.
+
+        Redis that keeps nothing on disk loses every expert when it restarts; the server warns
+        about it at start, or refuses to start (``LUS_EXPERT_REGISTRY_PERSISTENCE``).
+        """
+        try:
+            appendonly = self.client.config_get("appendonly").get("appendonly", "")
+            save = self.client.config_get("save").get("save", "")
+        except redis.RedisError:
+            return "unknown"
+        if str(appendonly) == "yes":
+            return "aof"
+        return "rdb" if str(save).strip() else "none"
 
     def close(self) -> None:
         self.client.close()
@@ -424,3 +441,12 @@ def _task_state(versions: set[bytes], fields: Mapping[bytes, bytes]) -> TaskStat
         owner=(fields.get(b"owner") or b"").decode(),
         newest_is_live=False,  # shared by every replica: a version answers once promoted
     )
+
+
+def _without_password(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -4,10 +4,6 @@ and a Redis outage mid-load."""
 from __future__ import annotations
 
 import json
-import shutil
-import signal
-import socket
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -27,7 +23,7 @@ from lus.expert.v1 import expert_service_pb2 as pb  # noqa: E402
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc  # noqa: E402
 from lus.schema import load_schema  # noqa: E402
 from tests.fakes import logistic_onnx  # noqa: E402
-from tests.processes import EXPERT_PORTS, server_process  # noqa: E402
+from tests.processes import EXPERT_PORTS, private_redis, server_process  # noqa: E402
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[3]
@@ -183,51 +179,14 @@ def test_promote_and_rollback_under_load_fail_no_call(
         assert set(load.versions) == {1, 2, 3}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _own_redis(tmp_path: Path) -> Iterator[tuple[str, callable]]:  # type: ignore[valid-type]
-    """A private redis-server with an fsync-per-write AOF in tmp_path; yields (url, restart)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    port = _free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
-            "--appendonly", "yes", "--appendfsync", "always", "--save", ""]  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start() -> None:
-        procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
-        client = redis.Redis.from_url(url)
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.RedisError:
-                time.sleep(0.02)
-        client.close()
-
-    def stop() -> None:
-        procs[-1].send_signal(signal.SIGTERM)
-        procs[-1].wait(timeout=10)
-
-    start()
-    try:
-        yield url, (start, stop)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
 def test_redis_outage_mid_load(tmp_path: Path, models: list[bytes]) -> None:
-    with _own_redis(tmp_path) as (url, (start, stop)), _server(url, "lus:expert:") as replica:
+    with (
+        private_redis(tmp_path, "--appendonly", "yes", "--appendfsync", "always") as (
+            url,
+            (start, stop),
+        ),
+        _server(url, "lus:expert:") as replica,
+    ):
         admin = pb_grpc.ExpertAdminServiceStub(replica.admin)
         stub = pb_grpc.ExpertServiceStub(replica.channel)
         _register(admin, models[0], promote_to="production")
@@ -274,7 +233,10 @@ def test_not_serving_until_the_registry_is_synced_once(tmp_path: Path, models: l
     from expert_service.card import ExpertDraft, Lineage
     from expert_service.registry.redis_store import RedisRegistry
 
-    with _own_redis(tmp_path) as (url, (start, stop)):
+    with private_redis(tmp_path, "--appendonly", "yes", "--appendfsync", "always") as (
+        url,
+        (start, stop),
+    ):
         registry = RedisRegistry(url)
         draft = ExpertDraft(
             "covid", models[0], schema_id=SCHEMA.schema_id, classes=("covid", "healthy"),
