@@ -1,13 +1,18 @@
 """``python -m lus.healthcheck HOST:PORT [SERVICE]``: exit 0 when the server reports SERVING.
 
-The containers' HEALTHCHECK; Kubernetes uses its native gRPC probes instead. Against a TLS
-port add ``--ca-file`` (and ``--cert-file``/``--key-file`` for mutual TLS); ``--server-name``
-checks the certificate against that name when HOST is an address such as 127.0.0.1.
+The containers' HEALTHCHECK and the Kubernetes exec probes (gRPC's native probes cannot speak
+TLS). Against a TLS port add ``--ca-file`` (and ``--cert-file``/``--key-file`` for mutual TLS);
+``--server-name`` checks the certificate against that name when HOST is an address such as
+127.0.0.1. Each flag defaults to an environment variable, ``LUS_HEALTHCHECK_CA_FILE``,
+``LUS_HEALTHCHECK_CERT_FILE``, ``LUS_HEALTHCHECK_KEY_FILE`` and ``LUS_HEALTHCHECK_SERVER_NAME``,
+so an image's fixed HEALTHCHECK command works against a TLS port when the container's
+environment names the files.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -37,10 +42,37 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("address", metavar="HOST:PORT")
     parser.add_argument("service", nargs="?", default="", help='default: "" (the whole server)')
-    parser.add_argument("--ca-file", type=Path, help="CA bundle of a TLS port")
-    parser.add_argument("--cert-file", type=Path, help="client certificate, for mutual TLS")
-    parser.add_argument("--key-file", type=Path, help="key of --cert-file")
-    parser.add_argument("--server-name", help="name the server's certificate must carry")
+
+    def env(name: str) -> str | None:
+        return os.environ.get(f"LUS_HEALTHCHECK_{name}") or None
+
+    def env_path(name: str) -> Path | None:
+        value = env(name)
+        return Path(value) if value is not None else None
+
+    parser.add_argument(
+        "--ca-file",
+        type=Path,
+        default=env_path("CA_FILE"),
+        help="CA bundle of a TLS port (default: $LUS_HEALTHCHECK_CA_FILE)",
+    )
+    parser.add_argument(
+        "--cert-file",
+        type=Path,
+        default=env_path("CERT_FILE"),
+        help="client certificate, for mutual TLS (default: $LUS_HEALTHCHECK_CERT_FILE)",
+    )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        default=env_path("KEY_FILE"),
+        help="key of --cert-file (default: $LUS_HEALTHCHECK_KEY_FILE)",
+    )
+    parser.add_argument(
+        "--server-name",
+        default=env("SERVER_NAME"),
+        help="name the server's certificate must carry (default: $LUS_HEALTHCHECK_SERVER_NAME)",
+    )
     args = parser.parse_args(argv)
     try:
         tls = client_tls(args.ca_file, args.cert_file, args.key_file, args.server_name)

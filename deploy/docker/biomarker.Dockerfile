@@ -25,6 +25,8 @@ USER 10001
 ENV LUS_BIOMARKER_HOST=0.0.0.0 LUS_BIOMARKER_PORT=50051 LUS_BIOMARKER_ARTIFACT=/models/lus-biomarker.safetensors \
     LUS_BIOMARKER_FEATURE_STORE_PATH=/data/lus-features.sqlite
 EXPOSE 50051 9101
+# Against a TLS port the check reads LUS_HEALTHCHECK_CA_FILE (and _CERT_FILE, _KEY_FILE for mutual
+# TLS, _SERVER_NAME) from the container environment, as deploy/compose.yaml sets them.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
   CMD ["python", "-m", "lus.healthcheck", "127.0.0.1:50051"]
 STOPSIGNAL SIGTERM

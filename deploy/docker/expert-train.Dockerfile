@@ -25,6 +25,8 @@ USER 10001
 ENV LUS_EXPERT_HOST=0.0.0.0 LUS_EXPERT_PORT=50052 \
     LUS_EXPERT_METRICS_HOST=0.0.0.0 LUS_EXPERT_METRICS_PORT=9102
 EXPOSE 50052 50053 9102
+# Against a TLS port the check reads LUS_HEALTHCHECK_CA_FILE (and _CERT_FILE, _KEY_FILE for mutual
+# TLS, _SERVER_NAME) from the container environment, as deploy/compose.yaml sets them.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-m", "lus.healthcheck", "127.0.0.1:50052"]
 STOPSIGNAL SIGTERM

@@ -93,13 +93,17 @@ def bind(server: grpc.Server | grpc.aio.Server, address: str, tls: ServerTls | N
     """Bind ``address`` with TLS when ``tls`` is given, else in plaintext; return the port.
 
     ``host:0`` gets an ephemeral port. Both tiers bind every port through here, so a port
-    serves TLS exactly when its settings name a certificate and key.
+    serves TLS exactly when its settings name a certificate and key. TLS ports re-read the
+    files when they change (``lus.rpc.tls.CertificateReloader``); the sync ``grpc.server`` and
+    ``grpc.aio`` servers both take those dynamic credentials.
     """
     try:
         if tls is None:
             port: int = server.add_insecure_port(address)
         else:
             port = server.add_secure_port(address, tls.credentials())
+    except OSError as err:  # TLS files missing or not loadable (ssl.SSLError is an OSError)
+        raise OSError(f"could not load TLS files for {address}: {err}") from None
     except RuntimeError as err:  # grpc.aio raises instead of returning 0 (port in use, bad PEM)
         kind = "TLS" if tls is not None else "plaintext"
         raise OSError(f"could not bind gRPC server ({kind}) to {address}: {err}") from None

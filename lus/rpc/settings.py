@@ -12,7 +12,7 @@ from typing import Literal, Self
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lus.rpc.tls import ServerTls
+from lus.rpc.tls import ClientAuth, ServerTls
 
 
 class ServingSettings(BaseSettings):
@@ -34,7 +34,17 @@ class ServingSettings(BaseSettings):
     """PEM private key matching ``tls_cert_file``."""
 
     tls_client_ca_file: Path | None = None
-    """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
+    """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS).
+
+    The certificate, key and CA files are re-read when they change on disk (checked on each new
+    connection), so a rotated certificate needs no restart; a changed set that does not load
+    is logged as an ERROR and the previous one kept."""
+
+    tls_client_auth: ClientAuth = "required"
+    """With ``tls_client_ca_file``: ``required`` (default) refuses a client without a certificate
+    that CA signed; ``optional`` accepts clients without one. gRPC Python cannot ask for a
+    certificate without requiring it, so under ``optional`` none is asked for or checked: a
+    migration setting while clients get certificates, not an authentication."""
 
     grace_s: float = Field(default=10.0, ge=0.0)
     """Seconds in-flight calls get to finish on shutdown (SIGTERM/SIGINT). Default 10.0."""
@@ -75,15 +85,24 @@ class ServingSettings(BaseSettings):
         """The TLS files to serve with, or None for plaintext."""
         if self.tls_cert_file is None or self.tls_key_file is None:
             return None
-        return ServerTls(self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file)
+        return ServerTls(
+            self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file, self.tls_client_auth
+        )
 
     @property
     def tls_label(self) -> str:
-        """How the start-up log line names the transport: tls off, tls on, tls on (mutual)."""
+        """How the start-up log line names the transport: ``tls off``, ``tls on``,
+        ``tls on (mutual)`` or ``tls on (client certificate optional)``."""
         tls = self.tls
         if tls is None:
             return "tls off"
-        return "tls on (mutual)" if tls.client_ca_file is not None else "tls on"
+        if tls.client_ca_file is None:
+            return "tls on"
+        return (
+            "tls on (mutual)"
+            if tls.requires_client_certificate
+            else ("tls on (client certificate optional)")
+        )
 
 
 def invalid_settings_reasons(err: ValidationError) -> str:
