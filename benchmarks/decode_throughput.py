@@ -3,6 +3,7 @@
     python benchmarks/decode_throughput.py                       # the full matrix (long)
     python benchmarks/decode_throughput.py --small               # a quick check (~1 min)
     python benchmarks/decode_throughput.py --sizes 1080x1080 --frames 100 --cases dicom-jpegls
+    python benchmarks/decode_throughput.py --small --end-to-end  # + one gRPC Extract per case
 
 The script makes its own ultrasound-like cine loops (a convex sector of moving speckle, a
 pleural line, B-lines, burned-in text and, for RGB, a colour bar and a colour-flow box) and
@@ -11,7 +12,7 @@ writes them as DICOM (uncompressed, RLE, JPEG-LS, JPEG 2000 lossless, JPEG basel
 that path's own; the child reports its peak RSS before and after the decode
 (``ru_maxrss``) and the wall time of the decode.
 
-Paths (``PATHS``; add one there, e.g. an end-to-end gRPC ``Extract``, and it is measured too):
+Paths (``PATHS``; add one there and it is measured too; the gRPC ``Extract`` is ``--end-to-end``):
 
 - ``old``: ``decode_video`` -> ``pixel_hash`` of every frame -> ``make_clips`` (the extractor
   today);
@@ -21,13 +22,24 @@ Paths (``PATHS``; add one there, e.g. an end-to-end gRPC ``Extract``, and it is 
 
 ``equal`` says whether the path's clips equal the ``old`` path's (checked in the child against
 a saved copy of the old clips).
+
+``--end-to-end`` adds a row per case, ``server (new path)``: the real biomarker service
+(``python -m biomarker_service``, CPU, no feature store, no audit) runs as a child process with
+an untrained artifact of the benchmark's spec (``--width 16`` by default; ``--width 64`` is the
+full-size model), and each case is sent as one ``Extract`` over gRPC on loopback. The time is the
+client's wall time of the call (upload, decode, sampling, batcher, model); the memory is the
+server's peak RSS (``VmHWM``, reset with ``clear_refs`` before each case) and its growth over
+the server's RSS just before the case. The server has only the new path. One warm-up
+``Extract`` of a small MP4 runs first, so model and codec start-up costs are not in the rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -64,6 +76,8 @@ from lus.video import InputSpec
 from lus.video.region import check_crop_mode
 
 MiB = 1024 * 1024
+REPO = Path(__file__).resolve().parents[1]
+SERVER_LABEL = "server (new path)"
 
 
 # --- ultrasound-like frames -----------------------------------------------------------------
@@ -264,9 +278,9 @@ PATHS: dict[str, Callable[[bytes, InputSpec], np.ndarray]] = {
 }
 
 
-def _status_kb(field: str) -> int | None:
+def _status_kb(field: str, pid: int | str = "self") -> int | None:
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
@@ -358,6 +372,80 @@ def run_child(
     return result
 
 
+# --- end to end: one gRPC Extract against the real service, in a child process -------------
+
+
+class EndToEnd:
+    """The biomarker service as a child process, and one ``Extract`` per case against it."""
+
+    def __init__(self, spec: InputSpec, width: int, folder: Path, stack: contextlib.ExitStack):
+        if str(REPO) not in sys.path:  # tests.fakes / tests.processes: the repository's helpers
+            sys.path.insert(0, str(REPO))
+        from lus.clients.biomarker import BiomarkerClient
+        from tests.fakes import untrained_artifact
+        from tests.processes import BIOMARKER_PORT, server_process
+
+        artifact = untrained_artifact(
+            folder / f"bench-w{width}.safetensors", spec=spec, version="bench", width=width
+        )
+        env = {
+            "LUS_BIOMARKER_ARTIFACT": str(artifact),
+            "LUS_BIOMARKER_PORT": "0",
+            "LUS_BIOMARKER_DEVICE": "cpu",
+            "LUS_BIOMARKER_FEATURE_STORE": "none",
+            "LUS_BIOMARKER_AUDIT_SINK": "none",
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
+        self.server = stack.enter_context(server_process("biomarker_service", env, BIOMARKER_PORT))
+        self.pid = self.server.proc.pid
+        port = self.server.ports["grpc"]
+        self.client = stack.enter_context(
+            BiomarkerClient(f"127.0.0.1:{port}", hash_first=False, timeout_s=3600.0)
+        )
+        self.idle_rss_kb = _status_kb("VmRSS", self.pid) or 0
+        self.resettable = self._reset_peak()
+
+    def _reset_peak(self) -> bool:
+        try:
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+            return True
+        except OSError:
+            return False
+
+    def warm_up(self, file: Path) -> dict[str, object]:
+        return self.extract(file, repeat=1)
+
+    def extract(self, file: Path, *, repeat: int) -> dict[str, object]:
+        """``repeat`` Extracts of ``file``: fastest and first wall time, server peak RSS."""
+        import grpc
+
+        data = file.read_bytes()
+        self._reset_peak()
+        before = _status_kb("VmRSS", self.pid) or 0
+        times: list[float] = []
+        status = "OK"
+        for _ in range(repeat):
+            started = time.perf_counter()
+            try:
+                self.client.extract_bytes(data)
+            except grpc.RpcError as err:
+                code = err.code() if isinstance(err, grpc.Call) else None
+                details = err.details() if isinstance(err, grpc.Call) else str(err)
+                status = f"{code.name if code else 'UNKNOWN'}: {(details or '')[:80]}"
+                break
+            times.append(time.perf_counter() - started)
+        peak = _status_kb("VmHWM", self.pid) or 0
+        return {
+            "seconds": min(times) if times else 0.0,
+            "first_seconds": times[0] if times else 0.0,
+            "rss_before_mb": before / 1024,
+            "rss_peak_mb": peak / 1024,
+            "status": status,
+        }
+
+
 def bool_or_none(value: object) -> bool | None:
     return None if value is None else bool(value)
 
@@ -381,6 +469,14 @@ def main() -> None:
     parser.add_argument(
         "--small", action="store_true", help="256x256 and 160x120, 30 and 90 frames: a quick check"
     )
+    parser.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help=f"also one gRPC Extract per case against the real service ({SERVER_LABEL!r})",
+    )
+    parser.add_argument(
+        "--width", type=int, default=16, help="--end-to-end model width (64: the full model)"
+    )
     parser.add_argument("--child", nargs=2, metavar=("PATH", "FILE"), help=argparse.SUPPRESS)
     parser.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -400,8 +496,34 @@ def main() -> None:
     folder = args.folder or Path(tempfile.mkdtemp(prefix="lus-decode-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(f"cases in {folder}; spec {args.spec}; one fresh process per measurement")
-    header = f"{'case':<34}{'MB':>8}  {'path':<12}{'seconds':>9}{'first s':>9}"
+    with contextlib.ExitStack() as stack:
+        server = None
+        if args.end_to_end:
+            server = EndToEnd(parse_spec(args.spec), args.width, folder, stack)
+            warm = server.warm_up(Case("mp4", "mp4", 30, 120, 160).make(folder))
+            print(
+                f"server pid {server.pid}, model width {args.width}; idle RSS"
+                f" {server.idle_rss_kb / 1024:.0f} MB; warm-up Extract {warm['status']},"
+                f" {float(str(warm['seconds'])):.2f} s; peak reset per case:"
+                f" {'yes' if server.resettable else 'NO (peak is since start)'}"
+            )
+        run_cases(args, folder, sizes=sizes, counts=counts, kinds=kinds, paths=paths, server=server)
+
+
+def run_cases(
+    args: argparse.Namespace,
+    folder: Path,
+    *,
+    sizes: list[tuple[int, ...]],
+    counts: list[int],
+    kinds: list[str],
+    paths: list[str],
+    server: EndToEnd | None,
+) -> None:
+    header = f"{'case':<34}{'MB':>8}  {'path':<18}{'seconds':>9}{'first s':>9}"
     header += f"{'peak RSS MB':>13}{'+decode MB':>12}  equal"
+    if server is not None:
+        header += "  (server rows: status; +MB over the server's RSS before the case)"
     print(header)
     for kind in kinds:
         for width, height in sizes:
@@ -424,7 +546,7 @@ def main() -> None:
                     )
                     label = case.filename.rsplit(".", 1)[0]
                     if result.get("error"):
-                        print(f"{label:<34}{size_mb:>8.1f}  {path_name:<12}  {result['error']}")
+                        print(f"{label:<34}{size_mb:>8.1f}  {path_name:<18}  {result['error']}")
                         continue
                     seconds = float(str(result["seconds"]))
                     first = float(str(result["first_seconds"]))
@@ -432,8 +554,19 @@ def main() -> None:
                     grown = peak - float(str(result["rss_before_mb"]))
                     equal = {None: "-", True: "yes", False: "NO"}[bool_or_none(result["equal"])]
                     print(
-                        f"{label:<34}{size_mb:>8.1f}  {path_name:<12}{seconds:>9.2f}{first:>9.2f}"
+                        f"{label:<34}{size_mb:>8.1f}  {path_name:<18}{seconds:>9.2f}{first:>9.2f}"
                         f"{peak:>13.0f}{grown:>12.0f}  {equal}"
+                    )
+                if server is not None:
+                    label = case.filename.rsplit(".", 1)[0]
+                    result = server.extract(file, repeat=args.repeat)
+                    seconds = float(str(result["seconds"]))
+                    first = float(str(result["first_seconds"]))
+                    peak = float(str(result["rss_peak_mb"]))
+                    grown = peak - float(str(result["rss_before_mb"]))
+                    print(
+                        f"{label:<34}{size_mb:>8.1f}  {SERVER_LABEL:<18}{seconds:>9.2f}"
+                        f"{first:>9.2f}{peak:>13.0f}{grown:>12.0f}  -  {result['status']}"
                     )
                 sys.stdout.flush()
                 if made > 1:
