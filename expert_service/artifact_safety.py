@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
+from google.protobuf import message
 
+from expert_service.limits import shown
+from expert_service.onnx_subset import KINDS, OPTIONAL, REPEATED, FieldSpec, message_class
 from lus.errors import InvalidInput
 
 MiB = 2**20
@@ -39,7 +41,6 @@ DEFAULT_ALLOWED_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 the classical-ML ones (``ai.onnx.ml``)."""
 
 _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
-_SHOWN = 40
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,9 @@ def current_policy() -> ArtifactPolicy:
 @cache
 def _model_proto() -> Any:
     """A message class for the subset of ``onnx.ModelProto`` that can point outside the model."""
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="lus_onnx_safety.proto", package="lus_onnx_safety", syntax="proto2"
-    )
-    optional = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
-    repeated = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
-    kinds = descriptor_pb2.FieldDescriptorProto
+    optional, repeated, kinds = OPTIONAL, REPEATED, KINDS
     message_kind, string_kind = kinds.TYPE_MESSAGE, kinds.TYPE_STRING
-    layout = {
+    layout: dict[str, list[FieldSpec]] = {
         "ModelProto": [
             ("graph", 7, optional, message_kind, "GraphProto"),
             ("opset_import", 8, repeated, message_kind, "OperatorSetIdProto"),
@@ -130,23 +126,7 @@ def _model_proto() -> Any:
         ],
         "StringStringEntryProto": [("key", 1, optional, string_kind, "")],
     }
-    for name, fields in layout.items():
-        described = proto.message_type.add(name=name)
-        for field_name, number, label, kind, type_name in fields:
-            described.field.add(
-                name=field_name,
-                number=number,
-                label=label,
-                type=kind,
-                type_name=f".lus_onnx_safety.{type_name}" if type_name else None,
-            )
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("lus_onnx_safety.ModelProto"))
-
-
-def _shown(text: str) -> str:
-    return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
+    return message_class("lus_onnx_safety", layout, "ModelProto")
 
 
 def check_onnx_artifact(onnx_bytes: bytes, policy: ArtifactPolicy | None = None) -> None:
@@ -181,7 +161,7 @@ def check_onnx_artifact(onnx_bytes: bytes, policy: ArtifactPolicy | None = None)
     for opset in model.opset_import:
         if opset.domain not in allowed:
             raise InvalidInput(
-                f"the ONNX model imports operator domain {_shown(opset.domain)!r}, not one of "
+                f"the ONNX model imports operator domain {shown(opset.domain)!r}, not one of "
                 f"{named} (setting LUS_EXPERT_ALLOWED_OPERATOR_DOMAINS)"
             )
     graphs = [model.graph, *_training_graphs(model.training_info)]
@@ -191,8 +171,8 @@ def check_onnx_artifact(onnx_bytes: bytes, policy: ArtifactPolicy | None = None)
         for node in graph.node:
             if node.domain not in allowed:
                 raise InvalidInput(
-                    f"the ONNX model's node {_shown(node.op_type)!r} is of operator domain "
-                    f"{_shown(node.domain)!r}, not one of {named} (setting "
+                    f"the ONNX model's node {shown(node.op_type)!r} is of operator domain "
+                    f"{shown(node.domain)!r}, not one of {named} (setting "
                     "LUS_EXPERT_ALLOWED_OPERATOR_DOMAINS)"
                 )
             for attribute in node.attribute:
@@ -221,7 +201,7 @@ def _check_tensors(tensors: Iterable[Any], sparse: Iterable[Any]) -> None:
     for tensor in everything:
         if tensor.data_location == _EXTERNAL or tensor.external_data:
             raise InvalidInput(
-                f"the ONNX model's tensor {_shown(tensor.name)!r} keeps its data in an external "
+                f"the ONNX model's tensor {shown(tensor.name)!r} keeps its data in an external "
                 "file; experts must hold every weight in the model bytes (save it without "
                 "external data: onnx.save_model(..., save_as_external_data=False))"
             )

@@ -25,10 +25,11 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
+from google.protobuf import message
 
 from expert_service.card import TrainingSummary
 from expert_service.model import OnnxExpert
+from expert_service.onnx_subset import KINDS, OPTIONAL, REPEATED, FieldSpec, message_class
 from lus.errors import InvalidInput
 
 N_UNIFORM = 256
@@ -47,13 +48,8 @@ _CLASSES_INITIALIZER = "classes"
 @cache
 def _model_proto() -> Any:
     """A message class for the subset of ``onnx.ModelProto`` that holds class labels."""
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="lus_onnx_labels.proto", package="lus_onnx_labels", syntax="proto2"
-    )
-    optional = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
-    repeated = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
-    kinds = descriptor_pb2.FieldDescriptorProto
-    layout = {
+    optional, repeated, kinds = OPTIONAL, REPEATED, KINDS
+    layout: dict[str, list[FieldSpec]] = {
         "ModelProto": [("graph", 7, optional, kinds.TYPE_MESSAGE, "GraphProto")],
         "GraphProto": [
             ("node", 1, repeated, kinds.TYPE_MESSAGE, "NodeProto"),
@@ -76,19 +72,7 @@ def _model_proto() -> Any:
             ("raw_data", 9, optional, kinds.TYPE_BYTES, ""),
         ],
     }
-    for name, fields in layout.items():
-        described = proto.message_type.add(name=name)
-        for field_name, number, label, kind, type_name in fields:
-            described.field.add(
-                name=field_name,
-                number=number,
-                label=label,
-                type=kind,
-                type_name=f".lus_onnx_labels.{type_name}" if type_name else None,
-            )
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("lus_onnx_labels.ModelProto"))
+    return message_class("lus_onnx_labels", layout, "ModelProto")
 
 
 def model_class_labels(onnx_bytes: bytes) -> tuple[str, ...] | None:
