@@ -35,3 +35,30 @@ def wrap_handler(
             response_serializer=handler.response_serializer,
         )
     return handler
+
+
+class CachedThreadedInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """A threaded-server interceptor that wraps each method's behaviour once (``_wrap``) and
+    reuses the wrapped handler: building one per call would cost more than the fast calls it
+    wraps. An unknown method stays uncached, since callers choose the names."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    def _wrap(self, behavior: ThreadedBehavior, method: str) -> ThreadedBehavior:
+        raise NotImplementedError
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        try:
+            return self._wrapped[method]
+        except KeyError:
+            handler = continuation(handler_call_details)
+            wrapped = wrap_handler(handler, method, self._wrap)
+            if handler is not None:
+                self._wrapped[method] = wrapped
+            return wrapped

@@ -20,7 +20,7 @@ from lus.audit.callers import CallerHook, certificate_caller
 from lus.audit.context import begin_call, end_call
 from lus.audit.record import bounded
 from lus.errors import LusError
-from lus.rpc.handlers import Behavior, ThreadedBehavior, wrap_handler
+from lus.rpc.handlers import Behavior, CachedThreadedInterceptor, ThreadedBehavior, wrap_handler
 from lus.rpc.logging import incoming_request_id, request_id
 
 if TYPE_CHECKING:
@@ -217,7 +217,7 @@ def _wrap_threaded_unary(
     return handler
 
 
-class ThreadedErrorToStatusInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class ThreadedErrorToStatusInterceptor(CachedThreadedInterceptor):
     """``ErrorToStatusInterceptor`` for the threaded server, counting and timing each call by
     final status when given ``metrics``, and writing its audit record when given ``audit``.
 
@@ -233,25 +233,10 @@ class ThreadedErrorToStatusInterceptor(grpc.ServerInterceptor):  # type: ignore[
         audit: AuditLog | None = None,
         caller: CallerHook = certificate_caller,
     ) -> None:
+        super().__init__()
         self._metrics = metrics
         self._audit = audit
         self._caller = caller
-        self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
 
     def _wrap(self, behavior: ThreadedBehavior, method: str) -> ThreadedBehavior:
         return _wrap_threaded_unary(behavior, method, self._metrics, self._audit, self._caller)
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        method = handler_call_details.method
-        try:
-            return self._wrapped[method]
-        except KeyError:
-            handler = continuation(handler_call_details)
-            wrapped = wrap_handler(handler, method, self._wrap)
-            if handler is not None:  # an unknown method stays uncached: callers choose names
-                self._wrapped[method] = wrapped
-            return wrapped

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pickle
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,18 +43,8 @@ def models() -> list[bytes]:
 
 
 @pytest.fixture
-def registry() -> Iterator[RedisRegistry]:
-    prefix = f"lus-test:{uuid.uuid4().hex}:"
-    reg = RedisRegistry(URL, prefix=prefix)
-    try:
-        reg.client.ping()
-    except redis.RedisError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    yield reg
-    keys = list(reg.client.scan_iter(match=f"{prefix}*"))
-    if keys:
-        reg.client.delete(*keys)
-    reg.close()
+def registry(redis_registry: RedisRegistry) -> RedisRegistry:
+    return redis_registry
 
 
 def _register(

@@ -4,8 +4,6 @@ checked on read, and a biomarker-model release that moves every task's productio
 from __future__ import annotations
 
 import hashlib
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,25 +32,9 @@ from expert_service.training_set import (  # noqa: E402
 from lus.errors import AlreadyExists, FailedPrecondition, InvalidInput, NotFound  # noqa: E402
 from tests.fakes import logistic_fit  # noqa: E402
 
-URL = "redis://127.0.0.1:6379/0"
 N_FEATURES = 6
 SCHEMA_ID = "test-schema.v1@000000000000"
 MODEL_A, MODEL_B = "bio-a", "bio-b"
-
-
-@pytest.fixture
-def redis_registry() -> Iterator[RedisRegistry]:
-    prefix = f"lus-test:{uuid.uuid4().hex}:"
-    reg = RedisRegistry(URL, prefix=prefix)
-    try:
-        reg.client.ping()
-    except redis.RedisError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    yield reg
-    keys = list(reg.client.scan_iter(match=f"{prefix}*"))
-    if keys:
-        reg.client.delete(*keys)
-    reg.close()
 
 
 @pytest.fixture(params=["redis", "local"])
