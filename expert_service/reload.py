@@ -9,6 +9,8 @@ answering meanwhile, and the first successful refresh re-syncs everything.
 Every failure is counted (``SyncObserver``, the server's metrics) and logged with its
 traceback, at most once per ``log_interval_s`` for each exception type: a registry down for an
 hour logs one traceback a minute, not one per retry, yet a new kind of failure is logged at once.
+A degraded registry (Redis emptied or swapped: ``registry.epoch``) is no bug to trace: it logs
+one ERROR line saying what to run, at the same rate.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Protocol
 
 from expert_service.predictor import ExpertPredictor
 from expert_service.registry.base import Subscription
+from expert_service.registry.epoch import RegistryDegraded
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class RegistryWatcher:
         self._clock = clock
         self._logged: dict[type[BaseException], float] = {}  # exception type -> last logged
         self._failing = False
+        self._degraded = False
         self._delay = resync_interval_s
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -100,6 +104,7 @@ class RegistryWatcher:
         except Exception as err:  # keep the thread alive whatever the store raised
             self._delay = min(max(self._delay, self.resync_interval_s) * 2, self.max_backoff_s)
             self._failing = True
+            self._degraded = self._degraded or isinstance(err, RegistryDegraded)
             if self.observer is not None:
                 self.observer.sync_failed(err)
             self._log_failure(err)
@@ -115,9 +120,12 @@ class RegistryWatcher:
             except Exception:  # a callback's bug must not stop hot reload
                 logger.exception("on_synced callback failed")
         if self._failing:
-            logger.info("registry reachable again; routes re-synced")
+            if self._degraded:
+                logger.warning("expert registry restored (epoch matches again); routes re-synced")
+            else:
+                logger.info("registry reachable again; routes re-synced")
             self._logged.clear()  # the next outage logs its first traceback at once
-        self._failing, self._delay = False, self.resync_interval_s
+        self._failing, self._degraded, self._delay = False, False, self.resync_interval_s
         return True
 
     @property
@@ -135,6 +143,13 @@ class RegistryWatcher:
             logger.debug("registry re-sync failed again (%s: %s)", kind.__name__, err)
             return
         self._logged[kind] = now
+        if isinstance(err, RegistryDegraded):
+            logger.error(
+                "expert registry degraded: %s. Next such message in %.0f s at the earliest",
+                err,
+                self.log_interval_s,
+            )
+            return
         logger.exception(
             "registry re-sync failed (%s: %s); retrying with backoff up to %.0f s; routes and "
             "loaded experts stay as they were. Further %s failures: one traceback per %.0f s",

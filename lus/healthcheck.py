@@ -26,7 +26,8 @@ def check(
     address: str, service: str = "", timeout_s: float = 3.0, *, tls: ClientTls | None = None
 ) -> bool:
     """Whether the server at ``address`` reports ``service`` ("" = overall) SERVING."""
-    with open_channel(address, tls=tls) as channel:
+    # A probe is no trace: it would otherwise set up a tracer provider on every run.
+    with open_channel(address, tls=tls, traced=False) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout_s

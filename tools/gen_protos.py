@@ -19,7 +19,9 @@ PROTO_ROOT = ROOT / "proto"
 
 
 def generated_files(out_dir: Path) -> list[Path]:
-    return sorted(p.relative_to(out_dir) for p in out_dir.rglob("*_pb2*.py*"))
+    # .py and .pyi only: bytecode caches beside the stubs (e.g. after a test run) are not stubs.
+    stubs = (p for p in out_dir.rglob("*_pb2*") if p.suffix in (".py", ".pyi"))
+    return sorted(p.relative_to(out_dir) for p in stubs)
 
 
 def generate(out_dir: Path) -> None:

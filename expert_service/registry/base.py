@@ -90,7 +90,10 @@ class ExpertRegistry(Protocol):
     (deleting a version an alias points to, rolling back with no history, another class set
     than the live version's without ``allow_class_change``), ``NotReady`` (the store is
     unreachable; nothing was written) and ``expert_service.errors.CorruptArtifact`` (stored
-    bytes no longer match their sha256).
+    bytes no longer match their sha256; its ``signing.UntrustedExpert``: a version without a
+    valid signature). The Redis store adds ``epoch.RegistryDegraded`` (a ``NotReady``: Redis
+    emptied or holding another registry) on reads and ``epoch.RegistryWritesRefused`` (a
+    ``FailedPrecondition``: restore first) on writes.
     """
 
     def register(self, draft: ExpertDraft, *, owner: str) -> ExpertCard:

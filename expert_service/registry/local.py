@@ -42,6 +42,7 @@ from expert_service.registry.local_meta import (
     read_revision,
     write_meta,
 )
+from expert_service.registry.signing import SignaturePolicy
 from expert_service.training_set import TRAINING_SET_FILE, StoredTrainingSet
 from lus.errors import AlreadyExists, FailedPrecondition, InvalidInput
 
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 CARD_FILE = "card.json"
+SIGNATURE_FILE = "signature"
 _TMP_PREFIX = ".tmp-"
 
 
@@ -73,11 +75,14 @@ class LocalRegistry:
 
     Args:
         root: The registry folder; created if missing.
+        signatures: What is signed on write (a ``signature`` file per version) and accepted on
+            read (``signing``); default: nothing signed, unsigned versions served.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, signatures: SignaturePolicy | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.signatures = signatures if signatures is not None else SignaturePolicy()
 
     def __repr__(self) -> str:
         return f"LocalRegistry({str(self.root)!r})"
@@ -130,10 +135,18 @@ class LocalRegistry:
     def card(self, task: str, version: int = 0) -> ExpertCard:
         """The card of a version (0 = default) without reading the model."""
         number = common.resolve(task, self.task_state(task), version)
+        folder = self.root / task / str(number)
         try:
-            text = (self.root / task / str(number) / CARD_FILE).read_text(encoding="utf-8")
+            text = (folder / CARD_FILE).read_bytes()
         except OSError:
             raise CorruptArtifact(f"expert {task} v{number} has an unreadable card") from None
+        try:
+            signature: bytes | None = (folder / SIGNATURE_FILE).read_bytes()
+        except FileNotFoundError:
+            signature = None
+        except OSError:
+            raise CorruptArtifact(f"expert {task} v{number} has an unreadable signature") from None
+        self.signatures.check(task, number, text, signature)
         return common.parse_card(task, number, text)
 
     def training_set(self, task: str, version: int = 0) -> StoredTrainingSet:
@@ -344,7 +357,11 @@ class LocalRegistry:
         tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=task_dir))
         try:
             _write_file(tmp / MODEL_FILE, onnx_bytes)
-            _write_file(tmp / CARD_FILE, card.to_json().encode("utf-8"))
+            card_bytes = card.to_json().encode("utf-8")
+            _write_file(tmp / CARD_FILE, card_bytes)
+            signature = self.signatures.sign(card.task, card.version, card_bytes)
+            if signature is not None:
+                _write_file(tmp / SIGNATURE_FILE, signature)
             if examples is not None:  # in the same folder: stored with the version or not at all
                 _write_file(tmp / TRAINING_SET_FILE, examples)
             tmp.chmod(0o755)  # mkdtemp makes it owner-only; servers may run as another user

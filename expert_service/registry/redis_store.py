@@ -6,17 +6,27 @@ Keys under ``prefix`` (default ``lus:expert:``)::
     task:<t>                   HASH  owner, next_version, alias:<alias> -> version
     task:<t>:versions          SET   stored version numbers
     task:<t>:sha               HASH  sha256 -> version (refuses the same bytes twice)
-    task:<t>:v:<n>             HASH  card (JSON), model (ONNX bytes) and, when registered with
-                                     them, training_set (``training_set`` .npz bytes): written
-                                     in one command
+    task:<t>:v:<n>             HASH  card (JSON), model (ONNX bytes), signature (``signing``)
+                                     and, when registered with them, training_set
+                                     (``training_set`` .npz bytes): written in one command
     task:<t>:history:<alias>   LIST  where the alias pointed before each promote (rollback)
     revision                   INT   counts writes; replicas poll it as a safety net
+    epoch                      STR   which registry this Redis holds (``epoch``)
+    write-lock                 STR   held by the one writer at a time (redis-py ``Lock``)
     events                     channel: a write publishes the task name after it commits
 
 Every write (version, sha index, counters, revision and the change event) is one MULTI/EXEC,
 so it is applied whole or not at all, and the next version number is never reused. Redis errors
 become ``NotReady`` (UNAVAILABLE): nothing is retried blindly, since a lost reply is ambiguous;
 a caller that retries a registration gets ``AlreadyExists`` if the first attempt landed.
+
+Durability: with a durable copy (``durable``, ``LUS_EXPERT_REGISTRY_DURABLE_DIR``) every write
+takes the registry's write lock, writes the durable copy (atomic per file) and then commits to
+Redis, so the copy holds at least what Redis holds and ``lus registry restore`` can rebuild a
+Redis that lost its data. Every read checks the epoch (``epoch.EpochGuard``): an emptied or
+swapped Redis makes reads fail (loaded experts keep answering) and writes refused, instead of
+looking like a registry with no experts. Every read of a version checks its signature
+(``signing.SignaturePolicy``) before its bytes leave this module.
 
 Unlike the local folder, a version answers ``version=0`` only once the production alias points
 to it (``TaskState.newest_is_live`` is False): in a registry every replica serves, registering
@@ -40,7 +50,19 @@ from expert_service.card import ExpertCard, ExpertDraft, validate_task
 from expert_service.errors import CorruptArtifact
 from expert_service.registry import common
 from expert_service.registry.base import ALIASES, PRODUCTION, RegistryState, TaskState
+from expert_service.registry.durable import DurableCopy
+from expert_service.registry.epoch import EpochGuard
+from expert_service.registry.mirror import backfill
 from expert_service.registry.redis_events import ChangeFeed
+from expert_service.registry.redis_keys import RedisKeys
+from expert_service.registry.redis_writes import (
+    RegistryWriter,
+    add_version,
+    drop_version,
+    move_alias,
+    step_back,
+)
+from expert_service.registry.signing import SignaturePolicy
 from expert_service.training_set import StoredTrainingSet
 from lus.errors import FailedPrecondition, InvalidInput, LusError, NotReady
 
@@ -51,7 +73,8 @@ R = TypeVar("R")
 
 
 def _unavailable(method: Callable[P, R]) -> Callable[P, R]:
-    """Turn Redis failures into ``NotReady`` so callers see UNAVAILABLE, not INTERNAL."""
+    """Turn Redis and durable-copy failures into ``NotReady`` so callers see UNAVAILABLE, not
+    INTERNAL (the only files a registry method touches are the durable copy's)."""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -64,12 +87,26 @@ def _unavailable(method: Callable[P, R]) -> Callable[P, R]:
                 f"the expert registry (Redis) is unavailable ({type(err).__name__}); "
                 "retry later - nothing was changed"
             ) from err
+        except OSError as err:
+            logger.exception("the registry's durable copy could not be written or read")
+            raise NotReady(
+                f"the expert registry's durable copy is unavailable ({type(err).__name__}); "
+                "nothing was committed to Redis; retry once the volume is back"
+            ) from err
 
     return wrapper
 
 
 def _int(value: bytes | str | None, default: int = 0) -> int:
     return int(value) if value is not None else default
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
+
+
+def _bytes(value: bytes | str | None) -> bytes | None:
+    return value if isinstance(value, bytes) else None
 
 
 class RedisRegistry:
@@ -79,12 +116,31 @@ class RedisRegistry:
         url: e.g. ``redis://127.0.0.1:6379/0``.
         prefix: Prepended to every key and the change channel, so registries can share a server.
         timeout_s: Socket connect/read timeout; short, so an outage fails calls fast.
+        durable: The durable copy written through on every write; None keeps no copy (a Redis
+            that loses its data then cannot be restored).
+        signatures: What is signed on write and accepted on read; default: nothing signed,
+            unsigned records served (``SignaturePolicy()``).
+        lock_timeout_s: How long the write lock is held at most (a writer that stalls longer
+            loses it and its write fails); also how long a writer waits for it.
     """
 
-    def __init__(self, url: str, *, prefix: str = "lus:expert:", timeout_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "lus:expert:",
+        timeout_s: float = 1.0,
+        durable: DurableCopy | None = None,
+        signatures: SignaturePolicy | None = None,
+        lock_timeout_s: float = 30.0,
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.timeout_s = timeout_s
+        self.durable = durable
+        self.signatures = signatures if signatures is not None else SignaturePolicy()
+        self.lock_timeout_s = lock_timeout_s
+        self.keys = RedisKeys(prefix)
         self.client: redis.Redis = redis.Redis.from_url(
             url,
             socket_timeout=timeout_s,
@@ -92,10 +148,22 @@ class RedisRegistry:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
-        self.channel = f"{prefix}events"
+        self.channel = self.keys.events
+        self.epoch = EpochGuard(
+            durable,
+            has_data=lambda: bool(self.client.scard(self.keys.tasks)),
+            publish=self._publish_epoch,
+            backfill=lambda: backfill(self.client, self.keys, durable),
+        )
+        self.writer = RegistryWriter(self.client, self.keys, self.epoch, durable, lock_timeout_s)
+
+    @property
+    def degraded(self) -> bool:
+        """Whether the last epoch check found Redis emptied or holding another registry."""
+        return self.epoch.degraded
 
     def __repr__(self) -> str:  # logged: never with the URL's password
-        return f"RedisRegistry({_without_password(self.url)!r}, prefix={self.prefix!r})"
+        return f"RedisRegistry({without_password(self.url)!r}, prefix={self.prefix!r})"
 
     def persistence(self) -> str:
         """What the registry's Redis keeps on disk: "aof", "rdb", "none", or "unknown" where
@@ -117,7 +185,11 @@ class RedisRegistry:
         self.client.close()
 
     def _key(self, task: str, *parts: object) -> str:
-        return ":".join([f"{self.prefix}task", task, *map(str, parts)])
+        return self.keys.task(task, *parts)
+
+    def _publish_epoch(self, epoch: str) -> str:
+        self.client.set(self.keys.epoch, epoch, nx=True)
+        return _text(self.client.get(self.keys.epoch)) or epoch
 
     @_unavailable
     def register(self, draft: ExpertDraft, *, owner: str) -> ExpertCard:
@@ -125,7 +197,7 @@ class RedisRegistry:
         task = draft.task
         unnumbered = common.draft_card(draft, owner=owner)
         examples = common.training_set_bytes(draft)
-        stored: dict[str, str | bytes] = {"model": draft.onnx_bytes}
+        stored: dict[str, bytes] = {"model": draft.onnx_bytes}
         if examples is not None:
             stored["training_set"] = examples
         task_key, sha_key = self._key(task), self._key(task, "sha")
@@ -139,10 +211,15 @@ class RedisRegistry:
             # registering; it still needs allow_class_change to be registered at all.
             common.check_class_change(task, self._production_card(pipe, task), draft)
             card = replace(unnumbered, version=_int(pipe.hget(task_key, "next_version"), 1))
+            fields = {**stored, "card": card.to_json().encode("utf-8")}
+            signature = self.signatures.sign(task, card.version, fields["card"])
+            if signature is not None:
+                fields["signature"] = signature
+            if self.durable is not None:  # the copy first: it must hold whatever Redis holds
+                self.durable.write_version(task, card.version, fields)
+            self.writer.persist(pipe, task, lambda r: add_version(r, card.version, owner))
             pipe.multi()
-            pipe.hset(
-                self._key(task, "v", card.version), mapping={"card": card.to_json(), **stored}
-            )
+            pipe.hset(self._key(task, "v", card.version), mapping=fields)
             pipe.sadd(self._key(task, "versions"), card.version)
             pipe.hset(sha_key, card.sha256, card.version)
             pipe.hset(
@@ -153,7 +230,7 @@ class RedisRegistry:
             self._announce(pipe, task)
             return card
 
-        card: ExpertCard = self._transaction(commit, task_key, sha_key)
+        card: ExpertCard = self.writer.write(commit, task_key, sha_key)
         logger.info("registered expert %s v%d (sha256 %s)", task, card.version, card.sha256[:12])
         return card
 
@@ -161,9 +238,11 @@ class RedisRegistry:
     def get(self, task: str, version: int = 0) -> tuple[ExpertCard, bytes]:
         """The card and ONNX bytes of a version (0 = default), verified against the sha256."""
         number = common.resolve(task, self.task_state(task), version)
-        text, model = self.client.hmget(self._key(task, "v", number), ["card", "model"])
+        key = self._key(task, "v", number)
+        text, model, signature = self.client.hmget(key, ["card", "model", "signature"])
         if not isinstance(text, bytes) or not isinstance(model, bytes):
             raise CorruptArtifact(f"expert {task} v{number} has no stored model or card")
+        self.signatures.check(task, number, text, _bytes(signature))
         card = common.parse_card(task, number, text)
         common.verify(card, model)
         return card, model
@@ -172,18 +251,21 @@ class RedisRegistry:
     def card(self, task: str, version: int = 0) -> ExpertCard:
         """The card of a version (0 = default) without reading the model."""
         number = common.resolve(task, self.task_state(task), version)
-        text = self.client.hget(self._key(task, "v", number), "card")
+        text, signature = self.client.hmget(self._key(task, "v", number), ["card", "signature"])
         if not isinstance(text, bytes):
             raise CorruptArtifact(f"expert {task} v{number} has no stored card")
+        self.signatures.check(task, number, text, _bytes(signature))
         return common.parse_card(task, number, text)
 
     @_unavailable
     def training_set(self, task: str, version: int = 0) -> StoredTrainingSet:
         """The examples a version (0 = default) was fit on, checked against its lineage."""
         number = common.resolve(task, self.task_state(task), version)
-        text, data = self.client.hmget(self._key(task, "v", number), ["card", "training_set"])
+        key = self._key(task, "v", number)
+        text, data, signature = self.client.hmget(key, ["card", "training_set", "signature"])
         if not isinstance(text, bytes):
             raise CorruptArtifact(f"expert {task} v{number} has no stored card")
+        self.signatures.check(task, number, text, _bytes(signature))
         card = common.parse_card(task, number, text)
         if not isinstance(data, bytes):
             raise common.no_training_set(card)
@@ -192,21 +274,32 @@ class RedisRegistry:
     @_unavailable
     def versions(self, task: str) -> list[int]:
         """The task's versions, oldest first; empty for an unknown task."""
-        return sorted(map(_int, self.client.smembers(self._key(validate_task(task), "versions"))))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.epoch)
+        pipe.smembers(self._key(validate_task(task), "versions"))
+        epoch, versions = pipe.execute()
+        self.epoch.check(_text(epoch))
+        return sorted(map(_int, versions))
 
     @_unavailable
     def tasks(self) -> list[str]:
         """Every task with at least one version, sorted."""
-        names: set[bytes] = self.client.smembers(f"{self.prefix}tasks")  # type: ignore[assignment]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.epoch)
+        pipe.smembers(self.keys.tasks)
+        epoch, names = pipe.execute()
+        self.epoch.check(_text(epoch))
         return sorted(name.decode() for name in names)
 
     @_unavailable
     def task_state(self, task: str) -> TaskState:
         """Versions, aliases and owner of a task (``NotFound`` when it has no version)."""
         pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.epoch)
         pipe.smembers(self._key(validate_task(task), "versions"))
         pipe.hgetall(self._key(task))
-        versions, fields = pipe.execute()
+        epoch, versions, fields = pipe.execute()
+        self.epoch.check(_text(epoch))  # an emptied Redis is no "unknown task" (NOT_FOUND)
         if not versions:
             raise common.unknown_task(task, self.tasks)
         return _task_state(versions, fields)
@@ -216,11 +309,13 @@ class RedisRegistry:
         """Every task's state and the revision it was read at (one round trip per call)."""
         revision = self.revision()
         tasks = self.tasks()
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=True)
         for task in tasks:
             pipe.smembers(self._key(task, "versions"))
             pipe.hgetall(self._key(task))
+        pipe.get(self.keys.epoch)  # emptied between the reads above and these: refuse
         replies = pipe.execute()
+        self.epoch.check(_text(replies[-1]))
         states = {
             task: _task_state(replies[2 * i], replies[2 * i + 1])
             for i, task in enumerate(tasks)
@@ -231,7 +326,9 @@ class RedisRegistry:
     @_unavailable
     def revision(self) -> int:
         """Counts writes; pollers compare it to skip re-reading every task."""
-        return _int(self.client.get(f"{self.prefix}revision"))
+        revision, epoch = self.client.mget([self.keys.revision, self.keys.epoch])
+        self.epoch.check(_text(epoch))
+        return _int(revision)
 
     @_unavailable
     def promote(self, task: str, version: int, alias: str = PRODUCTION) -> tuple[int, int]:
@@ -245,6 +342,8 @@ class RedisRegistry:
             state = self._watched_state(pipe, task, versions_key, task_key)
             common.resolve(task, state, version)
             previous = state.aliases.get(alias, 0)
+            if previous != version:
+                self.writer.persist(pipe, task, lambda r: move_alias(r, alias, version))
             pipe.multi()
             if previous != version:
                 if previous:
@@ -253,7 +352,7 @@ class RedisRegistry:
                 self._announce(pipe, task)
             return version, previous
 
-        result: tuple[int, int] = self._transaction(commit, task_key, versions_key)
+        result: tuple[int, int] = self.writer.write(commit, task_key, versions_key)
         return result
 
     @_unavailable
@@ -271,13 +370,14 @@ class RedisRegistry:
                     f"task {task!r} {alias} has no earlier version to roll back to; "
                     "promote a version instead"
                 )
+            self.writer.persist(pipe, task, lambda r: step_back(r, alias))
             pipe.multi()
             pipe.rpop(history_key)
             pipe.hset(task_key, f"alias:{alias}", _int(earlier))
             self._announce(pipe, task)
             return _int(earlier), state.aliases.get(alias, 0)
 
-        result: tuple[int, int] = self._transaction(commit, task_key, versions_key, history_key)
+        result: tuple[int, int] = self.writer.write(commit, task_key, versions_key, history_key)
         return result
 
     @_unavailable
@@ -301,6 +401,11 @@ class RedisRegistry:
                 )
                 common.resolve(task, state, targets[task])
                 moves[task] = (targets[task], state.aliases.get(alias, 0))
+            for task, (version, previous) in moves.items():
+                if previous != version:
+                    self.writer.persist(
+                        pipe, task, functools.partial(move_alias, alias=alias, to=version)
+                    )
             pipe.multi()
             for task, (version, previous) in moves.items():
                 if previous != version:
@@ -310,7 +415,7 @@ class RedisRegistry:
                     self._announce(pipe, task)
             return moves
 
-        result: dict[str, tuple[int, int]] = self._transaction(commit, *keys)
+        result: dict[str, tuple[int, int]] = self.writer.write(commit, *keys)
         return result
 
     @_unavailable
@@ -343,6 +448,8 @@ class RedisRegistry:
                         "promote a version instead"
                     )
                 moves[task] = (_int(earlier), state.aliases.get(alias, 0))
+            for task in moves:
+                self.writer.persist(pipe, task, functools.partial(step_back, alias=alias))
             pipe.multi()
             for task, (version, _) in moves.items():
                 pipe.rpop(self._key(task, "history", alias))
@@ -350,7 +457,7 @@ class RedisRegistry:
                 self._announce(pipe, task)
             return moves
 
-        result: dict[str, tuple[int, int]] = self._transaction(commit, *keys)
+        result: dict[str, tuple[int, int]] = self.writer.write(commit, *keys)
         return result
 
     @_unavailable
@@ -370,6 +477,7 @@ class RedisRegistry:
                     "version (or roll back) before deleting it"
                 )
             text = pipe.hget(self._key(task, "v", version), "card")
+            self.writer.persist(pipe, task, lambda r: drop_version(r, version))
             pipe.multi()
             if text is not None:
                 pipe.hdel(self._key(task, "sha"), common.parse_card(task, version, text).sha256)
@@ -382,21 +490,11 @@ class RedisRegistry:
             self._announce(pipe, task)
             return [v for v in state.versions if v != version]
 
-        remaining: list[int] = self._transaction(commit, task_key, versions_key, *histories)
+        remaining: list[int] = self.writer.write(commit, task_key, versions_key, *histories)
+        if self.durable is not None:  # after Redis: the record already lists it no more
+            self.durable.remove_version(task, version)
         logger.info("deleted expert %s v%d", task, version)
         return remaining
-
-    def _transaction(self, commit: Callable[[Any], R], *keys: str) -> R:
-        """Run ``commit`` under WATCH of ``keys`` until no other writer raced it."""
-        with self.client.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(*keys)  # type: ignore[no-untyped-call]
-                    value = commit(pipe)
-                    pipe.execute()
-                    return value
-                except redis.WatchError:
-                    continue  # another writer changed a watched key first: read again
 
     def watch(self, on_change: Callable[[], None]) -> ChangeFeed:
         """Call ``on_change`` after every write by any replica (and after each reconnect)."""
@@ -443,7 +541,7 @@ def _task_state(versions: set[bytes], fields: Mapping[bytes, bytes]) -> TaskStat
     )
 
 
-def _without_password(url: str) -> str:
+def without_password(url: str) -> str:
     """``url`` with any password replaced by ``***``."""
     parts = urlsplit(url)
     if parts.password is None:

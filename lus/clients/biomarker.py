@@ -22,7 +22,9 @@ What it does for the caller:
   current and the next biomarker model, and a caller feeding experts fit on the next one asks
   for its vectors by name. A reply made by another model (a service from before this field,
   which ignores it) is refused with ``FailedPrecondition`` rather than handed on;
-* TLS, or mutual TLS, when given a ``ClientTls``.
+* TLS, or mutual TLS, when given a ``ClientTls``;
+* with tracing on (``lus.rpc.tracing``), a span per call, and one around each
+  ``extract_bytes`` that holds its lookup and its upload (and the upload's retries).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from lus.errors import FailedPrecondition, InvalidInput
 from lus.feature_store.base import content_sha256
 from lus.rpc.client import ClientTls, balanced_channel_options, open_channel
 from lus.rpc.server import MiB
+from lus.rpc.tracing import span
 
 logger = logging.getLogger(__name__)
 SERVICE = "lus.biomarker.v1.BiomarkerService"
@@ -220,6 +223,12 @@ class BiomarkerClient:
             FailedPrecondition: the reply was computed by another model than ``model_version``
                 (a service that predates the field ignores it).
         """
+        with span("lus.clients.BiomarkerClient.extract_bytes"):
+            return self._extract_bytes(data, sop_instance_uid, model_version)
+
+    def _extract_bytes(
+        self, data: bytes, sop_instance_uid: str, model_version: str
+    ) -> pb.ExtractResponse:
         if self.hash_first:
             found = self._lookup_first(data, sop_instance_uid, model_version)
             if found is not None:

@@ -3,7 +3,9 @@
 In Kubernetes the target is a headless Service (``dns:///lus-expert.lus.svc:50052``), which
 resolves to every pod; on one machine it can be a static list (``ipv4:127.0.0.1:1,127.0.0.1:2``).
 With ``round_robin`` each call goes to the next ready address, so load spreads across replicas
-and a dead replica is skipped once its connection fails.
+and a dead replica is skipped once its connection fails. Where tracing is on (the application
+installed an OpenTelemetry tracer provider, or ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set), every
+call gets a client span and sends its trace context along (``lus.rpc.tracing``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import grpc
 
 from lus.rpc.server import MiB, keepalive_options, message_size_options
+from lus.rpc.tracing import client_tracing
 
 RETRYABLE_CODES = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
 """Transient statuses: a replica going away or a full queue; other codes are the caller's fault."""
@@ -117,13 +120,19 @@ def open_channel(
     *,
     tls: ClientTls | None = None,
     options: Sequence[tuple[str, int | str]] | None = None,
+    traced: bool = True,
 ) -> grpc.Channel:
     """A blocking channel to ``target``: TLS when ``tls`` is given, else plaintext.
 
     ``options`` default to the message-size limits the servers use (64 MiB each way), so a
     plain channel sends and receives what the server does rather than gRPC's 4 MiB default.
+    With tracing on, every call on the channel gets a span whose context the server continues;
+    ``traced=False`` keeps a channel out of it (probes: no tracing set-up in a short process).
     """
     chosen = list(options) if options is not None else [*message_size_options(64 * MiB)]
     if tls is None:
-        return grpc.insecure_channel(target, options=chosen)
-    return grpc.secure_channel(target, tls.credentials(), options=[*chosen, *tls.options()])
+        channel = grpc.insecure_channel(target, options=chosen)
+    else:
+        channel = grpc.secure_channel(target, tls.credentials(), options=[*chosen, *tls.options()])
+    tracing = client_tracing() if traced else None
+    return channel if tracing is None else tracing.intercept_channel(channel)

@@ -3,7 +3,8 @@
 The same wrappers log every refused call (one INFO line: method, status, message; the logging
 filter adds the request id) and, given an ``AuditLog``, write the call's audit record with its
 final status: answers and refusals alike, streaming calls included. Health checks and
-reflection are not audited.
+reflection are not audited. With tracing on (``lus.rpc.tracing``), the same facts the record
+gets (request id, task, versions) go on the call's server span.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from lus.audit.record import bounded
 from lus.errors import LusError
 from lus.rpc.handlers import Behavior, CachedThreadedInterceptor, ThreadedBehavior, wrap_handler
 from lus.rpc.logging import incoming_request_id, request_id
+from lus.rpc.tracing import annotate_server_span
 
 if TYPE_CHECKING:
     from lus.audit.log import AuditLog
@@ -103,9 +105,17 @@ def _final_status(err: BaseException, context: grpc.aio.ServicerContext) -> tupl
     return grpc.StatusCode.INTERNAL.name, INTERNAL_MESSAGE
 
 
-def _audited(behavior: Behavior, method: str, audit: AuditLog, caller: CallerHook) -> Behavior:
+def _audited(
+    behavior: Behavior,
+    method: str,
+    audit: AuditLog | None,
+    caller: CallerHook,
+    *,
+    traced: bool = False,
+) -> Behavior:
     """``behavior`` (already error-mapped) with its call's annotations opened, and its record
-    written with the status the client sees."""
+    written (given ``audit``) with the status the client sees; ``traced`` puts the request id
+    and the annotations on the call's span too."""
 
     async def handler(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
         arrived = time.time()
@@ -118,16 +128,21 @@ def _audited(behavior: Behavior, method: str, audit: AuditLog, caller: CallerHoo
             status, message = _final_status(err, context)
             raise
         finally:
-            audit.record_call(
-                request_id=_current_request_id(context),
-                started_s=arrived,
-                duration_s=time.perf_counter() - started,
-                full_method=method,
-                caller=_caller_of(caller, context),
-                status=status,
-                message=message,
-                annotations=end_call(token),
-            )
+            annotations = end_call(token)
+            rid = _current_request_id(context)
+            if traced:
+                annotate_server_span(rid, annotations)
+            if audit is not None:
+                audit.record_call(
+                    request_id=rid,
+                    started_s=arrived,
+                    duration_s=time.perf_counter() - started,
+                    full_method=method,
+                    caller=_caller_of(caller, context),
+                    status=status,
+                    message=message,
+                    annotations=annotations,
+                )
 
     return handler
 
@@ -142,19 +157,26 @@ class ErrorToStatusInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
     Args:
         audit: Where records go; None writes none.
         caller: Names the caller in each record (default: the client certificate, if any).
+        traced: Tracing is on: put the request id and the call's annotations on its span
+            (installed outside this interceptor).
     """
 
     def __init__(
-        self, audit: AuditLog | None = None, caller: CallerHook = certificate_caller
+        self,
+        audit: AuditLog | None = None,
+        caller: CallerHook = certificate_caller,
+        *,
+        traced: bool = False,
     ) -> None:
         self._audit = audit
         self._caller = caller
+        self._traced = traced
 
     def _wrap(self, behavior: Behavior, method: str) -> Behavior:
         mapped = _wrap_unary(behavior, method)
-        if self._audit is None or not is_audited(method):
+        if not is_audited(method) or (self._audit is None and not self._traced):
             return mapped
-        return _audited(mapped, method, self._audit, self._caller)
+        return _audited(mapped, method, self._audit, self._caller, traced=self._traced)
 
     async def intercept_service(
         self,
@@ -171,17 +193,20 @@ def _wrap_threaded_unary(
     metrics: RpcMetrics | None,
     audit: AuditLog | None = None,
     caller: CallerHook = certificate_caller,
+    *,
+    traced: bool = False,
 ) -> ThreadedBehavior:
     # Servicers of the threaded server raise LusError and never call context.abort: its
-    # abort raises a bare Exception, which this wrapper could not tell from a bug. Timing and
-    # the audit record live here too, so a call pays for one wrapper, not three.
+    # abort raises a bare Exception, which this wrapper could not tell from a bug. Timing, the
+    # audit record and the span's attributes live here too, so a call pays for one wrapper.
     log = audit if audit is not None and is_audited(method) else None
+    annotated = log is not None or (traced and is_audited(method))
 
     def handler(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         message = ""
-        arrived, token = (time.time(), begin_call()) if log is not None else (0.0, None)
+        arrived, token = (time.time(), begin_call()) if annotated else (0.0, None)
         try:
             return behavior(request_or_iterator, context)
         except LusError as err:
@@ -201,18 +226,22 @@ def _wrap_threaded_unary(
             elapsed = time.perf_counter() - started
             if metrics is not None:
                 metrics.observe(method, code, elapsed)
-            if log is not None:
+            if token is not None:
                 # The request-id interceptor outside this one resets the id only after we return.
-                log.record_call(
-                    request_id=request_id.get(),
-                    started_s=arrived,
-                    duration_s=elapsed,
-                    full_method=method,
-                    caller=_caller_of(caller, context),
-                    status=code.name,
-                    message=message,
-                    annotations=end_call(token),
-                )
+                annotations = end_call(token)
+                if traced:
+                    annotate_server_span(request_id.get(), annotations)
+                if log is not None:
+                    log.record_call(
+                        request_id=request_id.get(),
+                        started_s=arrived,
+                        duration_s=elapsed,
+                        full_method=method,
+                        caller=_caller_of(caller, context),
+                        status=code.name,
+                        message=message,
+                        annotations=annotations,
+                    )
 
     return handler
 
@@ -223,7 +252,8 @@ class ThreadedErrorToStatusInterceptor(CachedThreadedInterceptor):
 
     Wraps each method's handler once and reuses it: the registered handlers never change
     after the server starts, and wrapping per call costs about 6% of a fast prediction.
-    Install it inside ``ThreadedRequestIdInterceptor``, whose id the record and log carry.
+    Install it inside ``ThreadedRequestIdInterceptor``, whose id the record and log carry,
+    and, with ``traced``, inside the span interceptor (``lus.rpc.tracing``).
     """
 
     def __init__(
@@ -232,11 +262,15 @@ class ThreadedErrorToStatusInterceptor(CachedThreadedInterceptor):
         *,
         audit: AuditLog | None = None,
         caller: CallerHook = certificate_caller,
+        traced: bool = False,
     ) -> None:
         super().__init__()
         self._metrics = metrics
         self._audit = audit
         self._caller = caller
+        self._traced = traced
 
     def _wrap(self, behavior: ThreadedBehavior, method: str) -> ThreadedBehavior:
-        return _wrap_threaded_unary(behavior, method, self._metrics, self._audit, self._caller)
+        return _wrap_threaded_unary(
+            behavior, method, self._metrics, self._audit, self._caller, traced=self._traced
+        )

@@ -21,6 +21,7 @@ from lus.rpc.interceptors import ThreadedErrorToStatusInterceptor
 from lus.rpc.logging import ThreadedRequestIdInterceptor
 from lus.rpc.metrics import RpcMetrics
 from lus.rpc.server import health_statuses, keepalive_options, message_size_options
+from lus.rpc.tracing import Tracing, active
 
 if TYPE_CHECKING:
     from lus.audit.log import AuditLog
@@ -37,6 +38,7 @@ def create_threaded_server(
     metrics: RpcMetrics | None = None,
     audit: AuditLog | None = None,
     audit_caller: CallerHook = certificate_caller,
+    tracing: Tracing | None = None,
 ) -> tuple[grpc.Server, health.HealthServicer]:
     """A threaded server with request ids, error mapping, keepalive, message limits, a health
     service and, given ``audit``, an audit record per call.
@@ -54,15 +56,22 @@ def create_threaded_server(
             final status and request id (refused calls included); None: no records.
         audit_caller: Names the caller in each record (default: the client certificate under
             mutual TLS, else anonymous).
+        tracing: Spans per call; None: the process's tracing (``lus.rpc.tracing``), which is
+            off, at no cost per call, unless an OTLP endpoint was configured.
 
     Every service starts NOT_SERVING; the caller sets SERVING once it can answer.
     """
+    tracing = tracing or active()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name_prefix),
-        # Request ids outermost, so the error mapping's logs carry the call's id.
+        # The span outermost, so it times the whole call; then request ids, so the error
+        # mapping's logs (and the span's attributes) carry the call's id.
         interceptors=[
+            *(tracing.server_interceptors() if tracing is not None else ()),
             ThreadedRequestIdInterceptor(),
-            ThreadedErrorToStatusInterceptor(metrics, audit=audit, caller=audit_caller),
+            ThreadedErrorToStatusInterceptor(
+                metrics, audit=audit, caller=audit_caller, traced=tracing is not None
+            ),
         ],
         options=[
             *message_size_options(max_message_bytes),

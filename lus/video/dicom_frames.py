@@ -328,8 +328,13 @@ def read_sharing_pixels(data: bytes) -> tuple[Dataset, PixelData | None]:
         ds = read_dataset(data)
         if "PixelData" not in ds:
             return ds, None
-        value = ds.PixelData
-        length = None if ds["PixelData"].is_undefined_length else len(value)
+        try:  # pydicom reads the value lazily: an unknown VR or an empty value raises here
+            value = ds.PixelData
+            length = None if ds["PixelData"].is_undefined_length else len(value)
+        except PARSE_ERRORS as err:  # the message may quote file content: name the type only
+            raise InvalidInput(
+                f"could not read the DICOM pixel data ({type(err).__name__}); {SEND_HINT}"
+            ) from err
         return ds, PixelData(source=value, start=0, length=length, in_upload=False)
     if pixels.length is not None:
         # pydicom's value check knows bytes only; a memoryview is what its decoders slice anyway.

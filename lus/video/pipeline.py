@@ -108,7 +108,13 @@ def _undecodable(err: BaseException) -> InvalidInput:
 def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
     if not container.streams.video:
         raise InvalidInput("no video stream found in the uploaded file")
-    return container.streams.video[0]
+    stream = container.streams.video[0]
+    if stream.codec_context is None:  # PyAV has no decoder for the stream's codec tag
+        raise InvalidInput(
+            "the video stream's codec is unknown or not supported; send H.264, MPEG-4, MJPEG "
+            "or another common codec, or a DICOM file"
+        )
+    return stream
 
 
 def _too_many_frames(limit: int) -> InvalidInput:
