@@ -8,6 +8,7 @@ artifact's metadata alone.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from biomarker_service.backend import Backend
 from biomarker_service.lineage import ModelLineage, file_sha256, file_stamp, served_lineage
 from biomarker_service.onnx_format import read_onnx_info
 from biomarker_service.settings import BiomarkerSettings, ModelSource
+from lus.provenance import INT8_PARITY_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +155,7 @@ def load_backend(
         info = read_info(source.artifact)
         proto = _load_onnx(source.onnx_model)
         _check_same_model(proto, info, source)
+        check_int8_parity(proto, source, allow_unchecked=settings.int8_allow_unchecked)
     else:  # export the fp32 graph in memory: one start-up cost, no file to keep in step
         from biomarker_service.onnx_export import export_model
 
@@ -165,6 +168,52 @@ def load_backend(
         graph_optimization=settings.onnx_graph_optimization,
     )
     return OnnxBackend(proto, options), info
+
+
+def check_int8_parity(
+    proto: onnx.ModelProto, source: ModelSource, *, allow_unchecked: bool
+) -> None:
+    """Refuse an int8 file without a passed parity check against its fp32 model.
+
+    int8 can move a biomarker's probabilities, and every expert downstream reads them; the
+    check (``trainer.int8_parity``) is recorded in the file's metadata when it is quantised.
+
+    Raises:
+        ValueError: the record is missing, unreadable or failed, unless ``allow_unchecked``
+            (LUS_BIOMARKER_INT8_ALLOW_UNCHECKED), which logs a warning instead.
+    """
+    _, quantization = read_onnx_info(proto)
+    if quantization == "none":
+        return
+    raw = next((p.value for p in proto.metadata_props if p.key == INT8_PARITY_KEY), None)
+    problem = "records no parity check against its fp32 model"
+    if raw is not None:
+        try:
+            record = json.loads(raw)
+            if record["passed"] is True:
+                return
+            problem = (
+                "failed its parity check (largest probability difference"
+                f" {record.get('max_probability_difference')}, largest biomarker AUC difference"
+                f" {record.get('max_auc_difference')})"
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            problem = "holds an unreadable parity record"
+    path = source.onnx_model
+    if allow_unchecked:
+        logger.warning(
+            "serving int8 model %s although it %s, because LUS_BIOMARKER_INT8_ALLOW_UNCHECKED"
+            " is set",
+            path,
+            problem,
+        )
+        return
+    raise ValueError(
+        f"int8 ONNX model {path} ({source.onnx_setting}) {problem}: measure it on held-out"
+        f" clips with `python -m trainer.int8_parity --artifact {source.artifact} --manifest"
+        f" <held-out manifest> --out {path}`, serve the fp32 model, or set"
+        " LUS_BIOMARKER_INT8_ALLOW_UNCHECKED=true to serve it anyway"
+    )
 
 
 def _load_onnx(path: Path) -> onnx.ModelProto:
@@ -185,7 +234,9 @@ def _check_same_model(proto: onnx.ModelProto, info: ArtifactInfo, source: ModelS
     exported, quantization = read_onnx_info(proto)
     if exported.version == info.version:
         return
-    quantize = "" if quantization == "none" else f" --quantize {quantization}"
+    quantize = ""
+    if quantization != "none":
+        quantize = f" --quantize {quantization} --parity-manifest HELDOUT.csv"
     raise ValueError(
         f"ONNX model {onnx_path} was exported from model version {exported.version}, but the"
         f" artifact {artifact} ({source.artifact_setting}) is {info.version}: re-export it for"

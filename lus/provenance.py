@@ -9,3 +9,8 @@ RESEARCH_DATA_NOTICE = (
     "RESEARCH USE ONLY - NOT FOR CLINICAL USE. Trained on a small public research data set; "
     "not a medical device."
 )
+
+INT8_PARITY_KEY = "lus_int8_parity"
+"""ONNX metadata key of an int8 model's parity check against its fp32 model (a JSON object with
+``passed``, the largest probability difference and per-biomarker AUC differences), written by
+``trainer.int8_parity`` and required by the biomarker server before it serves int8."""

@@ -18,14 +18,26 @@ DEFAULT_SCHEMA = "gare2022-lus38"
 """The paper's 38-biomarker schema; used wherever no schema is named."""
 
 
+ZERO_MEANINGS = ("absent", "unmarked")
+"""What a 0 label means: ``absent`` (confirmed absent) or ``unmarked`` (not marked by the
+annotators, so possibly present). Declared per group in the schema JSON (``zero_means``)."""
+
+
 @dataclass(frozen=True)
 class Biomarker:
-    """One binary biomarker: a level of a group, such as ``b_lines.some``."""
+    """One binary biomarker: a level of a group, such as ``b_lines.some``.
+
+    ``zero_means`` says what a 0 label means (``ZERO_MEANINGS``); ``absent_when`` optionally
+    names rows where an unmarked 0 is nevertheless a likely absence, as ``column=value`` of the
+    manifest (e.g. ``diagnosis=healthy``), for trainers that take negatives only there.
+    """
 
     key: str
     group: str
     level: str
     label: str
+    zero_means: str = "absent"
+    absent_when: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,8 +92,19 @@ class BiomarkerSchema:
         groups = []
         for raw in data["groups"]:  # type: ignore[attr-defined]
             key = raw["key"]
+            zero_means = str(raw.get("zero_means", "absent"))
+            if zero_means not in ZERO_MEANINGS:
+                raise ValueError(f"group {key!r}: zero_means must be one of {ZERO_MEANINGS}")
+            absent_when = dict(raw.get("absent_when", {}))
             biomarkers = tuple(
-                Biomarker(key=f"{key}.{level}", group=key, level=level, label=label)
+                Biomarker(
+                    key=f"{key}.{level}",
+                    group=key,
+                    level=level,
+                    label=label,
+                    zero_means=zero_means,
+                    absent_when=str(absent_when.get(level, "")),
+                )
                 for level, label in raw["levels"]
             )
             groups.append(BiomarkerGroup(key, raw["display_name"], biomarkers))
@@ -100,15 +123,24 @@ class BiomarkerSchema:
             "name": self.name,
             "version": self.version,
             "description": self.description,
-            "groups": [
-                {
-                    "key": g.key,
-                    "display_name": g.display_name,
-                    "levels": [[b.level, b.label] for b in g.biomarkers],
-                }
-                for g in self.groups
-            ],
+            "groups": [_group_dict(g) for g in self.groups],
         }
+
+
+def _group_dict(group: BiomarkerGroup) -> dict[str, object]:
+    """A group as in the JSON; label semantics only when declared, so older ids stay byte-equal."""
+    out: dict[str, object] = {
+        "key": group.key,
+        "display_name": group.display_name,
+        "levels": [[b.level, b.label] for b in group.biomarkers],
+    }
+    zero = {b.zero_means for b in group.biomarkers}
+    if zero != {"absent"}:
+        out["zero_means"] = zero.pop()
+    absent_when = {b.level: b.absent_when for b in group.biomarkers if b.absent_when}
+    if absent_when:
+        out["absent_when"] = absent_when
+    return out
 
 
 def builtin_schema_names() -> list[str]:

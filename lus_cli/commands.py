@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # typing only: each command imports what it uses when it runs
@@ -221,10 +222,31 @@ def _extract(args: argparse.Namespace) -> int:
 
 
 def _export_onnx(args: argparse.Namespace) -> int:
-    from biomarker_service.onnx_export import export_onnx
+    if args.quantize == "none":
+        from biomarker_service.onnx_export import export_onnx
 
-    print(f"wrote {export_onnx(args.artifact, args.out, quantization=args.quantize)}")
-    return 0
+        print(f"wrote {export_onnx(args.artifact, args.out)}")
+        return 0
+    if args.parity_manifest is None:
+        # An int8 file without its parity record is refused by the server: do not write one.
+        print(
+            "lus export-onnx: --quantize needs --parity-manifest HELDOUT.csv (held-out videos on"
+            " which int8 is compared with fp32; the server refuses int8 without that check)",
+            file=sys.stderr,
+        )
+        return 2
+    from trainer.int8_parity import quantize_with_parity
+
+    record = quantize_with_parity(
+        args.artifact,
+        args.out,
+        manifest=args.parity_manifest,
+        mode=args.quantize,
+        calibration_manifest=args.calibration_manifest,
+    )
+    verdict = "passed" if record["passed"] else "FAILED (the server will refuse this file)"
+    print(f"wrote {args.out}; int8 parity check {verdict}")
+    return 0 if record["passed"] else 1
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -244,25 +266,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    import grpc
+    from lus_cli.analyze import run_analyze
 
-    from lus_cli.analyze import analyze, format_analysis
-
-    try:
-        tls = _client_tls(args)
-        result = analyze(
-            args.video,
-            args.biomarker,
-            args.expert,
-            timeout_s=args.timeout,
-            biomarker_tls=tls,
-            expert_tls=tls,
-        )
-    except grpc.RpcError as err:
-        print(f"error: {err.code().name}: {err.details()}")
-        return 1
-    print(format_analysis(args.video, result))
-    return 0
+    return run_analyze(args)
 
 
 def _audit(args: argparse.Namespace) -> int:

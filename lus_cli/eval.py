@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from expert_service.training.catalog import METHODS, ZOO_FAMILIES
+from expert_service.training.catalog import ZOO_FAMILIES
+from trainer.eval_methods import METHODS
 
 if TYPE_CHECKING:
     from trainer.evaluation import EvalConfig
@@ -46,7 +47,44 @@ def add_eval_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--width", type=int, default=64, help="first-stage channels (64 = ResNet-18)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (paper: 1e-4)")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (paper: 1e-4)")
+    p.add_argument(
+        "--schedule",
+        choices=["cosine", "plateau"],
+        default="cosine",
+        help="cosine: last epoch kept; plateau: the paper's ReduceLROnPlateau on validation AUC",
+    )
+    p.add_argument("--dropout", type=float, default=0.5, help="dropout before every head")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    p.add_argument(
+        "--label-treatment",
+        choices=["as_negative", "mask", "down_weight", "likely_negatives"],
+        default="as_negative",
+        help="what a biomarker 0 the schema calls 'unmarked' is trained as",
+    )
+    p.add_argument(
+        "--unmarked-weight", type=float, default=0.3, help="weight of unmarked 0s (down_weight)"
+    )
+    p.add_argument(
+        "--bootstrap", type=int, default=1000, help="patient resamples behind every interval"
+    )
+    p.add_argument(
+        "--init",
+        choices=["random", "synthetic"],
+        default="random",
+        help="synthetic: start every TSM model from one pretrained on generated loops",
+    )
+    p.add_argument("--synthetic-videos", type=int, default=400, help="loops to pretrain on")
+    p.add_argument("--synthetic-epochs", type=int, default=10, help="pretraining epochs")
+    p.add_argument(
+        "--freeze",
+        default="",
+        help="stages of the biomarker model kept fixed after synthetic pretraining, e.g. "
+        "stem,layer1",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=1, help="runs with seeds seed..seed+N-1; report the spread"
+    )
     p.add_argument("--weights", type=Path, help="local torchvision resnet18 weights (ImageNet)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda")
     p.add_argument(
@@ -90,6 +128,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     # Imported here so building the CLI parser never loads torch or scikit-learn.
     from trainer.augment import ClipAugment
     from trainer.evaluation import EvalConfig
+    from trainer.pretrain import SyntheticPretraining
 
     return EvalConfig(
         manifest=args.manifest,
@@ -106,6 +145,19 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        schedule=args.schedule,
+        dropout=args.dropout,
+        weight_decay=args.weight_decay,
+        label_treatment=args.label_treatment,
+        unmarked_weight=args.unmarked_weight,
+        bootstrap=args.bootstrap,
+        init=args.init,
+        synthetic=SyntheticPretraining(
+            videos=args.synthetic_videos,
+            epochs=args.synthetic_epochs,
+            seed=args.seed,
+            freeze=tuple(s.strip() for s in args.freeze.split(",") if s.strip()),
+        ),
         weights=args.weights,
         device=args.device,
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
@@ -117,9 +169,12 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """Run the evaluation and write the report; print where it went."""
+    """Run the evaluation (``--repeats`` times) and write the report; print where it went."""
+    from dataclasses import replace
+
     from trainer.evaluation import run_evaluation
-    from trainer.report import write_report
+    from trainer.report import summarize, write_report
+    from trainer.report_intervals import repeat_spread
 
     cfg = config_from_args(args)
     meta = {
@@ -132,8 +187,22 @@ def run_eval(args: argparse.Namespace) -> int:
         meta["test data"] = f"{cfg.test_manifest} (sha256 {sha256_of(cfg.test_manifest)})"
     if args.note:
         meta["note"] = args.note
+    if args.repeats < 1:
+        raise SystemExit("--repeats must be at least 1")
     result = run_evaluation(cfg)
-    path = write_report(result, args.out, meta)
+    summary = summarize(result)
+    repeats = None
+    if args.repeats > 1:
+        summaries, seconds = [summary], result.total_seconds
+        for i in range(1, args.repeats):
+            # Each repeat gets its own checkpoints: the fingerprints hold the seed anyway.
+            folder = None if cfg.checkpoint_dir is None else cfg.checkpoint_dir / f"repeat{i}"
+            again = run_evaluation(replace(cfg, seed=cfg.seed + i, checkpoint_dir=folder))
+            summaries.append(summarize(again))
+            seconds += again.total_seconds
+        repeats = repeat_spread(summaries)
+        meta["repeats"] = f"{args.repeats} runs, {seconds / 60:.1f} min in all"
+    path = write_report(result, args.out, meta, repeats=repeats, summary=summary)
     print(f"wrote {path} ({result.total_seconds / 60:.1f} min)")
     return 0
 

@@ -4,6 +4,9 @@ The paper's protocol (Gare et al.): Adam at 1e-4, BCE over the schema's biomarke
 labels masked, ReduceLROnPlateau (0.5) on the validation macro AUC, the best epoch kept,
 per-clip augmentations, oversampling of rare labels in the training rows, optional local
 ImageNet weights, and a patient-level validation split. The loop itself is ``trainer.fit``.
+By default, and recorded in the artifact's provenance: AdamW with weight decay, dropout before
+the head, a cosine schedule with the last epoch kept (``trainer.fit``), and the label treatment
+of "unmarked" zeros (``trainer.label_treatment``).
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from lus.schema import DEFAULT_SCHEMA, BiomarkerSchema, load_schema
 from lus.video import DecodedVideo, InputSpec
 from lus.video.region import CropMode
 from trainer.augment import ClipAugment
-from trainer.fit import FitConfig, FitResult, fit_tsm, masked_bce, predict_videos
+from trainer.fit import FitConfig, FitResult, Schedule, fit_tsm, masked_bce, predict_videos
+from trainer.label_treatment import LabelTreatment, describe, label_metrics, treat_labels
 from trainer.manifest import ManifestRow, read_manifest, split_by_patient
+from trainer.pretrain import SyntheticPretraining, pretrain_synthetic, start_from
 from trainer.video_cache import decode_all
 
 __all__ = [
@@ -64,6 +69,15 @@ class BiomarkerTrainingConfig:
         oversample: Repeat training videos with rare positive labels.
         checkpoint: Per-epoch checkpoint; an existing one is resumed.
         crop: "auto" cuts frames to the ultrasound imaging region first (stored in the artifact).
+        schedule: ``cosine`` (last epoch kept) or ``plateau`` (the paper's; best validation
+            epoch kept).
+        dropout: Dropout before the head while training.
+        weight_decay: AdamW weight decay.
+        label_treatment: What a 0 the schema calls "unmarked" is trained as
+            (``trainer.label_treatment``).
+        unmarked_weight: Weight of an unmarked 0 under ``down_weight``.
+        synthetic_init: Start from a model pretrained on synthetic loops
+            (``trainer.pretrain``); None starts from random weights (or ``weights``).
     """
 
     manifest: Path
@@ -86,6 +100,12 @@ class BiomarkerTrainingConfig:
     oversample: bool = True
     checkpoint: Path | None = None
     crop: CropMode = "none"
+    schedule: Schedule = "cosine"
+    dropout: float = 0.5
+    weight_decay: float = 1e-4
+    label_treatment: LabelTreatment = "as_negative"
+    unmarked_weight: float = 0.3
+    synthetic_init: SyntheticPretraining | None = None
 
 
 @dataclass
@@ -105,14 +125,32 @@ def train_biomarker_network(
     fit: FitConfig,
     device: torch.device,
     weights: Path | None = None,
+    label_weights: np.ndarray | None = None,
+    init_from: TSMResNet | None = None,
+    freeze: tuple[str, ...] = (),
 ) -> tuple[TSMResNet, FitResult]:
     """A biomarker model fit on in-memory videos and ``(n, len(schema))`` labels (NaN unknown).
 
-    Returns the model (on ``device``, best validation epoch) and the run's record.
+    ``label_weights`` weigh each training cell in the loss (``trainer.label_treatment``);
+    ``init_from`` (e.g. ``trainer.pretrain.pretrain_synthetic``) starts every weight but the
+    head, with the ``freeze`` stages kept fixed.
+    Returns the model (on ``device``, at the kept epoch) and the run's record.
     """
-    model = tsm_resnet18(schema=schema, spec=spec, width=width, weights_path=weights).to(device)
-    result = fit_tsm(model, device, train, val, objective="multilabel", cfg=fit)
+    model = tsm_resnet18(schema=schema, spec=spec, width=width, weights_path=weights)
+    if init_from is not None:
+        start_from(model, init_from, freeze=freeze)
+    model = model.to(device)
+    result = fit_tsm(
+        model, device, train, val, objective="multilabel", cfg=fit, label_weights=label_weights
+    )
     return model, result
+
+
+def init_description(weights: Path | None, source: SyntheticPretraining | None) -> str:
+    """Where the weights started, in words, for provenance and reports."""
+    if source is not None:
+        return source.describe()
+    return "local ImageNet weights" if weights is not None else "random"
 
 
 def _describe_data(rows: list[ManifestRow], manifest: Path) -> tuple[str, str]:
@@ -141,6 +179,15 @@ def train_biomarker_model(cfg: BiomarkerTrainingConfig) -> TrainingResult:
         labels = np.stack([r.labels for r in part_rows]) if part_rows else np.zeros((0, 0))
         return [by_path[r.video] for r in part_rows], labels
 
+    train_videos, train_labels = part(train_rows)
+    targets, label_weights = treat_labels(
+        train_labels,
+        schema,
+        [r.tasks for r in train_rows],
+        cfg.label_treatment,
+        unmarked_weight=cfg.unmarked_weight,
+    )
+
     fit = FitConfig(
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
@@ -148,27 +195,46 @@ def train_biomarker_model(cfg: BiomarkerTrainingConfig) -> TrainingResult:
         seed=cfg.seed,
         augment=cfg.augment,
         oversample=cfg.oversample,
+        schedule=cfg.schedule,
+        dropout=cfg.dropout,
+        weight_decay=cfg.weight_decay,
         checkpoint=cfg.checkpoint,
         progress=cfg.progress,
         desc="biomarkers",
     )
+    device = pick_device(cfg.device)
+    source = cfg.synthetic_init
+    init = None
+    if source is not None:
+        init = pretrain_synthetic(spec, cfg.width, source, device=device, progress=cfg.progress)
     model, result = train_biomarker_network(
         schema,
         spec,
-        part(train_rows),
+        (train_videos, targets),
         part(val_rows) if val_rows else None,
         width=cfg.width,
         fit=fit,
-        device=pick_device(cfg.device),
+        device=device,
         weights=cfg.weights,
+        label_weights=label_weights,
+        init_from=init,
+        freeze=source.freeze if source is not None else (),
     )
     model = model.cpu().eval()
     training_data, notice = _describe_data(rows, cfg.manifest)
+    training_data += (
+        f"; AdamW wd {cfg.weight_decay:g}, dropout {cfg.dropout:g}, {cfg.schedule} schedule,"
+        f" biomarker 0s: {describe(cfg.label_treatment, cfg.unmarked_weight)};"
+        f" init: {init_description(cfg.weights, source)}"
+    )
     metrics = {
         "epochs": float(cfg.epochs),
         "train_videos": float(len(train_rows)),
         "val_videos": float(len(val_rows)),
         "train_seconds": round(result.seconds, 1),
+        **result.protocol(fit),
+        **label_metrics(cfg.label_treatment, cfg.unmarked_weight),
+        **(source.provenance() if source is not None else {}),
     }
     if val_rows and any("val_auc" in h for h in result.history):
         metrics["val_macro_auc"] = float(result.best_score)

@@ -34,7 +34,7 @@ def save_checkpoint(
     state: RunState,
     model: TSMResNet,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     rng: np.random.Generator,
 ) -> None:
     """Write the run's full state (model, optimizer, scheduler, RNGs) atomically to ``path``."""
@@ -63,7 +63,7 @@ def resume_checkpoint(
     fingerprint: str,
     model: TSMResNet,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     rng: np.random.Generator,
 ) -> RunState:
     """Restore a run saved by ``save_checkpoint`` into the given objects.

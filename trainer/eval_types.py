@@ -7,12 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from expert_service.training.catalog import METHODS, SEEDS, ZOO_FAMILIES
+from expert_service.training.catalog import SEEDS, ZOO_FAMILIES
 from lus.video import DecodedVideo
 from trainer.augment import ClipAugment
 from trainer.baselines import TaskData
+from trainer.eval_methods import METHODS
+from trainer.fit import Schedule
 from trainer.folds import Fold
+from trainer.label_treatment import LabelTreatment
 from trainer.manifest import ManifestRow
+from trainer.pretrain import InitSource, SyntheticPretraining
 
 
 @dataclass
@@ -35,7 +39,18 @@ class EvalConfig:
         width: First-stage channels of every TSM model.
         epochs: Epochs of every TSM model.
         batch_size: Clips per step.
-        lr: Adam learning rate.
+        lr: AdamW learning rate.
+        schedule: ``cosine`` (last epoch kept) or ``plateau`` (best validation epoch kept).
+        dropout: Dropout before every TSM model's head (training only).
+        weight_decay: AdamW weight decay of every TSM model.
+        label_treatment: What an unmarked biomarker 0 is trained as
+            (``trainer.label_treatment``).
+        unmarked_weight: Weight of an unmarked 0 under ``down_weight``.
+        bootstrap: Patient-level bootstrap resamples behind every interval of the report.
+        init: Where every TSM model starts: ``random`` (or ``weights``) or ``synthetic``
+            (one model pretrained on generated loops, ``trainer.pretrain``; the biomarker
+            model and the plain end-to-end baselines start from it, with a new head).
+        synthetic: How the synthetic initialisation is made (``init="synthetic"`` only).
         weights: Optional local ImageNet ResNet-18 weights for every TSM model.
         device: ``auto``, ``cpu``, ``cuda``.
         methods: Methods to run (keys of ``METHODS``).
@@ -61,6 +76,14 @@ class EvalConfig:
     epochs: int = 30
     batch_size: int = 8
     lr: float = 1e-4
+    schedule: Schedule = "cosine"
+    dropout: float = 0.5
+    weight_decay: float = 1e-4
+    label_treatment: LabelTreatment = "as_negative"
+    unmarked_weight: float = 0.3
+    bootstrap: int = 1000
+    init: InitSource = "random"
+    synthetic: SyntheticPretraining = field(default_factory=SyntheticPretraining)
     weights: Path | None = None
     device: str = "auto"
     methods: tuple[str, ...] = tuple(METHODS)
@@ -81,7 +104,10 @@ class MethodRun:
         fold_metrics_rows: Test rows of each fold (labelled for the task).
         external: Per fold, ``(n_external, n_classes)`` probabilities of the external rows.
         seconds: Per fold, training seconds charged to this method for this task.
-        chosen: Per fold, what was picked (zoo family and seed, or best epoch).
+        chosen: Per fold, what was picked (zoo family and seed, or the kept epoch).
+        families: Zoo methods: per family, out-of-fold probabilities of that family's best
+            seed on validation (every family's row, not only the winner's).
+        source: Where a zoo method's fitting inputs came from (``eval_methods.SOURCES``).
     """
 
     oof: np.ndarray
@@ -89,6 +115,8 @@ class MethodRun:
     external: list[np.ndarray] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     chosen: list[str] = field(default_factory=list)
+    families: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = ""
 
 
 @dataclass
@@ -106,6 +134,10 @@ class EvalResult:
     biomarker_seconds: list[float]
     runs: dict[tuple[str, str], MethodRun]
     total_seconds: float = 0.0
+    external_vectors: np.ndarray | None = None
+    """``(n_external, n_biomarkers)``: the fold models' vectors of the external rows, averaged."""
+    init_seconds: float = 0.0
+    """Seconds spent making the initialisation (synthetic pretraining), once for all folds."""
 
 
 @dataclass

@@ -15,10 +15,10 @@ import time
 import numpy as np
 import torch
 
-from expert_service.training.catalog import METHODS
 from lus.errors import InvalidInput
 from lus.schema import load_schema
 from trainer.baselines import TaskData
+from trainer.eval_methods import METHODS
 from trainer.eval_runner import FoldRunner
 from trainer.eval_types import EvalConfig, EvalData, EvalResult, MethodRun
 from trainer.folds import patient_folds
@@ -97,4 +97,6 @@ def run_evaluation(cfg: EvalConfig) -> EvalResult:
         biomarker_seconds=runner.bio_seconds,
         runs=runner.runs,
         total_seconds=time.perf_counter() - started,
+        external_vectors=runner.external_vectors,
+        init_seconds=runner.init_seconds,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +15,8 @@ from sklearn.metrics import (
     precision_score,
     roc_auc_score,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def per_biomarker_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -33,24 +36,57 @@ def macro_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
 
 
-def weighted_ovo_auc(y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str]) -> float:
-    """Weighted one-vs-one ROC AUC with an explicit label list; NaN when it is undefined.
+def as_probabilities(proba: np.ndarray, *, tolerance: float = 1e-3) -> np.ndarray:
+    """Rows of class scores as probabilities: checked, and renormalised to sum to 1.
 
-    Two classes reduce to the binary AUC of the second label. A fold holding a single class has
-    no defined AUC; the caller then relies on pooled out-of-fold figures.
+    scikit-learn's multi-class AUC refuses rows that do not sum to 1; a caller that then
+    swallowed the error reported NaN for a perfectly usable model. Rows of non-negative finite
+    scores with a positive sum are divided by their sum (logged when off by more than
+    ``tolerance``, since that means a bug upstream, e.g. a zero-filled missing class).
+
+    Raises:
+        ValueError: a score that is negative or not finite, or a row that sums to 0.
+    """
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"class probabilities must be (n, n_classes); got shape {p.shape}")
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise ValueError("class probabilities must be finite and non-negative")
+    sums = p.sum(axis=1, keepdims=True)
+    if np.any(sums <= 0):
+        raise ValueError("a row of class probabilities sums to 0; no class is scored")
+    off = float(np.max(np.abs(sums - 1.0))) if len(p) else 0.0
+    if off > tolerance:
+        logger.warning("class probabilities off a sum of 1 by up to %.3g; renormalised", off)
+    # Rows already summing to 1 are left bit-identical: dividing by 0.9999999999999999 would
+    # break exact ties between scores, which an AUC counts as half.
+    off_rows = np.abs(sums - 1.0) > 1e-9
+    normalised: np.ndarray = np.where(off_rows, p / sums, p)
+    return normalised
+
+
+def weighted_ovo_auc(y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str]) -> float:
+    """Weighted one-vs-one ROC AUC with an explicit label list.
+
+    Two classes reduce to the binary AUC of the second label. A set holding a single class has
+    no defined AUC: NaN (the caller then relies on pooled out-of-fold figures). Scores are
+    checked and renormalised by ``as_probabilities``; any other problem raises.
+
+    Raises:
+        ValueError: scores that are not probabilities (``as_probabilities``), or labels outside
+            ``labels``.
     """
     y = np.asarray(y_true).astype(str)
     present = set(y.tolist())
+    unknown = present - {str(c) for c in labels}
+    if unknown:
+        raise ValueError(f"{len(unknown)} label value(s) are not in the task's label list")
     if len(present) < 2:
         return float("nan")
-    try:
-        if len(labels) == 2:
-            return float(roc_auc_score(y == labels[1], proba[:, 1]))
-        return float(
-            roc_auc_score(y, proba, multi_class="ovo", average="weighted", labels=list(labels))
-        )
-    except ValueError:
-        return float("nan")
+    p = as_probabilities(proba)
+    if len(labels) == 2:
+        return float(roc_auc_score(y == labels[1], p[:, 1]))
+    return float(roc_auc_score(y, p, multi_class="ovo", average="weighted", labels=list(labels)))
 
 
 def classification_metrics(

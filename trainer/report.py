@@ -14,11 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from trainer.biomarker_training import init_description
+from trainer.eval_methods import ROUTE_VARIANTS
 from trainer.evaluation import METHODS, EvalResult, MethodRun
+from trainer.label_treatment import describe
 from trainer.metrics import classification_metrics, mean_std, per_biomarker_auc
+from trainer.report_intervals import biomarker_intervals, external_figures, task_intervals
 from trainer.report_markdown import render_markdown
 
-SHARED_BIOMARKER_TIME = frozenset({"biomarker_experts", "end_to_end_pretrained"})
+SHARED_BIOMARKER_TIME = frozenset({"biomarker_experts", *ROUTE_VARIANTS, "end_to_end_pretrained"})
 """Methods whose per-task time includes the biomarker model, which is trained once for all tasks."""
 
 
@@ -42,6 +46,7 @@ def method_task_metrics(result: EvalResult, run: MethodRun, task_index: int) -> 
         "pooled": classification_metrics(task.y[scored], run.oof[scored], labels),
         "n_scored": len(scored),
         "chosen": run.chosen,
+        "source": run.source,
     }
     external = np.arange(result.n_internal, len(task.y))
     external = external[task.y[external] != ""]
@@ -91,7 +96,25 @@ def summarize(result: EvalResult) -> dict[str, Any]:
     per_fold = np.array(
         [per_biomarker_auc(labels[f.test], result.oof_vectors[f.test]) for f in result.folds]
     )
+    cfg = result.config
+    intervals = biomarker_intervals(
+        labels, result.oof_vectors, result.patients[internal], cfg.bootstrap, cfg.seed
+    )
     return {
+        "seed": cfg.seed,
+        "protocol": {
+            "schedule": cfg.schedule,
+            "dropout": cfg.dropout,
+            "weight_decay": cfg.weight_decay,
+            "label_treatment": describe(cfg.label_treatment, cfg.unmarked_weight),
+            "bootstrap_resamples": cfg.bootstrap,
+            "init": init_description(
+                cfg.weights, cfg.synthetic if cfg.init == "synthetic" else None
+            ),
+            "init_seconds": result.init_seconds,
+        },
+        "intervals": {t.name: task_intervals(result, i) for i, t in enumerate(result.tasks)},
+        "external": external_figures(result),
         "methods": table,
         "biomarkers": [
             {
@@ -101,6 +124,7 @@ def summarize(result: EvalResult) -> dict[str, Any]:
                 "auc_pooled": float(pooled[j]),
                 "auc_fold_mean": _nanmean(per_fold[:, j]),
                 "auc_fold_std": _nanstd(per_fold[:, j]),
+                "auc_interval": intervals[j],
             }
             for j, key in enumerate(result.biomarker_keys)
         ],
@@ -136,18 +160,29 @@ def _nanstd(values: np.ndarray) -> float:
     return float(finite.std()) if len(finite) else math.nan
 
 
-def write_report(result: EvalResult, out_dir: Path, meta: dict[str, str]) -> Path:
+def write_report(
+    result: EvalResult,
+    out_dir: Path,
+    meta: dict[str, str],
+    *,
+    repeats: dict[str, Any] | None = None,
+    summary: dict[str, Any] | None = None,
+) -> Path:
     """Write ``report.md``, ``table1.csv``, ``per_class.csv``, ``biomarker_auc.csv``,
     ``results.json`` and ``plots/*.png`` into ``out_dir``; return the Markdown path.
 
     Args:
-        result: The evaluation.
+        result: The evaluation (the first run when repeated).
         out_dir: Folder to write (created).
         meta: Provenance lines for the header: command, machine, date, data identity, notes.
+        repeats: ``report_intervals.repeat_spread`` of repeated runs, when there were any.
+        summary: ``summarize(result)`` when already computed.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(result)
+    summary = dict(summary or summarize(result))
     summary["meta"] = meta
+    if repeats is not None:
+        summary["repeats"] = repeats
     (out_dir / "results.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
     _table_csv(result, summary, out_dir / "table1.csv")
     _per_class_csv(result, summary, out_dir / "per_class.csv")
@@ -182,6 +217,12 @@ def _table_csv(result: EvalResult, summary: dict[str, Any], path: Path) -> None:
             "acc_pooled",
             "f1_pooled",
             "precision_pooled",
+            "auc_low",
+            "auc_high",
+            "acc_low",
+            "acc_high",
+            "f1_low",
+            "f1_high",
         ):
             header.append(f"{t.name}_{name}")
     header += ["train_minutes_all_tasks", "train_seconds_added_task"]
@@ -204,6 +245,10 @@ def _table_csv(result: EvalResult, summary: dict[str, Any], path: Path) -> None:
                         "precision_weighted",
                     )
                 ]
+                bounds = summary["intervals"][t.name]["methods"].get(method, {})
+                for metric in ("auc", "accuracy", "f1"):
+                    ci = bounds.get(metric, {"low": math.nan, "high": math.nan})
+                    cells += [_fmt(ci["low"]), _fmt(ci["high"])]
             cells += [
                 _fmt(row["train_seconds_all_tasks"] / 60, 2),
                 _fmt(row["train_seconds_added_task"], 1),
@@ -236,7 +281,16 @@ def _biomarker_csv(summary: dict[str, Any], path: Path) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
-            ["biomarker", "positives", "known", "auc_pooled", "auc_fold_mean", "auc_fold_std"]
+            [
+                "biomarker",
+                "positives",
+                "known",
+                "auc_pooled",
+                "auc_low",
+                "auc_high",
+                "auc_fold_mean",
+                "auc_fold_std",
+            ]
         )
         for b in summary["biomarkers"]:
             writer.writerow(
@@ -245,6 +299,8 @@ def _biomarker_csv(summary: dict[str, Any], path: Path) -> None:
                     b["positives"],
                     b["known"],
                     _fmt(b["auc_pooled"]),
+                    _fmt(b["auc_interval"]["low"]),
+                    _fmt(b["auc_interval"]["high"]),
                     _fmt(b["auc_fold_mean"]),
                     _fmt(b["auc_fold_std"]),
                 ]

@@ -7,6 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from trainer.evaluation import EvalResult
+from trainer.report_intervals import interval_text
+from trainer.report_uncertainty import (
+    differences_section,
+    external_section,
+    families_section,
+    intervals_section,
+    repeats_section,
+)
 
 
 def _f(value: float | None, digits: int = 3) -> str:
@@ -29,7 +37,16 @@ def render_markdown(
         f"fold's training patients), seed {cfg.seed}",
         f"- **model size**: TSM ResNet-18 width {cfg.width}, {cfg.frames} frames x {cfg.size} px, "
         f"{cfg.clips} clips at inference, {cfg.epochs} epochs, batch {cfg.batch_size}, "
-        f"lr {cfg.lr:g}, ImageNet init: {'yes' if cfg.weights else 'no'}",
+        f"lr {cfg.lr:g}, init: {summary['protocol']['init']}"
+        + (
+            f" ({summary['protocol']['init_seconds'] / 60:.1f} min, once for all folds)"
+            if cfg.init == "synthetic"
+            else ""
+        ),
+        f"- **protocol**: AdamW (weight decay {cfg.weight_decay:g}), dropout {cfg.dropout:g} "
+        f"before the head, {cfg.schedule} schedule "
+        f"({'last epoch kept' if cfg.schedule == 'cosine' else 'best validation epoch kept'}), "
+        f"biomarker 0s: {summary['protocol']['label_treatment']}",
         f"- **wall time**: {summary['total_seconds'] / 60:.1f} min",
         "",
         "## Tasks",
@@ -41,6 +58,10 @@ def render_markdown(
         lines.append(f"| {name} | {', '.join(t['labels'])} | {t['videos']} | {t['patients']} |")
     lines += ["", "## Table 1", ""]
     lines += _table1(result, summary)
+    lines += ["", *intervals_section(summary)]
+    lines += differences_section(summary)
+    lines += repeats_section(summary)
+    lines += families_section(summary)
     if any(
         "external_ensemble" in m
         for row in summary["methods"].values()
@@ -48,16 +69,18 @@ def render_markdown(
     ):
         lines += ["", "## External test set", ""]
         lines += _external(result, summary)
+        lines += ["", *external_section(summary)]
     lines += ["", "## Per class (pooled out-of-fold)", ""]
     lines += _per_class(result, summary)
     lines += ["", "## Biomarker model: per-biomarker ROC AUC (out-of-fold)", ""]
     lines += [
-        "| biomarker | positives / known | pooled AUC | fold mean ± std |",
+        "| biomarker | positives / known | pooled AUC [95% interval] | fold mean ± std |",
         "|---|---|---|---|",
     ]
     for b in summary["biomarkers"]:
         lines.append(
-            f"| {b['key']} | {b['positives']} / {b['known']} | {_f(b['auc_pooled'])} | "
+            f"| {b['key']} | {b['positives']} / {b['known']} | "
+            f"{interval_text(b['auc_interval'])} | "
             f"{_pm((b['auc_fold_mean'], b['auc_fold_std']))} |"
         )
     lines += ["", "## What each fold chose", ""]

@@ -121,12 +121,15 @@ class ZooResult:
     """The winner (fitted on the fitting rows) and every candidate's figures.
 
     ``fit_rows`` (oversampled, so with repeats) and ``val_rows`` index the rows passed in.
+    ``by_family`` holds each family's best seed on validation (fitted), so a report can show
+    every family's row, as the paper's tables do, not only the winner picked on a few patients.
     """
 
     estimator: Any
     family: str
     seed: int
     candidates: list[Candidate] = field(default_factory=list)
+    by_family: dict[str, tuple[Any, Candidate]] = field(default_factory=dict)
     fit_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     val_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
@@ -203,6 +206,7 @@ def fit_zoo(
         rng = np.random.default_rng(split_seed)
         fit_rows = fit_rows[oversample_classes(y_arr[fit_rows], rng)]
     best: tuple[Any, Candidate] | None = None
+    by_family: dict[str, tuple[Any, Candidate]] = {}
     candidates = []
     plan = [(f, s) for f in families for s in (seeds[:1] if f in SEEDLESS else seeds)]
     for done, (family, seed) in enumerate(plan, start=1):
@@ -214,9 +218,11 @@ def fit_zoo(
         candidates.append(candidate)
         if best is None or _rank(candidate) > _rank(best[1]):
             best = (model, candidate)
+        if family not in by_family or _rank(candidate) > _rank(by_family[family][1]):
+            by_family[family] = (model, candidate)
         if progress is not None:
             progress(done / len(plan), f"fitted {family} seed {seed} ({done}/{len(plan)})")
     if best is None:
         raise InvalidInput("no expert family to try; name at least one")
     model, winner = best
-    return ZooResult(model, winner.family, winner.seed, candidates, fit_rows, val_rows)
+    return ZooResult(model, winner.family, winner.seed, candidates, by_family, fit_rows, val_rows)

@@ -21,13 +21,14 @@ TINY = {
     "frames": 4,
     "size": 32,
     "clips": 1,
-    "width": 8,
-    "epochs": 2,
+    "width": 4,
+    "epochs": 1,
     "batch_size": 8,
     "lr": 1e-3,
     "device": "cpu",
     "zoo_families": ("decision_tree", "random_forest", "svm"),
     "zoo_seeds": (0,),
+    "bootstrap": 200,
     "progress": False,
 }
 
@@ -71,6 +72,22 @@ def test_every_method_on_identical_folds_and_a_table1_report(
     for name in ("confusion_severity.png", "confusion_disease.png", "biomarker_auc.png"):
         assert (tmp_path / "report" / "plots" / name).stat().st_size > 1000
     summary = json.loads((tmp_path / "report" / "results.json").read_text())
+    # Issue 15: every figure has a patient-level interval, every zoo family its row, each
+    # biomarker route is compared with each end-to-end baseline on the same patients, and the
+    # external set gets per-biomarker AUCs and per-class sensitivity/specificity.
+    for task in ("severity", "disease"):
+        intervals = summary["intervals"][task]
+        for method in METHODS:
+            for metric in ("auc", "accuracy", "f1"):
+                ci = intervals["methods"][method][metric]
+                assert 0 <= ci["low"] <= ci["high"] <= 1 and ci["n"] > 0, (method, metric)
+        assert set(intervals["families"]["biomarker_experts_per_clip"]) == set(TINY["zoo_families"])  # type: ignore[arg-type]
+        pairs = {(d["route"], d["baseline"]) for d in intervals["differences"]}
+        assert ("biomarker_experts", "end_to_end") in pairs and len(pairs) == 8
+    assert summary["external"]["biomarkers"][0]["auc"]["n"] > 0
+    assert set(summary["external"]["tasks"]["disease"]) == set(METHODS)
+    assert "inside the noise" in text or "beyond the noise" in text
+    assert "## Every zoo family" in text and "## External set: biomarkers and classes" in text
     # The synthetic tasks are functions of the biomarkers, so experts on the true biomarker
     # labels must learn them; the majority class carries no signal.
     for task in ("severity", "disease"):

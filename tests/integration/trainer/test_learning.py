@@ -53,6 +53,10 @@ def test_reduced_tsm_reaches_macro_auc_on_held_out_synthetic_videos(tmp_path: Pa
             progress=False,
             augment=ClipAugment.none(),  # a 20-epoch schedule learns faster without
             oversample=False,
+            # Exact labels on 500 videos: dropout (default 0.5, against memorising a few real
+            # patient groups) only slows this short schedule (held-out macro AUC 0.848 with it,
+            # 0.868 without, on 2 shared cores).
+            dropout=0.0,
         )
     )
     model, info = load_artifact(result.artifact)

@@ -84,3 +84,24 @@ def test_mean_std_skips_undefined_runs() -> None:
     out = mean_std(runs)
     assert out["accuracy"] == pytest.approx((0.6, 0.1))
     assert out["roc_auc_ovo_weighted"] == pytest.approx((0.8, 0.0))
+
+
+def test_probabilities_off_a_sum_of_one_are_renormalised_not_nan() -> None:
+    y, proba = _known()
+    scaled = proba * 2.0  # e.g. averaged answers that were not renormalised
+    m = classification_metrics(y, scaled, LABELS)
+    assert m["roc_auc_ovo_weighted"] == pytest.approx(
+        roc_auc_score(y, proba, multi_class="ovo", average="weighted", labels=LABELS)
+    )
+
+
+def test_scores_that_are_not_probabilities_raise() -> None:
+    y, proba = _known()
+    bad = proba.copy()
+    bad[0, 0] = -0.1
+    with pytest.raises(ValueError, match="non-negative"):
+        classification_metrics(y, bad, LABELS)
+    zero = proba.copy()
+    zero[1] = 0.0
+    with pytest.raises(ValueError, match="sums to 0"):
+        classification_metrics(y, zero, LABELS)

@@ -61,3 +61,15 @@ def test_all_seven_families_three_seeds_and_reproducible() -> None:
 def test_unknown_family_is_named() -> None:
     with pytest.raises(InvalidInput, match="unknown expert family 'forest'; choose one of"):
         make_estimator("forest", 0)
+
+
+def test_every_family_keeps_its_best_seed_for_the_report() -> None:
+    x, y, g = _vectors(60)
+    families = ("decision_tree", "random_forest", "knn")
+    result = fit_zoo(x, y, g, families=families, seeds=(0, 1))
+    assert set(result.by_family) == set(families)
+    for family, (estimator, candidate) in result.by_family.items():
+        tried = [c for c in result.candidates if c.family == family]
+        assert candidate.val_auc == max(c.val_auc for c in tried)
+        assert probabilities(estimator, x[:3], ["a", "b", "c"]).shape == (3, 3)
+    assert result.by_family[result.family][1] == result.best
