@@ -4,6 +4,7 @@
     python benchmarks/decode_throughput.py --small               # a quick check (~1 min)
     python benchmarks/decode_throughput.py --sizes 1080x1080 --frames 100 --cases dicom-jpegls
     python benchmarks/decode_throughput.py --small --end-to-end  # + one gRPC Extract per case
+    python benchmarks/decode_throughput.py --sizes 1080x1080 --frames 600 --cases mp4 --breakdown
 
 The script makes its own ultrasound-like cine loops (a convex sector of moving speckle, a
 pleural line, B-lines, burned-in text and, for RGB, a colour bar and a colour-flow box) and
@@ -22,6 +23,12 @@ Paths (``PATHS``; add one there and it is measured too; the gRPC ``Extract`` is 
 
 ``equal`` says whether the path's clips equal the ``old`` path's (checked in the child against
 a saved copy of the old clips).
+
+``--breakdown`` prints, per case, where the served path's time goes instead of the matrix:
+for a video, decoding every frame alone, then with each frame's gray conversion, then with the
+every-frame sha256 (the pixel hash); for DICOM, one frame's decode through pydicom, and for
+JPEG 2000 also through Pillow at full, half and quarter resolution (``reduce`` 0, 1, 2: the
+wavelet levels a 224 px model input would not need).
 
 ``--end-to-end`` adds a row per case, ``server (new path)``: the real biomarker service
 (``python -m biomarker_service``, CPU, no feature store, no audit) runs as a child process with
@@ -55,12 +62,13 @@ import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels.encoders.base import (
     JPEG2000LosslessEncoder,
     JPEGLSLosslessEncoder,
     RLELosslessEncoder,
 )
+from pydicom.pixels.utils import pixel_array
 from pydicom.uid import (
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
@@ -446,6 +454,61 @@ class EndToEnd:
         }
 
 
+def _best_of(repeat: int, work: Callable[[], object]) -> float:
+    times = []
+    for _ in range(max(1, repeat)):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def _video_passes(data: bytes, step: str) -> None:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with av.open(io.BytesIO(data), mode="r") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            if step == "decode":
+                continue
+            gray = frame.to_ndarray(format="gray")
+            if step == "sha256":
+                digest.update(np.ascontiguousarray(gray).data)
+
+
+def breakdown(file: Path, repeat: int) -> None:
+    """Print where the time of ``file``'s decode goes (``--breakdown``)."""
+    data = file.read_bytes()
+    if file.suffix != ".dcm":
+        for step, label in (
+            ("decode", "decode every frame"),
+            ("gray", "+ gray conversion"),
+            ("sha256", "+ sha256 (pixel hash)"),
+        ):
+            seconds = _best_of(repeat, lambda s=step: _video_passes(data, s))  # type: ignore[misc]
+            print(f"  {file.name}: {label:<34}{seconds:>8.2f} s")
+        return
+    ds = pydicom.dcmread(io.BytesIO(data))
+    frames = int(ds.get("NumberOfFrames") or 1)
+    # The plugin the served path prefers (lus.video.dicom_frames.PREFERRED_PLUGINS).
+    plugin = "pyjpegls" if ds.file_meta.TransferSyntaxUID == JPEGLSLossless else ""
+    seconds = _best_of(repeat, lambda: pixel_array(ds, index=0, decoding_plugin=plugin))
+    print(f"  {file.name}: one frame through pydicom{'':<10}{seconds:>8.3f} s (x {frames} frames)")
+    if ds.file_meta.TransferSyntaxUID == JPEG2000Lossless:
+        first = next(generate_frames(ds.PixelData, number_of_frames=frames))
+        for reduce in (0, 1, 2):
+
+            def pillow(reduce: int = reduce) -> None:
+                image = Image.open(io.BytesIO(first))
+                image.reduce = reduce  # type: ignore[assignment]  # JPEG 2000 option
+                image.load()
+
+            seconds = _best_of(repeat, pillow)
+            print(f"  {file.name}: one frame, Pillow reduce={reduce}{'':<11}{seconds:>8.3f} s")
+
+
 def bool_or_none(value: object) -> bool | None:
     return None if value is None else bool(value)
 
@@ -477,6 +540,9 @@ def main() -> None:
     parser.add_argument(
         "--width", type=int, default=16, help="--end-to-end model width (64: the full model)"
     )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="where the decode time goes, per case"
+    )
     parser.add_argument("--child", nargs=2, metavar=("PATH", "FILE"), help=argparse.SUPPRESS)
     parser.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -495,6 +561,12 @@ def main() -> None:
         paths = ["old", *[p for p in paths if p != "old"]]
     folder = args.folder or Path(tempfile.mkdtemp(prefix="lus-decode-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
+    if args.breakdown:
+        for kind in kinds:
+            for width, height in sizes:
+                for count in counts:
+                    breakdown(Case(kind, kind, count, height, width).make(folder), args.repeat)
+        return
     print(f"cases in {folder}; spec {args.spec}; one fresh process per measurement")
     with contextlib.ExitStack() as stack:
         server = None

@@ -6,6 +6,9 @@ content sha256 -> stored? -> decode (worker pool) -> input check -> pixel hash -
 A stored answer is returned only for the same content: first by the sha256 of the uploaded
 bytes (a file seen before is answered without decoding), then by the hash of the decoded pixels
 (a re-export with other headers). Never by a DICOM UID, which modalities and anonymisers reuse.
+And only to a caller that owns it (had it computed, ``lus.feature_store`` owners): another
+caller's stored vector is computed afresh, so neither the answer, its ``cached`` flag nor its
+speed tells a caller whether someone else sent the video.
 A reply carries the identifiers of its own request only: its own UID and content hash, the
 pixel hash of its own frames. Each video is decoded once, in the pool, so decoding overlaps with
 model work on other videos.
@@ -30,7 +33,7 @@ from biomarker_service.lineage import ModelLineage, served_lineage
 from biomarker_service.metrics import BiomarkerMetrics
 from biomarker_service.model_thread import ModelThread
 from lus.clients.sniff import looks_like_dicom
-from lus.feature_store import FeatureStore, StoredContent, StoredVector
+from lus.feature_store import ANONYMOUS, FeatureStore, StoredContent, StoredVector, is_owned_by
 from lus.video import (
     DecodeBudget,
     DecodedVideo,
@@ -167,14 +170,24 @@ class BiomarkerExtractor:
             stored.artifact_sha256 == self.model.artifact_sha256
         )
 
-    def _by_content(self, content_sha256: str, version: str) -> tuple[StoredContent, StoredVector]:
-        """The content entry and the usable vector for these bytes, or ``LookupError``."""
+    def _owned(self, pixel_hash: str, version: str, caller: str) -> StoredVector | None:
+        """The usable stored vector ``caller`` owns, else None (absent or another's alike)."""
+        assert self.store is not None
+        if not is_owned_by(self.store, pixel_hash, version, caller):
+            return None
+        stored = self.store.get(pixel_hash, version)
+        return stored if self._usable(stored, version) else None
+
+    def _by_content(
+        self, content_sha256: str, version: str, caller: str
+    ) -> tuple[StoredContent, StoredVector]:
+        """The content entry and the caller's usable vector for these bytes, or ``LookupError``."""
         assert self.store is not None
         content = self.store.get_content(content_sha256, self.decoder)
         if content is None:
             raise LookupError(content_sha256)
-        stored = self.store.get(content.pixel_hash, version)
-        if stored is None or not self._usable(stored, version):
+        stored = self._owned(content.pixel_hash, version, caller)
+        if stored is None:
             raise LookupError(content_sha256)
         return content, stored
 
@@ -183,7 +196,7 @@ class BiomarkerExtractor:
         logger.warning("feature store call failed; answering without it", exc_info=True)
         self._count_store("error")
 
-    def _store_put(self, result: Extraction) -> None:
+    def _store_put(self, result: Extraction, caller: str) -> None:
         if self.store is None:
             return
         item = StoredVector(
@@ -199,11 +212,17 @@ class BiomarkerExtractor:
         )
         try:
             self.store.put(item)
+            self._add_owner(result.pixel_hash, caller)
         except Exception:
             logger.warning("feature store write failed; answer returned anyway", exc_info=True)
             self._count_store("error")
             return
         self._remember_content(result)
+
+    def _add_owner(self, pixel_hash: str, caller: str) -> None:
+        add_owner = getattr(self.store, "add_owner", None)  # stores without owners: none kept
+        if add_owner is not None:
+            add_owner(pixel_hash, self.model.version, caller)
 
     def _remember_content(self, result: Extraction) -> None:
         """Note which pixels the request's bytes decoded to, after its vector is stored.
@@ -234,12 +253,15 @@ class BiomarkerExtractor:
 
     # -- decode and model -----------------------------------------------------------------------
 
-    def _stored_for_content(self, data: Source, content_sha256: str) -> Extraction | None:
-        """The stored answer for these exact bytes, without decoding them; None on a miss."""
+    def _stored_for_content(
+        self, data: Source, content_sha256: str, caller: str
+    ) -> Extraction | None:
+        """The caller's stored answer for these exact bytes, without decoding them; None on a
+        miss."""
         if self.store is None or not content_sha256:
             return None
         try:
-            content, stored = self._by_content(content_sha256, self.model.version)
+            content, stored = self._by_content(content_sha256, self.model.version, caller)
         except LookupError:
             return None
         except Exception:
@@ -253,12 +275,12 @@ class BiomarkerExtractor:
                 return None
         return _from_store(stored, content, uid=uid, content_sha256=content_sha256)
 
-    def _prepare(self, data: Source, content_sha256: str) -> _Prepared:
+    def _prepare(self, data: Source, content_sha256: str, caller: str) -> _Prepared:
         if not content_sha256 and isinstance(data, bytes):
             content_sha256 = hashlib.sha256(data).hexdigest()
         elif not content_sha256 and isinstance(data, RawUpload):
             content_sha256 = data.content_sha256()
-        answer = self._stored_for_content(data, content_sha256)
+        answer = self._stored_for_content(data, content_sha256, caller)
         if answer is not None:
             self._count_store("hit")
             return _Prepared(answer=answer)
@@ -268,7 +290,7 @@ class BiomarkerExtractor:
         stored = None
         if self.store is not None:
             try:
-                stored = self.store.get(digest, self.model.version)
+                stored = self._owned(digest, self.model.version, caller)
             except Exception:
                 self._store_failed()
         if self.metrics is not None:
@@ -329,7 +351,12 @@ class BiomarkerExtractor:
         return await self.runner.run(clips)
 
     async def extract(
-        self, data: Source, *, content_sha256: str = "", deadline: float | None = None
+        self,
+        data: Source,
+        *,
+        content_sha256: str = "",
+        deadline: float | None = None,
+        caller: str = ANONYMOUS,
     ) -> Extraction:
         """The stored answer for the same content, else decode, check, run the model, store.
 
@@ -340,6 +367,8 @@ class BiomarkerExtractor:
                 (``ExtractStream``); computed here otherwise (not for decoded frames).
             deadline: ``loop.time()`` after which the caller has given up; the batcher drops
                 the video instead of spending model time on it.
+            caller: who asks (``biomarker_service.callers``): answered from its own stored
+                vectors only, and recorded as an owner of the vector computed for it.
 
         Raises:
             InvalidInput: the upload cannot be decoded, or the clip falls short of what the
@@ -347,7 +376,7 @@ class BiomarkerExtractor:
         """
         loop = asyncio.get_running_loop()
         pool = self._decode_pool
-        prepared = await loop.run_in_executor(pool, self._prepare, data, content_sha256)
+        prepared = await loop.run_in_executor(pool, self._prepare, data, content_sha256, caller)
         if prepared.answer is not None:
             return prepared.answer
         assert prepared.sampled is not None and prepared.clips is not None
@@ -359,7 +388,7 @@ class BiomarkerExtractor:
             content_sha256=prepared.content_sha256,
         )
         if self.store is not None:
-            await loop.run_in_executor(pool, self._store_put, result)
+            await loop.run_in_executor(pool, self._store_put, result, caller)
         return result
 
     async def lookup(
@@ -369,8 +398,9 @@ class BiomarkerExtractor:
         digest: str = "",
         model_version: str = "",
         sop_instance_uid: str = "",
+        caller: str = ANONYMOUS,
     ) -> Extraction | None:
-        """The stored answer for a file's content, without any upload or decoding.
+        """The caller's stored answer for a file's content, without any upload or decoding.
 
         By ``content_sha256`` first (the reply then has the video summary), else by pixel hash.
         A pixel hash alone answers only entries whose input passed this service's input check
@@ -381,16 +411,17 @@ class BiomarkerExtractor:
             digest: the pixel hash of the decoded frames.
             model_version: served version whose vector is wanted; "" = the one served here.
             sop_instance_uid: the caller's own UID, echoed (metadata: never a key).
+            caller: who asks; another caller's vector is answered as absent (None), exactly
+                like a vector nobody stored.
         """
         if self.store is None or not (content_sha256 or digest):
             return None
         version = model_version or self.model.version
-        store = self.store
 
         def find() -> Extraction | None:
             if content_sha256:
                 try:
-                    content, stored = self._by_content(content_sha256, version)
+                    content, stored = self._by_content(content_sha256, version, caller)
                 except LookupError:
                     pass
                 else:
@@ -398,10 +429,8 @@ class BiomarkerExtractor:
                         stored, content, uid=sop_instance_uid, content_sha256=content_sha256
                     )
             if digest:
-                found = store.get(digest, version)
-                if self._usable(found, version) and (
-                    found is not None and found.input_check == INPUT_CHECK_REVISION
-                ):
+                found = self._owned(digest, version, caller)
+                if found is not None and found.input_check == INPUT_CHECK_REVISION:
                     return _from_store(
                         found, None, uid=sop_instance_uid, content_sha256=content_sha256
                     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from biomarker_service.admission import ConcurrencyLimit, UploadBudget
 from lus.errors import InvalidInput, Overloaded
 from lus.rpc.metrics import RpcMetrics
 
@@ -114,6 +115,20 @@ class BiomarkerMetrics:
         for reason in DECODE_FAILURE_REASONS:
             self.decode_failures.labels(reason)  # zero from the start, so rate() sees the first
         self._depths: dict[str, int] = {}
+
+    def watch_admission(self, uploads: UploadBudget, calls: ConcurrencyLimit) -> None:
+        """Gauges of what the server admitted: upload bytes held and calls in progress (read
+        when scraped), to size ``UPLOAD_BUDGET_BYTES`` and ``MAX_CONCURRENT_RPCS``."""
+        Gauge(
+            "lus_biomarker_upload_bytes_held",
+            "Upload bytes held by calls in progress (LUS_BIOMARKER_UPLOAD_BUDGET_BYTES bounds it)",
+            registry=self.registry,
+        ).set_function(lambda: uploads.in_use_bytes)
+        Gauge(
+            "lus_biomarker_calls_in_progress",
+            "BiomarkerService calls in progress (LUS_BIOMARKER_MAX_CONCURRENT_RPCS bounds it)",
+            registry=self.registry,
+        ).set_function(lambda: calls.in_progress)
 
     def for_model(self, version: str, backend: str) -> ModelMetrics:
         """The batcher's observer for one served model."""

@@ -16,23 +16,33 @@ import grpc
 from grpc_health.v1 import health
 from pydantic import ValidationError
 
+from biomarker_service.admission import ConcurrencyLimit, UploadBudget
 from biomarker_service.backend import Backend
 from biomarker_service.batcher import DynamicBatcher
+from biomarker_service.callers import caller_identity
 from biomarker_service.extractor import BiomarkerExtractor
 from biomarker_service.loading import LoadedModel, load_models
 from biomarker_service.metrics import BiomarkerMetrics
 from biomarker_service.model_thread import ModelThread
 from biomarker_service.served import ServedModel, ServedModels
-from biomarker_service.servicer import BiomarkerServicer, add_to_server
+from biomarker_service.servicer import BiomarkerServicer, StreamLimits, add_to_server
 from biomarker_service.settings import BiomarkerSettings
 from lus.audit import AuditLog, open_audit_log
+from lus.audit.callers import certificate_caller
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.feature_store import FeatureStore, open_feature_store
 from lus.rpc.lifecycle import run_until_signal
 from lus.rpc.logging import RequestIdInterceptor, configure_logging
 from lus.rpc.metrics import MetricsInterceptor, MetricsServer, start_metrics_server
-from lus.rpc.server import bind, create_aio_server, enable_reflection, set_serving
+from lus.rpc.server import (
+    bind,
+    create_aio_server,
+    enable_reflection,
+    set_serving,
+    stream_window_options,
+)
 from lus.rpc.settings import invalid_settings_reasons
+from lus.rpc.tracing import configure_tracing
 from lus.video import DecodeBudget
 
 logger = logging.getLogger(__name__)
@@ -107,17 +117,42 @@ async def create_server(
         backend: a ready backend to serve as the current model instead of loading
             ``settings.backend`` (its metadata still comes from ``settings.artifact``).
     """
+    configure_tracing(settings.otlp_endpoint, "lus-biomarker")  # on if an OTLP endpoint is set
     metrics = BiomarkerMetrics()
+    tls = settings.tls
+    identify = caller_identity(  # a bad token folder stops the start (ValueError)
+        settings.caller_auth,
+        requires_client_certificate=tls is not None and tls.requires_client_certificate,
+        tokens_dir=settings.caller_tokens_dir,
+    )
+    uploads = UploadBudget(settings.upload_budget_bytes)
+    calls = ConcurrencyLimit(settings.max_concurrent_rpcs)
+    metrics.watch_admission(uploads, calls)
     audit = open_audit_log(settings)  # an unusable sink stops the start (OSError)
     server, health_servicer = create_aio_server(
         max_message_bytes=settings.max_message_bytes,
-        extra_interceptors=[RequestIdInterceptor(), MetricsInterceptor(metrics.rpc)],
+        extra_interceptors=[
+            RequestIdInterceptor(),
+            MetricsInterceptor(metrics.rpc),
+            calls,
+        ],
         keepalive_s=settings.keepalive_s,
         keepalive_timeout_s=settings.keepalive_timeout_s,
         audit=audit,
+        # Token callers are named by their team; otherwise the certificate, fingerprint and all.
+        audit_caller=identify if identify.mode == "token" else certificate_caller,
+        maximum_concurrent_rpcs=settings.transport_rpcs,
+        connection_idle_s=settings.connection_idle_s,
+        extra_options=stream_window_options(settings.stream_window_bytes),
     )
     await set_serving(health_servicer, [SERVICE_NAME], serving=False)
-    servicer = BiomarkerServicer(None, max_video_bytes=settings.max_video_bytes)
+    servicer = BiomarkerServicer(
+        None,
+        max_video_bytes=settings.max_video_bytes,
+        uploads=uploads,
+        stream_limits=StreamLimits(settings.stream_idle_timeout_s, settings.stream_max_s),
+        identify=identify,
+    )
     add_to_server(servicer, server)  # undecodable bytes: INVALID_ARGUMENT
     enable_reflection(server, [SERVICE_NAME])
     try:
@@ -137,6 +172,7 @@ async def create_server(
                 path=settings.store_path,
                 redis_url=settings.redis_url,
                 prefix=settings.redis_prefix,
+                ttl_s=settings.feature_store_ttl_s,
             )
         except BaseException:
             for loaded_model in loaded:
@@ -167,9 +203,11 @@ async def create_server(
         for served in models
     )
     logger.info(
-        "biomarker service on port %d (%s), model %s, store %s, metrics port %s, audit %s",
+        "biomarker service on port %d (%s), callers %s, model %s, store %s, metrics port %s, "
+        "audit %s",
         port,
         settings.tls_label,
+        identify.mode,
         described,
         settings.feature_store,
         metrics_server.port if metrics_server else "off",

@@ -72,6 +72,11 @@ class BiomarkerSettings(ServingSettings):
     """As onnx_model, for next_artifact: an ONNX file exported from it; unset exports fp32 from
     next_artifact at start-up. Only read when backend is "onnx". Default unset."""
 
+    int8_allow_unchecked: bool = False
+    """Serve an int8 ONNX file whose recorded fp32 parity check (``python -m
+    trainer.int8_parity``) is missing or failed, with a warning in the log. Default false:
+    such a file is refused at start-up."""
+
     onnx_threads: int = Field(default=0, ge=0)
     """ONNX Runtime intra-op threads; 0 means one per physical core. Default 0."""
 
@@ -146,11 +151,69 @@ class BiomarkerSettings(ServingSettings):
     max_video_bytes: int = Field(default=512 * MiB, gt=0)
     """Largest video accepted through ExtractStream, in bytes. Default 512 MiB."""
 
+    max_concurrent_rpcs: int = Field(default=64, ge=1)
+    """BiomarkerService calls in progress at once (a stream counts from its first message to
+    its answer); one more is refused RESOURCE_EXHAUSTED with the numbers. Health checks and
+    reflection are never counted, so probes pass however busy the service is. Default 64."""
+
+    max_transport_rpcs: int | None = Field(default=None, ge=1)
+    """Every call gRPC itself admits at once, health checks included, counting unary requests
+    still being received (before max_concurrent_rpcs sees them); beyond it gRPC answers
+    RESOURCE_EXHAUSTED before any handler runs. Unset = 2 x max_concurrent_rpcs + 32, headroom
+    for probes while the service calls are at their limit."""
+
+    upload_budget_bytes: int = Field(default=1024 * MiB, ge=1)
+    """Upload bytes all calls may hold in memory together (Extract's video or frames,
+    ExtractStream's chunks), until each call's answer. A stream reserves its announced
+    total_bytes before reading any data (or each chunk as it arrives when none is announced).
+    A call that does not fit now is RESOURCE_EXHAUSTED (retry), one larger than the whole budget
+    INVALID_ARGUMENT. Default 1 GiB (two streams of the largest video)."""
+
+    stream_window_bytes: int = Field(default=1 * MiB, ge=64 * 1024)
+    """HTTP/2 receive window of each call: bytes a client may send ahead of what the server has
+    read. Fixed, not grown by gRPC's bandwidth probing, which let 16 concurrent streams park
+    over 1 GiB in gRPC's buffers beyond the upload budget. Upload speed per stream is at most
+    window / round-trip time (1 MiB at 20 ms: ~50 MB/s). Default 1 MiB."""
+
+    stream_idle_timeout_s: float = Field(default=30.0, gt=0.0)
+    """Seconds an ExtractStream may go without sending a message; a quieter stream is cut
+    with RESOURCE_EXHAUSTED and its bytes released. Default 30."""
+
+    stream_max_s: float = Field(default=600.0, gt=0.0)
+    """Seconds an ExtractStream may take to send all its data, however steadily it trickles;
+    then it is cut with RESOURCE_EXHAUSTED. Default 600 (512 MiB at under 1 MB/s)."""
+
+    connection_idle_s: float = Field(default=600.0, gt=0.0)
+    """Seconds a client connection may stay without any call before the server closes it
+    (gRPC max_connection_idle). Default 600."""
+
+    caller_auth: Literal["auto", "none", "mtls", "token"] = "auto"
+    """How callers of the public port are identified; the id scopes the feature store (a
+    caller is answered from its own stored vectors only). "mtls": the client certificate's
+    common name (needs tls_client_ca_file, client auth required); "token": a bearer token from
+    caller_tokens_dir; "none": every caller is anonymous and shares one scope; "auto"
+    (default): mtls when client certificates are required, else none."""
+
+    caller_tokens_dir: Path | None = None
+    """With caller_auth token: a folder of token files, one per caller, the file's name being
+    the caller's name (a Kubernetes Secret mounted as a volume). Read at start. Default unset."""
+
+    feature_store_ttl_s: int = Field(default=30 * 24 * 3600, ge=0)
+    """Seconds a vector and its content and owner entries live in the Redis feature store
+    after their last write; 0 keeps them until evicted. Default 2,592,000 (30 days)."""
+
     keepalive_s: float = Field(default=30.0, gt=0.0)
     """Seconds between HTTP/2 keepalive pings on idle connections. Default 30."""
 
     keepalive_timeout_s: float = Field(default=10.0, gt=0.0)
     """Seconds to wait for a ping's answer before closing the connection. Default 10."""
+
+    @property
+    def transport_rpcs(self) -> int:
+        """gRPC's own bound on calls (``max_transport_rpcs`` or its default)."""
+        if self.max_transport_rpcs is not None:
+            return self.max_transport_rpcs
+        return 2 * self.max_concurrent_rpcs + 32
 
     @model_validator(mode="after")
     def _next_model_complete(self) -> Self:

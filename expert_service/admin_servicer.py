@@ -9,6 +9,7 @@ registry's change feed or their next re-sync. TrainExpert fits a new version as 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from expert_service.registry.common import check_alias
 from expert_service.training import converters as training_converters
 from expert_service.training.jobs import TrainingLimits
 from expert_service.training.service import ExpertTraining, Fitter
+from lus.audit.callers import certificate_identity
 from lus.audit.context import annotate
 from lus.errors import LusError
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
@@ -84,7 +86,10 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
         team = self._tokens.team(context.invocation_metadata())
         check_task(request.task)
         training_request = training_converters.training_request(request)
-        status = await asyncio.to_thread(self._training.submit, team, training_request)
+        identity = certificate_identity(context)  # whose uploads it may train on, with the team
+        status = await asyncio.to_thread(
+            functools.partial(self._training.submit, identity=identity), team, training_request
+        )
         return training_converters.job_to_pb(status)
 
     async def GetTrainingJob(  # noqa: N802 - names fixed by the proto
@@ -149,10 +154,13 @@ class ExpertAdminServicer(pb_grpc.ExpertAdminServiceServicer):  # type: ignore[m
 
     def _publish(self, team: str, draft: ExpertDraft, promote_to: str) -> TaskInfo:
         """Register ``draft`` for ``team``, promote it if asked, refresh routes (blocking)."""
-        # The registry refuses another team's task inside its own transaction.
+        # The registry refuses another team's task inside its own transaction; promoting is
+        # authorised on its own, against the owner the task has now.
+        TeamTokens.authorize(team, draft.task, "")  # never an empty team name
         card = self._registry.register(draft, owner=team)
         logger.info("team %s registered %s v%d", team, card.task, card.version)
         if promote_to:
+            self._authorize(team, card.task)
             self._registry.promote(card.task, card.version, promote_to)
             logger.info("team %s promoted %s v%d to %s", team, card.task, card.version, promote_to)
         self._refresh()

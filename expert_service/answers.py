@@ -41,6 +41,9 @@ class PredictQuery:
     video_hash: str = ""
     biomarker_model_version: str = ""
     biomarker_model: str = ""
+    reader: str | None = None
+    """With ``video_hash``: answer only from a vector this caller id owns (``lus.feature_store``
+    owner records); None reads any stored vector (``access.PublicAccess.video_hash``)."""
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,47 @@ DEFAULT_ALLOWED_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 """Operator domains skl2onnx emits: the standard operators ("" and its alias ``ai.onnx``) and
 the classical-ML ones (``ai.onnx.ml``)."""
 
+DEFAULT_MAX_TENSOR_BYTES = 16 * MiB
+"""Largest tensor (initializer, Constant attribute) by default: the zoo's largest, a forest's
+node arrays, are attributes of its tree operator, not tensors; k-NN keeps its training vectors
+in one initializer (5,000 x 38 float32 is 0.76 MB)."""
+
+ZOO_OPERATORS = frozenset(
+    {
+        *(
+            ("", op)
+            for op in (
+                "Add", "ArgMax", "Cast", "Concat", "ConstantOfShape", "Div", "Equal", "Exp",
+                "Flatten", "Identity", "MatMul", "Mul", "ReduceSum", "ReduceSumSquare", "Relu",
+                "Reshape", "Scan", "Shape", "Sigmoid", "Softmax", "Sqrt", "Sub", "Sum", "TopK",
+                "Transpose", "Where",
+            )
+        ),
+        *(
+            ("ai.onnx.ml", op)
+            for op in (
+                "ArrayFeatureExtractor", "LinearClassifier", "Normalizer", "SVMClassifier",
+                "TreeEnsembleClassifier",
+            )
+        ),
+    }
+)  # fmt: skip
+"""(domain, operator) pairs skl2onnx emits for the expert families (``training.catalog``: the
+zoo and the extras, two- and three-class), read from their converted models; a test converts
+each family and checks this list still covers it. Operators whose output size is read from a
+tensor's values (Expand, Tile, Range, Resize, Pad, OneHot, ...) are not among them."""
+
+SHAPE_INPUTS = {"Reshape": 1, "TopK": 1}
+"""Operators whose output size comes from an input's values -> that input, which must then be
+an initializer (a constant the size checks have seen), never computed from a request."""
+
+SHAPE_OF_TENSOR = {"ConstantOfShape": 0}
+"""Operators whose size input must be made by a ``Shape`` node: the size of a tensor that
+already exists (as skl2onnx's AdaBoost uses it), never a number from a request or constant."""
+
 _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
+_ELEMENT_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8}
+"""TensorProto.DataType -> bytes per element (strings and others count as 8)."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +91,14 @@ class ArtifactPolicy:
         max_model_bytes: Largest serialized model accepted (``LUS_EXPERT_MAX_MODEL_BYTES``).
         allowed_domains: Operator-set domains a node or an opset import may name
             (``LUS_EXPERT_ALLOWED_OPERATOR_DOMAINS``); external data is never allowed.
+        max_tensor_bytes: Largest tensor (``LUS_EXPERT_MAX_TENSOR_BYTES``).
+        operators: (domain, operator) pairs a node may be (``ZOO_OPERATORS``).
     """
 
     max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
     allowed_domains: tuple[str, ...] = DEFAULT_ALLOWED_DOMAINS
+    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+    operators: frozenset[tuple[str, str]] = ZOO_OPERATORS
 
 
 _policy = ArtifactPolicy()
@@ -103,6 +147,8 @@ def _model_proto() -> Any:
             ("sparse_initializer", 15, repeated, message_kind, "SparseTensorProto"),
         ],
         "NodeProto": [
+            ("input", 1, repeated, string_kind, ""),
+            ("output", 2, repeated, string_kind, ""),
             ("op_type", 4, optional, string_kind, ""),
             ("attribute", 5, repeated, message_kind, "AttributeProto"),
             ("domain", 7, optional, string_kind, ""),
@@ -116,6 +162,8 @@ def _model_proto() -> Any:
             ("sparse_tensors", 23, repeated, message_kind, "SparseTensorProto"),
         ],
         "TensorProto": [
+            ("dims", 1, repeated, kinds.TYPE_INT64, ""),
+            ("data_type", 2, optional, kinds.TYPE_INT32, ""),
             ("name", 8, optional, string_kind, ""),
             ("external_data", 13, repeated, message_kind, "StringStringEntryProto"),
             ("data_location", 14, optional, kinds.TYPE_INT32, ""),
@@ -165,8 +213,11 @@ def check_onnx_artifact(onnx_bytes: bytes, policy: ArtifactPolicy | None = None)
                 f"{named} (setting LUS_EXPERT_ALLOWED_OPERATOR_DOMAINS)"
             )
     graphs = [model.graph, *_training_graphs(model.training_info)]
+    visited: list[Any] = []  # outer graphs before their subgraphs
+    attribute_tensors: list[Any] = []
     while graphs:
         graph = graphs.pop()
+        visited.append(graph)
         _check_tensors(graph.initializer, graph.sparse_initializer)
         for node in graph.node:
             if node.domain not in allowed:
@@ -183,9 +234,70 @@ def check_onnx_artifact(onnx_bytes: bytes, policy: ArtifactPolicy | None = None)
                 if attribute.HasField("sparse_tensor"):
                     sparse.append(attribute.sparse_tensor)
                 _check_tensors(tensors, sparse)
+                attribute_tensors += tensors
                 graphs.extend(attribute.graphs)
                 if attribute.HasField("g"):
                     graphs.append(attribute.g)
+    # Then, with nothing external left to read: sizes, operators and where sizes come from.
+    _check_sizes(attribute_tensors, policy)
+    constants: set[str] = set()  # initializer names, of every graph (subgraphs see outer ones)
+    for graph in visited:
+        _check_sizes(graph.initializer, policy)
+        constants.update(t.name for t in graph.initializer)
+        _check_operators(graph, constants, policy)
+
+
+def _check_operators(graph: Any, constants: set[str], policy: ArtifactPolicy) -> None:
+    """Refuse operators the converters never emit, and sizes read from a request's values.
+
+    Both hostile models of issue 16 used such sizes: one filled a large constant when the
+    session was created (a ConstantOfShape of a constant shape), another allocated only when a
+    vector held a trigger value (a size computed from the input).
+    """
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    for node in graph.node:
+        domain = "" if node.domain == "ai.onnx" else node.domain
+        if node.op_type == "ZipMap":  # the usual mistake: converted with the default options
+            raise InvalidInput(
+                "the ONNX model ends in ZipMap (a list of dicts); convert it with ZipMap turned "
+                "off (skl2onnx: options={'zipmap': False})"
+            )
+        if (domain, node.op_type) not in policy.operators:
+            raise InvalidInput(
+                f"the ONNX model uses operator {shown(node.op_type)!r} (domain "
+                f"{shown(domain)!r}), which the expert converters never emit; experts are "
+                "served from the operators skl2onnx makes for the zoo families"
+            )
+        if node.op_type in SHAPE_INPUTS:
+            index = SHAPE_INPUTS[node.op_type]
+            if len(node.input) > index and node.input[index] not in constants:
+                raise InvalidInput(
+                    f"the ONNX model's {node.op_type} takes its size from a computed tensor; "
+                    "sizes must be constants of the model"
+                )
+        if node.op_type in SHAPE_OF_TENSOR:
+            index = SHAPE_OF_TENSOR[node.op_type]
+            source = node.input[index] if len(node.input) > index else ""
+            if made_by.get(source) != "Shape":
+                raise InvalidInput(
+                    f"the ONNX model's {node.op_type} takes its size from something other than "
+                    "the shape of an existing tensor"
+                )
+
+
+def _check_sizes(tensors: Iterable[Any], policy: ArtifactPolicy) -> None:
+    """Refuse a tensor whose declared size passes ``max_tensor_bytes`` (its dims, not its
+    bytes: a Constant may declare more than it carries)."""
+    for tensor in tensors:
+        count = 1
+        for dim in tensor.dims:
+            count *= max(int(dim), 0)
+        size = count * _ELEMENT_BYTES.get(tensor.data_type, 8)
+        if size > policy.max_tensor_bytes:
+            raise InvalidInput(
+                f"the ONNX model's tensor {shown(tensor.name)!r} holds {size} bytes, over the "
+                f"limit of {policy.max_tensor_bytes} (setting LUS_EXPERT_MAX_TENSOR_BYTES)"
+            )
 
 
 def _training_graphs(infos: Iterable[Any]) -> list[Any]:

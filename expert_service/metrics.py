@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from expert_service.predictor import ExpertPredictor
+from expert_service.registry.epoch import RegistryDegraded
+from expert_service.registry.signing import SignaturePolicy
 from lus.rpc.metrics import RpcMetrics
 
 if TYPE_CHECKING:
@@ -77,6 +79,21 @@ class ExpertMetrics:
             ["error"],
             registry=r,
         )
+        # Registry durability and signatures (docs/operations.md, Registry durability).
+        self.registry_degraded = Gauge(
+            "lus_expert_registry_degraded",
+            "1 while the registry's Redis is emptied or holds another registry (epoch mismatch): "
+            "loaded experts keep answering, writes are refused until `lus registry restore`",
+            registry=r,
+        )
+        self.refused_records = Counter(
+            "lus_expert_registry_refused_records",
+            "Registry reads refused for a missing or bad signature, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("unsigned", "bad_signature"):
+            self.refused_records.labels(reason)
         self.answers = Counter(
             "lus_expert_answers",
             "Vectors answered, by task and whether out of the expert's training distribution",
@@ -108,6 +125,7 @@ class ExpertMetrics:
         with self._lock:
             self._last_sync = self._clock()
         self.registry_connected.set(1)
+        self.registry_degraded.set(0)
         if changed:
             self.resyncs.inc()
 
@@ -115,6 +133,13 @@ class ExpertMetrics:
         """A registry read failed with ``err`` (labelled by its type: a short, fixed set)."""
         self.registry_connected.set(0)
         self.reload_failures.labels(type(err).__name__).inc()
+        if isinstance(err, RegistryDegraded):
+            self.registry_degraded.set(1)
+
+    def watch_signatures(self, policy: object) -> None:
+        """Count the refusals of ``policy`` (a registry's ``SignaturePolicy``, if it has one)."""
+        if isinstance(policy, SignaturePolicy):
+            policy.on_refused = lambda reason: self.refused_records.labels(reason).inc()
 
     def count_ood(self, task: str, out: bool) -> None:
         """One vector of ``task`` answered; ``out``: it was out of distribution. The OOD rate

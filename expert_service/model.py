@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime as ort
 
 from expert_service.artifact_safety import ArtifactPolicy, check_onnx_artifact
+from expert_service.probe import ProbeLimits, probe_model
 from lus.errors import InvalidInput
 
 PROBABILITIES_OUTPUT = "probabilities"
@@ -20,6 +21,17 @@ against it (``class_order``)."""
 
 _NO_EXTERNAL_DATA_FOLDER = "/nonexistent/lus-expert-models-hold-no-external-data"
 """Where onnxruntime is told external data lives: nowhere (see ``_session_options``)."""
+
+
+_probe_limits: ProbeLimits | None = None
+
+
+def configure_probe(limits: ProbeLimits | None) -> None:
+    """Probe every new model in a limited child process before loading it here (``probe``);
+    None switches the probe off. Process-wide, like ``artifact_safety.configure``: the registry
+    stores load experts too, and every load must pass the same probe. The server sets it."""
+    global _probe_limits  # noqa: PLW0603 - one setting per process, set at start-up
+    _probe_limits = limits
 
 
 def _session_options() -> ort.SessionOptions:
@@ -76,6 +88,8 @@ class OnnxExpert:
         if not onnx_bytes:
             raise InvalidInput("model bytes are empty; expected an ONNX model")
         check_onnx_artifact(onnx_bytes, policy)
+        if _probe_limits is not None:
+            probe_model(onnx_bytes, n_features, _probe_limits)
         try:
             self._session = ort.InferenceSession(
                 onnx_bytes, sess_options=_session_options(), providers=["CPUExecutionProvider"]

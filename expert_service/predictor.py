@@ -7,7 +7,8 @@ Serving never waits on the registry for a loaded expert: ``version=0`` goes thro
 table (task, alias) -> version that ``refresh()`` rebuilds when the registry's revision changes.
 A refresh loads the new targets first and swaps the table after, so the old version answers
 until the new one is ready, and a failed load keeps the old route. Sessions live in a bounded
-LRU shared by every task.
+LRU shared by every task, bounded by count and by model bytes; a version not loaded yet is
+loaded once however many calls ask for it at the same time (single flight).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from expert_service.validation import (
     valid_rows,
 )
 from lus.errors import FailedPrecondition, InvalidInput, LusError, NotFound, NotReady
+from lus.feature_store.base import owned_vector
 
 if TYPE_CHECKING:  # the feature store is optional; its package is imported only when used
     from lus.feature_store.base import FeatureStore
@@ -85,6 +87,8 @@ class ExpertPredictor:
         max_loaded: How many ``(task, version)`` sessions stay in memory (least recently used
             ones are dropped first).
         feature_store: Where vectors of already-analysed videos are found by pixel hash.
+        max_loaded_bytes: ONNX bytes of the sessions kept in memory (the most recently used
+            one always stays).
     """
 
     def __init__(
@@ -93,11 +97,16 @@ class ExpertPredictor:
         *,
         max_loaded: int = 32,
         feature_store: FeatureStore | None = None,
+        max_loaded_bytes: int = 512 * 2**20,
     ) -> None:
         self.registry = registry
         self.max_loaded = max_loaded
+        self.max_loaded_bytes = max_loaded_bytes
         self.feature_store = feature_store
+        self.loads = 0
+        """Sessions created since start (a cache that thrashes shows here)."""
         self._loaded: OrderedDict[tuple[str, int], Served] = OrderedDict()
+        self._loading: dict[tuple[str, int], threading.Lock] = {}
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         # (task, alias) -> (version, alias label); replaced whole, never mutated in place.
@@ -357,6 +366,11 @@ class ExpertPredictor:
             self._revision = state.revision
             return True
 
+    def routed_versions(self, task: str) -> frozenset[int]:
+        """Versions of ``task`` an alias (or the default route) points to now."""
+        routes = self._routes  # replaced whole, never mutated: no lock needed
+        return frozenset(v for (t, _), (v, _) in routes.items() if t == task)
+
     @property
     def synced(self) -> bool:
         """Whether the routes have been built from the registry at least once."""
@@ -392,7 +406,10 @@ class ExpertPredictor:
                 "feature store does not hold; send the findings as a vector"
             )
         for model in candidates:
-            stored = self.feature_store.get(query.video_hash, model)
+            if query.reader is None:
+                stored = self.feature_store.get(query.video_hash, model)
+            else:  # the same None for another caller's vector as for none at all
+                stored = owned_vector(self.feature_store, query.video_hash, model, query.reader)
             if stored is not None:
                 return replace(
                     query, schema_id=stored.schema_id, values=stored.vector, biomarker_model=model
@@ -436,6 +453,21 @@ class ExpertPredictor:
             self._loaded.move_to_end(key)
 
     def _load(self, task: str, version: int) -> Served:
+        """Load ``task`` v``version`` once: concurrent callers wait for the one load."""
+        key = (task, version)
+        with self._lock:
+            flight = self._loading.setdefault(key, threading.Lock())
+        try:
+            with flight:
+                served = self._loaded.get(key)
+                if served is not None:
+                    return served  # loaded by the call this one waited for
+                return self._load_now(task, version)
+        finally:
+            with self._lock:
+                self._loading.pop(key, None)
+
+    def _load_now(self, task: str, version: int) -> Served:
         try:
             card, onnx_bytes = self.registry.get(task, version)
         except NotReady as err:
@@ -450,12 +482,17 @@ class ExpertPredictor:
         if summary is not None:
             explainer = Explainer(summary, feature_names(card.schema_id, card.n_features))
         note = "" if summary else NO_SUMMARY_NOTE.format(task=card.task, version=card.version)
-        served = Served(card, expert, explainer, note, ModelGate(card))
+        served = Served(card, expert, explainer, note, ModelGate(card), len(onnx_bytes))
         if card.lineage is None:
             logger.warning("expert %s v%d has no lineage: it answers no vector", task, version)
         logger.info("loaded expert %s v%d", card.task, card.version)
         with self._lock:
+            self.loads += 1
             self._loaded[(card.task, card.version)] = served
-            while len(self._loaded) > self.max_loaded:
-                self._loaded.popitem(last=False)
+            total = sum(s.size_bytes for s in self._loaded.values())
+            while len(self._loaded) > 1 and (
+                len(self._loaded) > self.max_loaded or total > self.max_loaded_bytes
+            ):
+                _, dropped = self._loaded.popitem(last=False)
+                total -= dropped.size_bytes
         return served

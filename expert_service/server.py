@@ -20,13 +20,19 @@ from grpc_health.v1 import health
 from pydantic import ValidationError
 
 from expert_service import artifact_safety
+from expert_service.access import PublicAccess
 from expert_service.admin_servicer import ExpertAdminServicer
 from expert_service.admin_servicer import add_to_server as add_admin_to_server
-from expert_service.auth import TeamTokens
+from expert_service.auth import scrub_secret_environment
 from expert_service.converters import ADMIN_SERVICE_NAME, SERVICE_NAME
+from expert_service.health_port import start_health_server
 from expert_service.metrics import ExpertMetrics
+from expert_service.model import configure_probe
 from expert_service.predictor import ExpertPredictor
+from expert_service.probe import ProbeLimits
 from expert_service.registry import ExpertRegistry, LocalRegistry
+from expert_service.registry.protection import warn_unprotected
+from expert_service.registry.signing import SignaturePolicy
 from expert_service.reload import RegistryWatcher
 from expert_service.servicer import ExpertServicer, add_to_server
 from expert_service.settings import ExpertSettings
@@ -42,6 +48,7 @@ from lus.rpc.metrics import MetricsInterceptor, MetricsServer, start_metrics_ser
 from lus.rpc.server import bind, create_aio_server, enable_reflection, set_serving
 from lus.rpc.settings import invalid_settings_reasons
 from lus.rpc.threaded_server import create_threaded_server, set_serving_threaded
+from lus.rpc.tracing import configure_tracing
 
 if TYPE_CHECKING:  # typing only: these packages are imported when configured
     from expert_service.registry.redis_store import RedisRegistry
@@ -82,6 +89,9 @@ class ExpertServer:
     audit: AuditLog | None = None
     metrics: ExpertMetrics | None = None
     """This process's collectors, served on ``metrics_port`` when that is set."""
+    health_server: grpc.Server | None = None
+    """The health-only server on ``settings.health_port`` (its own threads), when set."""
+    health_port: int = 0
     stopping: bool = field(default=False, init=False)
     """True once ``stop`` has begun; a second ``stop`` does nothing."""
 
@@ -102,6 +112,7 @@ class ExpertServer:
         until the watcher's first successful sync, so readiness probes send no traffic this
         replica could only answer with UNAVAILABLE.
         """
+        warn_unprotected(self.predictor.registry)  # bound and started: say what is off
         try:
             loaded = await asyncio.to_thread(self.predictor.warm_up)
         except LusError as err:
@@ -144,6 +155,8 @@ class ExpertServer:
             await self.admin.server.stop(grace_s)
             self.admin.servicer.close()  # no new training jobs; a running fit ends on its own
         await asyncio.to_thread(stopped.wait)
+        if self.health_server is not None:  # last to go: probes see NOT_SERVING while draining
+            self.health_server.stop(None)
         if self.metrics_server is not None:
             self.metrics_server.close()
         await asyncio.to_thread(self.watcher.close)
@@ -155,18 +168,30 @@ class ExpertServer:
 
 
 def open_registry(settings: ExpertSettings) -> ExpertRegistry:
-    """Redis when ``registry_url`` is set (imported only then), else the local folder."""
+    """Redis when ``registry_url`` is set (imported only then), else the local folder.
+
+    Raises:
+        OSError: The signing key file or durable folder is unusable.
+        ValueError: The signing key file holds no usable key.
+    """
+    signatures = SignaturePolicy.from_key_file(
+        settings.registry_signatures, settings.registry_signing_key_file
+    )
     if settings.registry_url:
+        from expert_service.registry.durable import folder_copy
         from expert_service.registry.redis_store import RedisRegistry  # the `redis` extra
 
+        durable = settings.registry_durable_dir
         registry = RedisRegistry(
             settings.registry_url,
             prefix=settings.registry_prefix,
             timeout_s=settings.registry_timeout_s,
+            durable=folder_copy(durable) if durable is not None else None,
+            signatures=signatures,
         )
         _check_persistence(registry, settings)
         return registry
-    return LocalRegistry(settings.registry_dir)
+    return LocalRegistry(settings.registry_dir, signatures=signatures)
 
 
 def _check_persistence(registry: RedisRegistry, settings: ExpertSettings) -> None:
@@ -227,11 +252,19 @@ async def create_server(
             UNIMPLEMENTED, naming a replica kind that fits.
     """
     # Before any expert is loaded: which ONNX operators and sizes this process accepts.
+    configure_tracing(settings.otlp_endpoint, "lus-expert")  # on if an OTLP endpoint is set
     artifact_safety.configure(settings.artifact_policy())
+    configure_probe(ProbeLimits(settings.probe_memory_bytes, settings.probe_timeout_s))
     registry = registry if registry is not None else open_registry(settings)
     store = feature_store if feature_store is not None else open_store(settings)
-    predictor = ExpertPredictor(registry, max_loaded=settings.max_loaded, feature_store=store)
+    predictor = ExpertPredictor(
+        registry,
+        max_loaded=settings.max_loaded,
+        max_loaded_bytes=settings.max_loaded_bytes,
+        feature_store=store,
+    )
     metrics = ExpertMetrics(predictor)
+    metrics.watch_signatures(getattr(registry, "signatures", None))
     watcher = RegistryWatcher(
         predictor, resync_interval_s=settings.resync_interval_s, observer=metrics
     )
@@ -244,7 +277,15 @@ async def create_server(
         metrics=metrics.rpc,
         audit=audit,
     )
-    add_to_server(ExpertServicer(predictor, settings.request_limits(), metrics=metrics), server)
+    access = PublicAccess(settings.public_unaliased_versions, settings.public_video_hash)
+    servicer = ExpertServicer(
+        predictor,
+        settings.request_limits(),
+        metrics=metrics,
+        costs=settings.cost_limits(),
+        access=access,
+    )
+    add_to_server(servicer, server)
     enable_reflection(server, [SERVICE_NAME])
     running = ExpertServer(
         server, 0, health_servicer, predictor, watcher, audit=audit, metrics=metrics
@@ -260,6 +301,11 @@ async def create_server(
         running.port = bind(server, settings.address, settings.tls)
         if running.admin is not None:
             running.admin.port = bind(running.admin.server, settings.admin_address, settings.tls)
+        if settings.health_port is not None and admin:  # workers share the main one's
+            host = settings.address.rpartition(":")[0]
+            running.health_server, running.health_port = start_health_server(
+                health_servicer, f"{host}:{settings.health_port}", settings.tls
+            )
         if settings.metrics_port is not None:
             running.metrics_server = start_metrics_server(
                 settings.metrics_host, settings.metrics_port, metrics.registry
@@ -288,7 +334,7 @@ def create_admin_server(
     ``service="expert_admin"``: a failing promote or a refused TrainExpert is otherwise
     visible only in logs.
     """
-    tokens = TeamTokens(settings.team_tokens())
+    tokens = settings.team_auth()  # ValueError: empty team names, shared or short tokens
     interceptors: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor()]
     if metrics is not None:
         interceptors.append(MetricsInterceptor(metrics.admin_rpc))
@@ -299,7 +345,13 @@ def create_admin_server(
         audit_caller=bearer_team_caller(tokens.team),  # "team:<name>", never the token
     )
     training = TrainingLimits(
-        settings.training_workers, settings.training_queue, settings.training_keep_s
+        settings.training_workers,
+        settings.training_queue,
+        settings.training_keep_s,
+        per_team=settings.training_jobs_per_team,
+        max_examples=settings.training_max_examples,
+        video_hash=settings.training_video_hash,
+        summary_min_patients=settings.summary_min_patients,
     )
     servicer = ExpertAdminServicer(predictor, tokens, training, fitter=fitter)
     add_admin_to_server(servicer, server)
@@ -309,7 +361,12 @@ def create_admin_server(
 
 def process_fitter(settings: ExpertSettings, fit: FitFunction) -> ProcessFitter:
     """A ``ProcessFitter`` running ``fit`` with a process per TrainExpert job run at once."""
-    return ProcessFitter(fit, processes=max(1, settings.training_workers))
+    return ProcessFitter(
+        fit,
+        processes=max(1, settings.training_workers),
+        timeout_s=settings.training_fit_timeout_s,
+        memory_bytes=settings.training_memory_bytes,
+    )
 
 
 async def serve(settings: ExpertSettings, *, fit: FitFunction | None = None) -> int:
@@ -369,6 +426,8 @@ def main(fit: FitFunction | None = None) -> None:
         )
         raise SystemExit(2) from None
     configure_logging(json_format=settings.log_json, level=settings.log_level)
+    # Read once: no process started from here on (workers, fitting) inherits the tokens.
+    scrub_secret_environment()
     if settings.pin_cpus:  # before gRPC starts its threads; workers pin themselves
         logger.info("expert service pid %d pinned to CPU %d", os.getpid(), pin_to_cpu(0))
     raise SystemExit(asyncio.run(serve(settings, fit=fit)))

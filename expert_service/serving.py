@@ -22,6 +22,8 @@ class Served:
     explainer: Explainer | None
     no_summary_note: str
     gate: ModelGate
+    size_bytes: int = 0
+    """Bytes of its ONNX model: what the model cache counts against its byte budget."""
 
 
 def answer_rows(

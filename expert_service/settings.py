@@ -11,8 +11,11 @@ from pydantic_settings import SettingsConfigDict
 from expert_service.artifact_safety import (
     DEFAULT_ALLOWED_DOMAINS,
     DEFAULT_MAX_MODEL_BYTES,
+    DEFAULT_MAX_TENSOR_BYTES,
     ArtifactPolicy,
 )
+from expert_service.auth import DEFAULT_MIN_TOKEN_CHARS, TeamTokens
+from expert_service.costs import DEFAULT_MAX_CALL_COST, DEFAULT_MAX_INFLIGHT_COST, CostLimits
 from expert_service.limits import DEFAULT_MAX_BATCH_ROWS, RequestLimits
 from lus.rpc.server import MiB
 from lus.rpc.settings import ServingSettings
@@ -58,6 +61,24 @@ class ExpertSettings(ServingSettings):
     """What to do when the registry's Redis keeps nothing on disk (neither AOF nor RDB), so a
     restart would lose every expert: "warn" (log a WARNING at start, the default), "require"
     (refuse to start), or "ignore" (tests, throwaway stacks)."""
+
+    # Registry durability and signatures (docs/operations.md "Registry durability").
+    registry_durable_dir: Path | None = None
+    """Folder of the Redis registry's durable copy (every version, card, training set and task
+    record, written before Redis on every write; a PVC in Kubernetes), from which `lus registry
+    restore` rebuilds a Redis that lost its data. Unset: no copy (a WARNING at start). Ignored
+    by the local folder registry."""
+
+    registry_signing_key_file: Path | None = None
+    """File of HMAC-SHA256 keys (one per line, at least 32 characters; the first signs, all
+    verify), mounted from a Secret: new versions are signed, stored ones checked on every read.
+    Unset: nothing is signed (a WARNING at start)."""
+
+    registry_signatures: Literal["require", "warn"] = "warn"
+    """"require": serve only versions signed with a key of ``registry_signing_key_file``
+    (the manifests' setting); "warn": also serve unsigned ones (a registry filled before
+    signing was on, the embedded demo). A signature that does not verify is refused in both.
+    Default warn."""
 
     resync_interval_s: float = Field(default=1.0, gt=0.0)
     """Seconds between polls of the registry for changes (push notices come sooner). 1.0."""
@@ -114,9 +135,10 @@ class ExpertSettings(ServingSettings):
     cores add contention rather than speed; a few spare ones keep answering while one waits
     on the registry or feature store. Default 4."""
 
-    max_concurrent_rpcs: int = Field(default=1024, ge=1)
+    max_concurrent_rpcs: int = Field(default=128, ge=1)
     """ExpertService calls running or queued; beyond this a call gets RESOURCE_EXHAUSTED at
-    once instead of waiting without bound. Default 1024."""
+    once instead of waiting without bound. Each queued call holds its request (up to
+    ``max_message_bytes``), so 128 bounds that at 512 MiB by default. Default 128."""
 
     metrics_host: str = "127.0.0.1"
     """Interface of the Prometheus ``/metrics`` HTTP port. Default 127.0.0.1."""
@@ -143,6 +165,86 @@ class ExpertSettings(ServingSettings):
     """Vectors one PredictBatch may hold (requests plus every matrix's n_vectors); more are
     refused with INVALID_ARGUMENT before any is computed. The reply must also fit in
     ``max_message_bytes``, estimated before computing. Default 10000."""
+
+    # Issue 16 (the expert tier's tenancy and cost limits): docs/security.md, "Expert ports".
+    admin_tokens_file: Path | None = None
+    """JSON file of team -> bearer token, used instead of ``admin_tokens`` and re-read when it
+    changes, so tokens rotate without a restart (a bad new file keeps the old tokens and logs
+    why). Default unset."""
+
+    admin_token_min_chars: int = Field(default=DEFAULT_MIN_TOKEN_CHARS, ge=1)
+    """Shortest admin token accepted; shorter ones, empty team names and a token shared by two
+    teams stop the start. Default 10 (use 32+ random characters)."""
+
+    max_call_cost: int = Field(default=DEFAULT_MAX_CALL_COST, ge=1)
+    """Largest Predict/PredictBatch, in vectors x features x (1 + contributions asked); more is
+    refused with INVALID_ARGUMENT before any work. Default 400000 (10,000 plain 38-d vectors,
+    or about 5,000 with one contribution each)."""
+
+    max_inflight_cost: int = Field(default=DEFAULT_MAX_INFLIGHT_COST, ge=1)
+    """Cost (as ``max_call_cost``) of all calls computing at once in one process; a call that
+    would pass it gets RESOURCE_EXHAUSTED at once. Default 800000."""
+
+    max_calls_per_caller: int = Field(default=8, ge=1)
+    """ExpertService calls one caller (client certificate under mutual TLS, else peer address)
+    may have being answered at once; more get RESOURCE_EXHAUSTED. At most ``workers`` calls are
+    answered at once, so it bites only below ``workers``: set it there to keep one caller from
+    taking every thread. Default 8."""
+
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of a health-only gRPC server with its own thread, for liveness and readiness probes,
+    so a busy public pool never fails them (0 picks a free one). Unset: health is answered on
+    the public and admin ports only. Deployments set 50054. Default unset."""
+
+    public_unaliased_versions: bool = False
+    """Whether the public port answers versions no alias points to (explicit ``version``);
+    false answers only production/staging, so callers cannot reach rolled-back versions or
+    thrash the model cache. Default false."""
+
+    public_video_hash: bool = False
+    """Whether anonymous callers (no client certificate) may Predict by ``video_hash`` on the
+    public port, from any stored vector. An answer versus NOT_FOUND then tells them whether a
+    study was scanned, so turn it on only where the uploading integration alone reaches the
+    port; such answers never carry contributions. Callers with a certificate read their own
+    uploads either way. Default false."""
+
+    max_loaded_bytes: int = Field(default=512 * MiB, ge=1)
+    """ONNX bytes of the expert sessions kept loaded (with ``max_loaded``); the least recently
+    used are dropped first. Default 512 MiB."""
+
+    training_video_hash: bool = False
+    """Whether TrainExpert examples naming video hashes may use any stored vector; off, only
+    vectors the feature store records as uploaded by the team (``team:<name>``) or by the
+    call's client certificate, so no team trains on another's study. Default false."""
+
+    training_max_examples: int = Field(default=20_000, ge=1)
+    """Examples one TrainExpert request may hold; more are refused before any lookup. 20000."""
+
+    training_jobs_per_team: int = Field(default=2, ge=1)
+    """TrainExpert jobs one team may have queued or running on a replica. Default 2."""
+
+    training_fit_timeout_s: float = Field(default=1800.0, gt=0.0)
+    """Seconds a fit may run before its worker process is killed and the job fails. 1800."""
+
+    training_memory_bytes: int = Field(default=2048 * MiB, ge=64 * MiB)
+    """Address-space limit (RLIMIT_AS) of each fitting process; a fit beyond it fails, the
+    replica stays up. Default 2 GiB."""
+
+    summary_min_patients: int = Field(default=30, ge=1)
+    """Patients below which a trained expert's published feature means and spreads are rounded
+    to 0.1 (and k-NN is refused), so its card cannot give back single training vectors.
+    Default 30."""
+
+    probe_memory_bytes: int = Field(default=1024 * MiB, ge=64 * MiB)
+    """Address-space limit of the process that loads and test-runs a new ONNX expert before it
+    is registered or served; a model that needs more is refused. Default 1 GiB."""
+
+    probe_timeout_s: float = Field(default=20.0, gt=0.0)
+    """Seconds that probe may take. Default 20."""
+
+    max_tensor_bytes: int = Field(default=DEFAULT_MAX_TENSOR_BYTES, ge=1)
+    """Largest tensor an ONNX expert may hold (initializer or Constant attribute), and largest
+    shape a constant may ask for; bigger is refused. Default 16 MiB."""
 
     @model_validator(mode="before")
     @classmethod
@@ -177,11 +279,28 @@ class ExpertSettings(ServingSettings):
 
     def artifact_policy(self) -> ArtifactPolicy:
         """What an ONNX expert may be (``artifact_safety.configure`` takes it)."""
-        return ArtifactPolicy(self.max_model_bytes, self.allowed_operator_domains)
+        return ArtifactPolicy(
+            self.max_model_bytes, self.allowed_operator_domains, self.max_tensor_bytes
+        )
 
     def request_limits(self) -> RequestLimits:
         """How big a PredictBatch and its reply may be (``ExpertServicer`` takes it)."""
         return RequestLimits(self.max_batch_rows, self.max_message_bytes)
+
+    def team_auth(self) -> TeamTokens:
+        """The admin port's ``TeamTokens`` (``ValueError`` when the tokens are unusable)."""
+        return TeamTokens(
+            self.team_tokens(),
+            tokens_file=self.admin_tokens_file,
+            min_chars=self.admin_token_min_chars,
+        )
+
+    def cost_limits(self) -> CostLimits:
+        """What one call, all calls at once and one caller may cost (``ExpertServicer``)."""
+        # At most ``workers`` calls are answered at once: a per-caller limit at or above that
+        # never bites, and then no call pays for naming its caller.
+        per_caller = self.max_calls_per_caller if self.max_calls_per_caller < self.workers else None
+        return CostLimits(self.max_call_cost, self.max_inflight_cost, per_caller)
 
     def team_tokens(self) -> dict[str, str]:
         """``admin_tokens`` with the secrets revealed, for ``auth.TeamTokens``."""

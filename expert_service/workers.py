@@ -23,6 +23,7 @@ from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+from expert_service.auth import scrub_secret_environment
 from expert_service.settings import ExpertSettings
 from lus.rpc.lifecycle import RunningServer, wait_for_signal
 
@@ -60,7 +61,7 @@ class WorkerPool:
         self._port = port
         self._target = target
         self._settings = settings.model_copy(
-            update={"port": port, "processes": 1, "admin_tokens": {}}
+            update={"port": port, "processes": 1, "admin_tokens": {}, "admin_tokens_file": None}
         )
         self._context = multiprocessing.get_context("spawn")  # no inherited gRPC/thread state
         self._workers: list[BaseProcess | None] = [None] * count
@@ -88,6 +89,7 @@ class WorkerPool:
                     continue
             self._restart_at[index] = None
             self._started[index] = now
+            scrub_secret_environment()  # a spawned worker starts with this environment
             fresh = self._context.Process(
                 target=self._target,
                 args=(self._worker_settings(index), os.getpid(), index + 1),

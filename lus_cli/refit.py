@@ -112,10 +112,10 @@ def _add_tls(p: argparse.ArgumentParser) -> None:
 
 def open_registry(args: argparse.Namespace) -> ExpertRegistry:
     """The registry the arguments name: Redis with ``--redis``, else the local folder."""
-    if args.redis:
-        from expert_service.registry.redis_store import RedisRegistry
+    if args.redis:  # signed and copied durably as the replicas' own writes are
+        from lus_cli.registry import open_shared_registry
 
-        return RedisRegistry(args.redis, prefix=args.redis_prefix, timeout_s=10.0)
+        return open_shared_registry(args.redis, prefix=args.redis_prefix)
     from expert_service.registry import LocalRegistry
 
     if not Path(args.registry).is_dir():

@@ -7,6 +7,10 @@ replica), since the job lives in the memory of the replica that took it.
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
+
 import grpc
 import numpy as np
 
@@ -83,3 +87,33 @@ def describe_job(job: epb.TrainingJob) -> str:
         if status.value[0] == job.error_code:
             code = status
     return f"training job {job.job_id} failed ({code.name}): {job.error}"
+
+
+def check_token_transport(args: argparse.Namespace) -> None:
+    """Before ``lus train expert --server`` sends anything: refuse to send the team token in
+    plaintext, and read it from ``--token-file`` when given.
+
+    A bearer token sent without TLS can be read by anyone on the path and replayed (issue 16),
+    so plaintext needs ``--insecure`` (a local demo stack). ``--token`` on the command line is
+    visible to every user of the machine in the process list: ``--token-file`` or
+    ``$LUS_ADMIN_TOKEN`` are preferred, and a warning says so.
+
+    Raises:
+        InvalidInput: No ``--ca-file`` and no ``--insecure``, or an unreadable token file.
+    """
+    if args.ca_file is None and not args.insecure:
+        raise InvalidInput(
+            "--server would send the team token in plaintext: give --ca-file (the CA that "
+            "signed the admin port's certificate), or --insecure for a local, trusted network"
+        )
+    if args.token_file is not None:
+        try:
+            args.token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as err:
+            raise InvalidInput(f"--token-file is unreadable: {type(err).__name__}") from None
+    elif args.token:
+        print(
+            f"warning: --token is visible in the process list; prefer --token-file or "
+            f"${TOKEN_VARIABLE}",
+            file=sys.stderr,
+        )

@@ -9,7 +9,7 @@
 ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 FROM ${BASE_IMAGE}
 # Extras of lus-serving to install: the Redis client by default. `train` belongs in expert-train.
-ARG EXTRAS=redis
+ARG EXTRAS=redis,otel
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
@@ -23,15 +23,18 @@ COPY expert_service expert_service
 RUN pip install -c deploy/constraints.txt ".[${EXTRAS}]" \
     && rm "$(python -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/lus" \
     && python -c "import expert_service.server" \
-    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin lus
+    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin lus \
+    # A named volume copies this folder's owner, so the registry's durable copy is writable.
+    && mkdir -p /registry-durable && chown 10001:10001 /registry-durable
 
 USER 10001
 ENV LUS_EXPERT_HOST=0.0.0.0 LUS_EXPERT_PORT=50052 \
-    LUS_EXPERT_METRICS_HOST=0.0.0.0 LUS_EXPERT_METRICS_PORT=9102
+    LUS_EXPERT_METRICS_HOST=0.0.0.0 LUS_EXPERT_METRICS_PORT=9102 \
+    LUS_EXPERT_HEALTH_PORT=50054
 EXPOSE 50052 50053 9102
 # Against a TLS port the check reads LUS_HEALTHCHECK_CA_FILE (and _CERT_FILE, _KEY_FILE for mutual
 # TLS, _SERVER_NAME) from the container environment, as deploy/compose.yaml sets them.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["python", "-m", "lus.healthcheck", "127.0.0.1:50052"]
+  CMD ["python", "-m", "lus.healthcheck", "127.0.0.1:50054"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["python", "-m", "expert_service"]

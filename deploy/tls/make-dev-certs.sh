@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Development certificates for the compose stack (and a laptop cluster), in this folder:
 #   ca.crt / ca.key          a throwaway CA (the servers' client CA and the clients' trust root)
-#   tls.crt / tls.key        the servers' certificate: both tiers, every name compose and the
-#                            Kubernetes Services use, 127.0.0.1 and localhost. It carries both
-#                            serverAuth and clientAuth, because the health checks present it as
-#                            their client certificate to the mutual-TLS ports.
+#   tls.crt / tls.key        the servers' certificate: both tiers and both Redis instances, every
+#                            name compose and the Kubernetes Services use, 127.0.0.1 and
+#                            localhost. It carries both serverAuth and clientAuth, because the
+#                            health checks (and the tiers, as Redis clients) present it as their
+#                            client certificate to the mutual-TLS ports.
 #   client.crt / client.key  a client certificate for `lus` and other callers (--cert-file ...)
 # Usage: deploy/tls/make-dev-certs.sh [DAYS]   (default 30). Never for production: the keys are
 # world-readable so the containers' user (10001) can read a bind mount, and the CA key lies
@@ -14,8 +15,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 days="${1:-30}"
 names="DNS:localhost,IP:127.0.0.1,DNS:biomarker,DNS:expert,DNS:expert-train"
-for svc in lus-biomarker lus-expert lus-expert-train; do
+names="$names,DNS:redis-registry,DNS:redis-features"  # compose's Redis (TLS: deploy/README.md)
+for svc in lus-biomarker lus-expert lus-expert-admin lus-expert-train; do
   names="$names,DNS:$svc,DNS:$svc.lus,DNS:$svc.lus.svc,DNS:$svc.lus.svc.cluster.local"
+done
+for redis in lus-redis-registry lus-redis-features; do  # the URLs name the StatefulSet's pod
+  names="$names,DNS:$redis-0.$redis,DNS:$redis-0.$redis.lus.svc,DNS:$redis-0.$redis.lus.svc.cluster.local"
 done
 if [[ ! -s ca.crt || ! -s ca.key ]]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \

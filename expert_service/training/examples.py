@@ -19,7 +19,7 @@ from expert_service.training.catalog import EXTRA_FAMILIES, ZOO_FAMILIES
 from expert_service.training.checks import check_training_set
 from expert_service.validation import schema_keys
 from lus.errors import FailedPrecondition, InvalidInput, NotFound, SchemaMismatch
-from lus.feature_store.base import FeatureStore, StoredVector
+from lus.feature_store.base import FeatureStore, StoredVector, is_owned_by
 
 FAMILIES = ("zoo", *ZOO_FAMILIES, *EXTRA_FAMILIES)
 """What ``TrainingRequest.family`` may name (as ``trainer.experts.FAMILIES``, without sklearn)."""
@@ -122,8 +122,17 @@ def check_request(request: TrainingRequest) -> None:
     )
 
 
-def build_training_set(request: TrainingRequest, store: FeatureStore | None) -> TrainingSet:
+def build_training_set(
+    request: TrainingRequest,
+    store: FeatureStore | None,
+    *,
+    readers: tuple[str, ...] | None = None,
+) -> TrainingSet:
     """Check ``request`` (``check_request``), look its video hashes up and check every vector.
+
+    ``readers``: the caller ids whose stored vectors the request may use (owner records of the
+    feature store); a vector none of them owns is "not stored" (the same NotFound), so a team
+    trains on its own uploads only. None: any stored vector.
 
     Raises:
         InvalidInput: See ``check_request``; vectors of the wrong length, or with values that are
@@ -133,7 +142,7 @@ def build_training_set(request: TrainingRequest, store: FeatureStore | None) -> 
         NotFound: Video hashes the feature store holds no vector for (all of them named).
     """
     check_request(request)
-    stored = _look_up(request, store)
+    stored = _look_up(request, store, readers)
     rows = []
     for i, example in enumerate(request.examples):
         if example.values is not None:
@@ -159,7 +168,9 @@ def build_training_set(request: TrainingRequest, store: FeatureStore | None) -> 
     )
 
 
-def _look_up(request: TrainingRequest, store: FeatureStore | None) -> dict[str, StoredVector]:
+def _look_up(
+    request: TrainingRequest, store: FeatureStore | None, readers: tuple[str, ...] | None
+) -> dict[str, StoredVector]:
     hashes = list(dict.fromkeys(e.video_hash for e in request.examples if e.values is None))
     found: dict[str, StoredVector] = {}
     if not hashes:
@@ -173,6 +184,9 @@ def _look_up(request: TrainingRequest, store: FeatureStore | None) -> dict[str, 
     missing = []
     for video_hash in hashes:
         item = store.get(video_hash, version)
+        if item is not None and readers is not None:
+            owned = any(is_owned_by(store, video_hash, item.model_version, r) for r in readers)
+            item = item if owned else None  # another's study reads as one never analysed
         if item is None:
             missing.append(video_hash)
             continue

@@ -54,6 +54,13 @@ class TrainingLimits:
         keep_jobs: Finished jobs kept at most (the oldest are forgotten first).
         idle_s: Seconds with no job queued or running before ``on_idle`` is called (to stop
             the fitting process, which holds scikit-learn in memory).
+        per_team: Jobs one team may have queued or running (``LUS_EXPERT_TRAINING_JOBS_PER_
+            TEAM``), so one team cannot fill the queue.
+        max_examples: Examples one request may hold (``LUS_EXPERT_TRAINING_MAX_EXAMPLES``).
+        video_hash: Whether examples naming video hashes may use any stored vector, not only
+            the team's own uploads (``LUS_EXPERT_TRAINING_VIDEO_HASH``).
+        summary_min_patients: Patients below which published summaries are coarsened and k-NN
+            refused (``LUS_EXPERT_SUMMARY_MIN_PATIENTS``).
     """
 
     workers: int = 1
@@ -61,6 +68,10 @@ class TrainingLimits:
     keep_s: float = 3600.0
     keep_jobs: int = 256
     idle_s: float = 300.0
+    per_team: int = 2
+    max_examples: int = 20_000
+    video_hash: bool = False
+    summary_min_patients: int = 30
 
 
 @dataclass(frozen=True)
@@ -137,24 +148,40 @@ class TrainingJobs(Generic[T]):
         """Queue ``body`` as a new job and return its status (QUEUED).
 
         Raises:
-            Overloaded: ``limits.workers + limits.queue`` jobs are already running or waiting.
+            Overloaded: ``limits.workers + limits.queue`` jobs are already running or waiting,
+                or ``limits.per_team`` of ``owner``'s.
             NotReady: The manager is closed, or has no workers.
         """
         with self._lock:
-            if self._closed or self._limits.workers < 1:
-                raise NotReady("this replica takes no training jobs now; try another replica")
-            self._expire()
-            unfinished = sum(j.status.state not in FINISHED for j in self._jobs.values())
-            if unfinished >= self._limits.workers + self._limits.queue:
-                raise Overloaded(
-                    f"this replica's training queue is full ({unfinished} jobs running or "
-                    "waiting); retry when one has finished"
-                )
+            self._check_room(owner)
             status: JobStatus[T] = JobStatus(job_id=str(uuid.uuid4()), task=task, owner=owner)
             self._jobs[status.job_id] = _Job(status, body)
             self._start_workers()
         self._pending.put(status.job_id)
         return status
+
+    def check_room(self, owner: str) -> None:
+        """Raise as ``submit`` would now (``Overloaded``, ``NotReady``): a cheap check to make
+        before the work of building a job."""
+        with self._lock:
+            self._check_room(owner)
+
+    def _check_room(self, owner: str) -> None:
+        if self._closed or self._limits.workers < 1:
+            raise NotReady("this replica takes no training jobs now; try another replica")
+        self._expire()
+        unfinished = [j.status.owner for j in self._jobs.values() if j.status.state not in FINISHED]
+        if len(unfinished) >= self._limits.workers + self._limits.queue:
+            raise Overloaded(
+                f"this replica's training queue is full ({len(unfinished)} jobs running or "
+                "waiting); retry when one has finished"
+            )
+        mine = unfinished.count(owner)
+        if mine >= self._limits.per_team:
+            raise Overloaded(
+                f"team {owner!r} has {mine} training jobs queued or running here, its limit "
+                "(setting LUS_EXPERT_TRAINING_JOBS_PER_TEAM); retry when one has finished"
+            )
 
     def get(self, job_id: str, owner: str) -> JobStatus[T]:
         """The job's current status.

@@ -14,7 +14,10 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
+
+import numpy as np
 
 from expert_service.answers import TaskInfo
 from expert_service.auth import TeamTokens
@@ -22,11 +25,12 @@ from expert_service.card import ExpertDraft, validate_task
 from expert_service.errors import TrainingUnavailable
 from expert_service.lineage import training_lineage
 from expert_service.registry.base import ExpertRegistry
+from expert_service.training.checks import OOD_PERCENTILE, standardized_distance
 from expert_service.training.examples import TrainingRequest, TrainingSet, build_training_set
 from expert_service.training.jobs import JobStatus, Progress, TrainingJobs, TrainingLimits
 from expert_service.training.worker import FitOutcome, FitRequest, check_training_installed
 from expert_service.training_set import FitSettings, StoredTrainingSet, check_size
-from lus.errors import NotFound
+from lus.errors import FailedPrecondition, InvalidInput, NotFound
 from lus.feature_store.base import FeatureStore
 from lus.provenance import RESEARCH_DATA_NOTICE
 
@@ -85,16 +89,25 @@ class ExpertTraining:
         # stopped test server) its fitting process goes too, instead of idling until exit.
         weakref.finalize(self, _shut_down, self._jobs, self._fitter)
 
-    def submit(self, team: str, request: TrainingRequest) -> JobStatus[TaskInfo]:
+    def submit(
+        self, team: str, request: TrainingRequest, *, identity: str = ""
+    ) -> JobStatus[TaskInfo]:
         """Check ``request`` fully, then queue it as a job of ``team`` (blocking: registry and
         feature-store reads).
+
+        Video hashes are looked up among the vectors owned by ``team:<team>`` or by
+        ``identity`` (the call's client certificate, ``cert:CN=...``) only, unless
+        ``limits.video_hash`` allows any stored vector.
 
         Raises:
             TrainingUnavailable: Training switched off, no fitter, or no ``train`` extra here.
             InvalidInput, SchemaMismatch, FailedPrecondition, NotFound: See
                 ``examples.build_training_set``.
             PermissionDenied: The task belongs to another team.
-            Overloaded: The training queue is full.
+            Overloaded: The training queue is full, or the team has its quota of jobs here.
+
+        The cheap checks (sizes, quotas, what the examples may name) come before the registry
+        and feature-store reads, so a refused request costs no lookups.
         """
         if self._jobs.limits.workers < 1:
             raise TrainingUnavailable(
@@ -104,8 +117,12 @@ class ExpertTraining:
             raise TrainingUnavailable(NO_FITTER)
         check_training_installed()
         validate_task(request.task)
+        limits = self._jobs.limits
+        check_examples(request, limits)
+        self._jobs.check_room(team)
         self._authorize(team, request.task)
-        training_set = build_training_set(request, self._store)
+        readers = None if limits.video_hash else tuple(r for r in (f"team:{team}", identity) if r)
+        training_set = build_training_set(request, self._store, readers=readers)
         kept = stored_training_set(request, training_set)
         check_size(len(kept.to_bytes()), len(kept))  # refused now, not after the fit
 
@@ -160,8 +177,74 @@ class ExpertTraining:
             job_id, fit, lambda fraction, stage: progress(FITTING_SHARE * fraction, stage)
         )
         progress(0.95, f"registering {fitted.model_family}")
+        fitted = published(fitted, data, self._jobs.limits)
         draft = _draft(job_id, request, data, fitted)
         return self._publish(team, draft, request.promote_to)
+
+
+KNN = "knn"
+"""The family whose ONNX model holds its training vectors verbatim."""
+
+SUMMARY_STEP = 0.1
+"""Published means and spreads of small cohorts are rounded to multiples of this."""
+
+
+def check_examples(request: TrainingRequest, limits: TrainingLimits) -> None:
+    """Refuse, before any lookup, too many examples, and k-NN on a cohort so small its model
+    would give back single patients' vectors.
+
+    Raises:
+        InvalidInput: Says which limit, with the numbers and the setting.
+    """
+    if len(request.examples) > limits.max_examples:
+        raise InvalidInput(
+            f"the request holds {len(request.examples)} examples, over the limit of "
+            f"{limits.max_examples} (setting LUS_EXPERT_TRAINING_MAX_EXAMPLES)"
+        )
+    patients = len({e.patient_id.strip() for e in request.examples})
+    if request.family == KNN and patients < limits.summary_min_patients:
+        raise InvalidInput(
+            f"k-NN keeps its training vectors in the model; with {patients} patients (under "
+            f"{limits.summary_min_patients}, setting LUS_EXPERT_SUMMARY_MIN_PATIENTS) choose "
+            "another family"
+        )
+
+
+def published(fitted: FitOutcome, data: TrainingSet, limits: TrainingLimits) -> FitOutcome:
+    """``fitted`` as it may be published: from a cohort under ``summary_min_patients``, the
+    summary's means and spreads rounded to ``SUMMARY_STEP`` (exact ones would give back a
+    single vector: n x mean minus the others; the OOD threshold is recomputed for them), and
+    no k-NN model.
+
+    Raises:
+        FailedPrecondition: The zoo chose k-NN for a small cohort.
+    """
+    patients = len(set(data.patients))
+    if patients >= limits.summary_min_patients:
+        return fitted
+    if fitted.model_family == KNN:
+        raise FailedPrecondition(
+            f"the zoo chose k-NN, which keeps its training vectors in the model; with "
+            f"{patients} patients (under {limits.summary_min_patients}, setting "
+            "LUS_EXPERT_SUMMARY_MIN_PATIENTS) fit one other family instead"
+        )
+    summary = fitted.summary
+    if summary is None:
+        return fitted
+    mean = np.asarray([_rounded(v) for v in summary.feature_mean])
+    std = np.asarray([max(_rounded(v), SUMMARY_STEP) for v in summary.feature_std])
+    distances = standardized_distance(np.asarray(data.vectors, dtype=np.float64), mean, std)
+    coarse = replace(
+        summary,
+        feature_mean=tuple(map(float, mean)),
+        feature_std=tuple(map(float, std)),
+        ood_threshold=max(float(np.percentile(distances, OOD_PERCENTILE)), 1e-6),
+    )
+    return replace(fitted, summary=coarse)
+
+
+def _rounded(value: float) -> float:
+    return round(round(value / SUMMARY_STEP) * SUMMARY_STEP, 6)
 
 
 def stored_training_set(request: TrainingRequest, data: TrainingSet) -> StoredTrainingSet:

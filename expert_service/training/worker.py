@@ -28,19 +28,22 @@ import logging
 import multiprocessing
 import os
 import pickle
+import resource
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from expert_service.auth import scrub_secret_environment
 from expert_service.card import TrainingSummary
 from expert_service.errors import TrainingUnavailable
 from expert_service.training.jobs import Progress
-from lus.errors import NotReady
+from lus.errors import DeadlineExpired, NotReady, Overloaded
 
 logger = logging.getLogger(__name__)
 
@@ -104,11 +107,15 @@ _progress_queue: Any = None
 """In the worker process: where progress messages ``(job_id, fraction, stage)`` go."""
 
 
-def _start_worker(progress_queue: Any) -> None:
-    """Initializer of each worker process: lower its priority, keep the progress queue."""
+def _start_worker(progress_queue: Any, memory_bytes: int | None) -> None:
+    """Initializer of each worker process: lower its priority, cap its address space (a fit
+    that needs more fails with MemoryError, or the process dies; the replica stays up), keep
+    the progress queue."""
     global _progress_queue  # noqa: PLW0603 - one per worker process, set once at its start
     _progress_queue = progress_queue
     os.nice(WORKER_NICENESS)
+    if memory_bytes is not None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
 
 
 def _fit_in_worker(fit: FitFunction, job_id: str, request: FitRequest) -> FitOutcome:
@@ -129,12 +136,25 @@ class ProcessFitter:
     Args:
         fit: What fits a request, in the worker process (see ``FitFunction``).
         processes: Worker processes, i.e. fits that may run at once.
+        timeout_s: Longest fit; past it the worker processes are killed and the fit fails
+            with ``DeadlineExpired`` (None: no limit).
+        memory_bytes: Address-space limit (RLIMIT_AS) of each worker process (None: none).
+
+    The worker processes are spawned with bearer tokens removed from the environment
+    (``auth.scrub_secret_environment``): they run third-party code on callers' data.
 
     Raises:
         TypeError: ``fit`` cannot travel to a spawned process (a lambda, a nested function).
     """
 
-    def __init__(self, fit: FitFunction, *, processes: int = 1) -> None:
+    def __init__(
+        self,
+        fit: FitFunction,
+        *,
+        processes: int = 1,
+        timeout_s: float | None = None,
+        memory_bytes: int | None = None,
+    ) -> None:
         try:
             pickle.dumps(fit)  # a module-level function pickles as its name: nothing runs
         except (pickle.PicklingError, AttributeError, TypeError) as err:
@@ -143,6 +163,8 @@ class ProcessFitter:
             ) from None
         self._fit = fit
         self._processes = processes
+        self._timeout_s = timeout_s
+        self._memory_bytes = memory_bytes
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._queue: Any = None
@@ -156,6 +178,8 @@ class ProcessFitter:
         Raises:
             InvalidInput: The set cannot be fitted (the fit function says why).
             NotReady: The worker process died (e.g. out of memory); the next fit starts anew.
+            DeadlineExpired: The fit ran past ``timeout_s``; its process was killed.
+            Overloaded: The fit ran out of its ``memory_bytes``.
         """
         flushed = threading.Event()
         with self._lock:
@@ -165,9 +189,21 @@ class ProcessFitter:
         try:
             future = executor.submit(_fit_in_worker, self._fit, job_id, request)
             try:
-                return future.result()
+                return future.result(timeout=self._timeout_s)
+            except MemoryError:
+                raise Overloaded(
+                    "the fit needed more memory than its process may use (setting "
+                    "LUS_EXPERT_TRAINING_MEMORY_BYTES); fit fewer examples or a smaller family"
+                ) from None
+            except FutureTimeout:
+                self._kill(executor)
+                raise DeadlineExpired(
+                    f"the fit ran past {self._timeout_s:.0f} s (setting "
+                    "LUS_EXPERT_TRAINING_FIT_TIMEOUT_S) and was stopped; fit fewer examples "
+                    "or one family instead of the zoo"
+                ) from None
             finally:
-                if not isinstance(future.exception(), BrokenProcessPool):
+                if future.done() and not isinstance(future.exception(), BrokenProcessPool):
                     flushed.wait(FLUSH_TIMEOUT_S)
         except BrokenProcessPool:
             with self._lock:
@@ -190,15 +226,26 @@ class ProcessFitter:
             logger.info("stopping the idle expert-fitting process")
         _shut_down(parts)
 
+    def _kill(self, executor: ProcessPoolExecutor) -> None:
+        """Kill ``executor``'s processes (a running fit cannot be cancelled otherwise) and
+        forget it; the next fit starts a new pool."""
+        # ``_processes`` is CPython's own table of the pool's processes (stable since 3.2).
+        for process in list(getattr(executor, "_processes", {}).values()):
+            process.kill()
+        with self._lock:
+            parts = self._detach() if self._executor is executor else None
+        _shut_down(parts)
+
     def _start(self) -> ProcessPoolExecutor:
         if self._executor is None:
+            scrub_secret_environment()  # a spawned process starts with this environment
             context = multiprocessing.get_context("spawn")
             self._queue = context.Queue()
             self._executor = ProcessPoolExecutor(
                 max_workers=self._processes,
                 mp_context=context,
                 initializer=_start_worker,
-                initargs=(self._queue,),
+                initargs=(self._queue, self._memory_bytes),
             )
             self._relay = threading.Thread(
                 target=self._forward, args=(self._queue,), name="lus-training-progress", daemon=True

@@ -76,3 +76,18 @@ def bearer_team_caller(
             return fallback(context)
 
     return caller
+
+
+def certificate_identity(context: Any) -> str:
+    """``cert:CN=<common name>`` of the client certificate (mutual TLS), else ``""``.
+
+    The stable name of a caller across certificate rotations, for scoping what it may read
+    (``lus.feature_store`` owners); audit records keep the fingerprint too
+    (:func:`certificate_caller`). A certificate without a common name is named by its
+    fingerprint, as there is nothing else stable to name it by.
+    """
+    auth = context.auth_context()
+    common_name = _first(auth.get("x509_common_name")).decode("utf-8", "replace")
+    if common_name:
+        return f"cert:CN={common_name}"
+    return certificate_caller(context)

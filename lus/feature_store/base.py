@@ -11,6 +11,11 @@ anonymisers reuse UIDs, so a UID says nothing about which pixels a file holds):
   without decoding it, and a client ask by a hash it computes without any decoder.
 
 Nothing patient-identifying is stored: no UID, no file name, no DICOM attribute.
+
+Each vector also records its owners: the callers (non-secret ids such as ``cert:CN=pacs-a`` or
+``team:radiology``; ``""`` for the anonymous caller) that had it computed. A caller is answered
+from its own records only, so that a stored vector tells nobody else whether a video was
+analysed (``OwnerRecords``, ``owned_vector``).
 """
 
 from __future__ import annotations
@@ -113,3 +118,43 @@ class FeatureStore(Protocol):
     def put_content(self, item: StoredContent) -> None:
         """Store (or overwrite) the entry for ``(item.content_sha256, item.decoder)``."""
         ...
+
+
+ANONYMOUS = ""
+"""The caller id of a port that identifies nobody; entries from before owners were recorded
+belong to it."""
+
+
+@runtime_checkable
+class OwnerRecords(Protocol):
+    """Which callers own which vector; both store backends implement it."""
+
+    def add_owner(self, pixel_hash: str, model_version: str, caller: str) -> None:
+        """Record ``caller`` as an owner of the vector ``(pixel_hash, model_version)``."""
+        ...
+
+    def owns(self, pixel_hash: str, model_version: str, caller: str) -> bool:
+        """Whether ``caller`` had the vector ``(pixel_hash, model_version)`` computed."""
+        ...
+
+
+def is_owned_by(store: object, pixel_hash: str, model_version: str, caller: str) -> bool:
+    """Whether ``caller`` owns the stored vector ``(pixel_hash, model_version)``.
+
+    Fails closed: False for a store that records no owners. For the expert tier, before it
+    answers from (or fits on) a stored vector on a caller's behalf.
+    """
+    if not isinstance(store, OwnerRecords):
+        return False
+    return store.owns(pixel_hash, model_version, caller)
+
+
+def owned_vector(
+    store: FeatureStore, pixel_hash: str, model_version: str, caller: str
+) -> StoredVector | None:
+    """The stored vector for ``(pixel_hash, model_version)`` when ``caller`` owns it, else None:
+    the same None whether the vector is absent or another caller's, so the answer tells a
+    caller nothing about videos it did not send."""
+    if not is_owned_by(store, pixel_hash, model_version, caller):
+        return None
+    return store.get(pixel_hash, model_version)

@@ -13,9 +13,11 @@ StoreKind = Literal["none", "sqlite", "redis"]
 
 
 def open_feature_store(
-    kind: StoreKind, *, path: Path, redis_url: str, prefix: str
+    kind: StoreKind, *, path: Path, redis_url: str, prefix: str, ttl_s: int | None = None
 ) -> FeatureStore | None:
-    """The store for ``kind``: ``None`` for "none", else SQLite at ``path`` or Redis at url."""
+    """The store for ``kind``: ``None`` for "none", else SQLite at ``path`` or Redis at url
+    (its keys expiring ``ttl_s`` after their last write; None = the store's default, 0 = never;
+    readers such as the expert tier write nothing and pass None)."""
     if kind == "none":
         return None
     if kind == "sqlite":
@@ -28,4 +30,6 @@ def open_feature_store(
             ) from err
     from lus.feature_store.redis_store import RedisFeatureStore
 
-    return RedisFeatureStore.from_url(redis_url, prefix=prefix)
+    if ttl_s is None:
+        return RedisFeatureStore.from_url(redis_url, prefix=prefix)
+    return RedisFeatureStore.from_url(redis_url, prefix=prefix, ttl_s=ttl_s)

@@ -1,9 +1,10 @@
 """The embedded feature store: one SQLite file, so a single machine needs no Redis.
 
-Tables (schema version 2, kept in ``PRAGMA user_version``):
+Tables (schema version 3, kept in ``PRAGMA user_version``):
 
     vectors   (pixel_hash, model_version) -> document    one row per video and served model
     contents  (content_sha256, decoder)   -> document    which pixels a file's bytes decode to
+    owners    (pixel_hash, model_version, caller)        the callers that had a vector computed
 
 ``created_at`` orders versions for "newest" reads. SQLite in WAL mode lets the trainer read while
 the service writes. Each thread gets its own connection (sqlite3 connections must not cross
@@ -15,6 +16,10 @@ the UID index and column are dropped, the UID is removed from every stored docum
 ``secure_delete`` on, so freed pages are zeroed), and the ``contents`` table is created. Its
 rows stay readable by pixel hash; they carry no lineage, so the biomarker tier recomputes a
 video once before answering it from the store again.
+
+Schema 2 -> 3 (owners) creates the ``owners`` table and gives every existing vector the
+anonymous owner ``""``: a server that identifies no callers answers them as before, and
+identified callers do not see them (they recompute once and own the result).
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ import threading
 from pathlib import Path
 
 from lus.feature_store import codec
-from lus.feature_store.base import StoredContent, StoredVector
+from lus.feature_store.base import ANONYMOUS, StoredContent, StoredVector
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """``PRAGMA user_version`` of a current store; 0 is a new file or one from before version 2."""
 
 _TABLES = (
@@ -45,6 +50,12 @@ _TABLES = (
         document TEXT NOT NULL,
         PRIMARY KEY (content_sha256, decoder)
     )""",
+    """CREATE TABLE IF NOT EXISTS owners (
+        pixel_hash TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        PRIMARY KEY (pixel_hash, model_version, caller)
+    ) WITHOUT ROWID""",
 )
 """One statement each: ``executescript`` would commit the migration's transaction half-way."""
 
@@ -98,8 +109,15 @@ class SqliteFeatureStore:
             if version < SCHEMA_VERSION:
                 if "sop_instance_uid" in _columns(conn, "vectors"):
                     _migrate_from_version_1(conn)
+                had_owners = "owners" in _tables(conn)
                 for statement in _TABLES:
                     conn.execute(statement)
+                if not had_owners:  # vectors from before owners: the anonymous caller's
+                    conn.execute(
+                        "INSERT OR IGNORE INTO owners SELECT pixel_hash, model_version, ? "
+                        "FROM vectors",
+                        (ANONYMOUS,),
+                    )
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
@@ -155,6 +173,20 @@ class SqliteFeatureStore:
             (item.content_sha256, item.decoder, item.created_at, document),
         )
 
+    def add_owner(self, pixel_hash: str, model_version: str, caller: str) -> None:
+        """Record ``caller`` as an owner of the vector ``(pixel_hash, model_version)``."""
+        self._connection().execute(
+            "INSERT OR IGNORE INTO owners VALUES (?, ?, ?)", (pixel_hash, model_version, caller)
+        )
+
+    def owns(self, pixel_hash: str, model_version: str, caller: str) -> bool:
+        """Whether ``caller`` had the vector ``(pixel_hash, model_version)`` computed."""
+        row = self._connection().execute(
+            "SELECT 1 FROM owners WHERE pixel_hash = ? AND model_version = ? AND caller = ?",
+            (pixel_hash, model_version, caller),
+        )
+        return row.fetchone() is not None
+
     def close(self) -> None:
         """Close this thread's connection (other threads' close when they exit)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -164,6 +196,12 @@ class SqliteFeatureStore:
 
     def __repr__(self) -> str:
         return f"SqliteFeatureStore({str(self.path)!r})"
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {
+        str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+    }
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:

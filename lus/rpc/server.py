@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import grpc
@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection
 from lus.audit.callers import CallerHook, certificate_caller
 from lus.rpc.interceptors import ErrorToStatusInterceptor
 from lus.rpc.tls import ServerTls
+from lus.rpc.tracing import Tracing, active
 
 if TYPE_CHECKING:
     from lus.audit.log import AuditLog
@@ -36,6 +37,18 @@ def keepalive_options(interval_s: float = 30.0, timeout_s: float = 10.0) -> list
     ]
 
 
+def connection_idle_option(idle_s: float) -> tuple[str, int]:
+    """Close a client connection without calls for ``idle_s`` seconds (GOAWAY, then close)."""
+    return ("grpc.max_connection_idle_ms", int(idle_s * 1000))
+
+
+def stream_window_options(window_bytes: int) -> list[tuple[str, int]]:
+    """A fixed HTTP/2 receive window per call: bandwidth probing off, so that what clients
+    may send ahead of the handlers stays ``window_bytes`` per call (gRPC's probing can grow it
+    to many MiB per stream, parked in memory outside any budget of the service)."""
+    return [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", window_bytes)]
+
+
 def create_aio_server(
     *,
     max_message_bytes: int,
@@ -44,6 +57,10 @@ def create_aio_server(
     keepalive_timeout_s: float = 10.0,
     audit: AuditLog | None = None,
     audit_caller: CallerHook = certificate_caller,
+    maximum_concurrent_rpcs: int | None = None,
+    connection_idle_s: float | None = None,
+    tracing: Tracing | None = None,
+    extra_options: Sequence[tuple[str, int]] = (),
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     """A server with error mapping, keepalive, message limits and a health service.
 
@@ -54,13 +71,30 @@ def create_aio_server(
     the status the client saw; ``audit_caller`` names the caller in it (default: the client
     certificate under mutual TLS, else anonymous). Pass a ``RequestIdInterceptor`` in
     ``extra_interceptors`` so that records carry the id echoed to the caller.
+
+    ``maximum_concurrent_rpcs`` bounds the calls gRPC admits at once (health checks included;
+    beyond it gRPC answers RESOURCE_EXHAUSTED before any handler runs); ``connection_idle_s``
+    closes a client connection that has had no call for that long. None leaves either unset.
+    ``extra_options`` are further channel arguments (e.g. :func:`stream_window_options`).
+
+    ``tracing`` (None: the process's, ``lus.rpc.tracing.active()``) adds a span per call,
+    outermost; off unless an OTLP endpoint was configured.
     """
+    idle = [] if connection_idle_s is None else [connection_idle_option(connection_idle_s)]
+    tracing = tracing or active()
     server = grpc.aio.server(
-        interceptors=[ErrorToStatusInterceptor(audit, audit_caller), *extra_interceptors],
+        interceptors=[
+            *(tracing.aio_server_interceptors() if tracing is not None else ()),
+            ErrorToStatusInterceptor(audit, audit_caller, traced=tracing is not None),
+            *extra_interceptors,
+        ],
         options=[
             *message_size_options(max_message_bytes),
             *keepalive_options(keepalive_s, keepalive_timeout_s),
+            *idle,
+            *extra_options,
         ],
+        maximum_concurrent_rpcs=maximum_concurrent_rpcs,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -70,6 +70,12 @@ class ServingSettings(BaseSettings):
     """Retention bound of the audit stream: entries kept, approximately (``XADD MAXLEN ~``);
     about 0.5 GB of Redis memory at the default 1,000,000. Ship older ones elsewhere."""
 
+    otlp_endpoint: str | None = None
+    """OpenTelemetry collector (OTLP over gRPC) to send a span per call to, e.g.
+    http://otel-collector:4317. Unset: the standard OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or
+    OTEL_EXPORTER_OTLP_ENDPOINT; with none of them tracing is off (opentelemetry is not even
+    imported). Needs the ``otel`` extra. Default unset."""
+
     @model_validator(mode="after")
     def _tls_files_together(self) -> Self:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):

@@ -283,7 +283,10 @@ def test_an_int8_model_is_named_as_served_and_found_by_that_name(
     onnx_file = export_onnx(
         artifact, tmp_path / "int8.onnx", quantization="static", calibration=calibration
     )
-    settings = settings_for(artifact, tmp_path, backend="onnx", onnx_model=onnx_file)
+    # No parity record: this test is about the name, not the int8 gate (test_int8_gate.py).
+    settings = settings_for(
+        artifact, tmp_path, backend="onnx", onnx_model=onnx_file, int8_allow_unchecked=True
+    )
     data = dicom_bytes(cine(9), UID_A)
     int8 = f"{TEST_ARTIFACT_VERSION}+int8-static"
     with served(settings) as (_, stub):
@@ -480,7 +483,7 @@ def test_the_store_file_keeps_no_uid_column(server: RunningServer, tmp_path: Pat
     tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     columns = {c[1] for t in tables for c in conn.execute(f"PRAGMA table_info({t})")}
     conn.close()
-    assert sorted(tables) == ["contents", "vectors"]
+    assert sorted(tables) == ["contents", "owners", "vectors"]
     assert not any("uid" in column for column in columns)
 
 

@@ -83,6 +83,7 @@ def _server(url: str, prefix: str, resync_s: float = 30.0) -> Iterator[_Replica]
         # Long poll interval: only the pub/sub feed can deliver changes within the test's wait.
         "LUS_EXPERT_RESYNC_INTERVAL_S": str(resync_s),
         "LUS_EXPERT_REGISTRY_TIMEOUT_S": "0.5",
+        "LUS_EXPERT_PUBLIC_UNALIASED_VERSIONS": "true",  # asks for versions by number
     }
     with (
         server_process("expert_service", env, EXPERT_PORTS) as server,

@@ -286,7 +286,14 @@ def test_training_by_video_hash_from_the_feature_store(tmp_path: Path) -> None:
         assert kept.sha256 == job.card.lineage.training_set_sha256
         np.testing.assert_allclose(kept.vectors, [values for values, _, _ in rows], rtol=1e-6)
 
-    _serve(tmp_path / "registry", scenario, store=store)
+    _serve(
+        tmp_path / "registry",
+        scenario,
+        store=store,
+        training_video_hash=True,
+        public_video_hash=True,
+        public_unaliased_versions=True,
+    )
 
 
 def test_a_replica_with_training_switched_off_answers_unimplemented(tmp_path: Path) -> None:
@@ -332,7 +339,7 @@ def test_lus_train_expert_with_server_submits_and_follows_the_job(
 
     async def scenario(channel: Channel, admin_channel: Channel, admin_address: str) -> None:
         base = ["train", "expert", "--task", "covid", "--server", admin_address]
-        base += ["--family", "logreg"]
+        base += ["--family", "logreg", "--insecure"]  # a plaintext test server (issue 16)
         code = await asyncio.to_thread(cli.main, [*base, "--vectors", str(good)])
         assert code == 2  # no token: refused before anything is sent
         assert "--token or $LUS_ADMIN_TOKEN" in capsys.readouterr().err
