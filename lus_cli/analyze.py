@@ -1,32 +1,24 @@
-"""``lus analyze``: send a video to the biomarker tier, then ask every expert for its answer.
+"""``lus analyze``: send a video to the biomarker tier, then ask every expert for its answer,
+and on request write a DICOM Structured Report of it all (``--sr out.dcm``).
 
-Both tiers are reached through the shipped clients (``lus.clients``): round robin over
-replicas, retries of transient statuses, a lookup by SOP Instance UID before uploading DICOM,
-and large files streamed in chunks.
+Both tiers are reached through the shipped clients and the one analysis path that the DICOM
+gateway uses too (``lus.clients.analysis.analyze``): round robin over replicas, retries of
+transient statuses, a lookup by content before uploading, and large files streamed in chunks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
 from pathlib import Path
 
-import grpc
-
-from lus.biomarker.v1 import biomarker_service_pb2 as bpb
+from lus.clients.analysis import Analysis, schema_from_info
+from lus.clients.analysis import analyze as analyze_video
 from lus.clients.biomarker import BiomarkerClient
 from lus.clients.expert import ExpertClient
-from lus.expert.v1 import expert_service_pb2 as epb
-from lus.rpc.client import ClientTls
-from lus.schema import BiomarkerSchema
+from lus.rpc.client import ClientTls, client_tls
 from lus_cli.report import biomarker_lines, explanation_lines
 
-
-@dataclass
-class Analysis:
-    extraction: bpb.ExtractResponse
-    info: bpb.ModelInfo
-    answers: list[epb.PredictResponse]
-    failures: list[str]
+__all__ = ["Analysis", "analyze", "format_analysis", "run_analyze"]
 
 
 def analyze(
@@ -37,61 +29,74 @@ def analyze(
     *,
     biomarker_tls: ClientTls | None = None,
     expert_tls: ClientTls | None = None,
+    structured_report: bool = False,
 ) -> Analysis:
-    """The video's biomarkers and every registered expert's answer for them.
+    """The video's biomarkers, every registered expert's answer and, on request, a DICOM SR.
 
     Args:
         video: A DICOM, MP4, AVI, GIF, MOV or MPEG file.
         biomarker_addr: Target of the biomarker tier, e.g. "dns:///lus-biomarker:50051".
         expert_addr: Target of the expert tier's public port.
-        timeout_s: Deadline of each biomarker call, retries included (expert calls get 10 s:
-            an answer takes milliseconds once the expert is loaded).
+        timeout_s: Budget of the whole analysis, and the deadline of each biomarker call
+            (expert calls get 10 s: an answer takes milliseconds once the expert is loaded).
         biomarker_tls: CA (and client certificate) of a TLS biomarker port; None = plaintext.
         expert_tls: The same for the expert port.
+        structured_report: Also build a DICOM Comprehensive SR (``Analysis.sr``); needs a
+            DICOM input.
 
     Raises:
         grpc.RpcError: The biomarker tier, or the expert tier's task list, failed; a failing
             expert is only reported in ``Analysis.failures``.
+        InvalidInput: A report was asked for a non-DICOM input (before any call).
     """
-    with BiomarkerClient(biomarker_addr, timeout_s=timeout_s, tls=biomarker_tls) as biomarkers:
-        info = biomarkers.model_info()
-        extraction = biomarkers.extract_path(video)
-    answers, failures = [], []
-    with ExpertClient(expert_addr, tls=expert_tls) as experts:  # 10 s a call
-        for task in experts.list_tasks():
-            try:
-                answers.append(experts.predict(task.task, extraction.vector))
-            except grpc.RpcError as err:  # e.g. an expert of another schema: report, keep going
-                failures.append(f"{task.task}: {err.code().name}: {err.details()}")
-    return Analysis(extraction, info, answers, failures)
+    data = video.read_bytes()
+    with (
+        BiomarkerClient(biomarker_addr, timeout_s=timeout_s, tls=biomarker_tls) as biomarkers,
+        ExpertClient(expert_addr, tls=expert_tls) as experts,
+    ):
+        return analyze_video(
+            biomarkers, experts, data, structured_report=structured_report, timeout_s=timeout_s
+        )
 
 
-def schema_from_proto(message: bpb.ModelInfo) -> BiomarkerSchema:
-    groups: dict[str, list[list[str]]] = {g.key: [] for g in message.schema.groups}
-    for b in message.schema.biomarkers:
-        groups[b.group].append([b.key.split(".", 1)[1], b.label])
-    return BiomarkerSchema.from_dict(
-        {
-            "name": message.schema.name,
-            "version": message.schema.version,
-            "groups": [
-                {"key": g.key, "display_name": g.display_name, "levels": groups[g.key]}
-                for g in message.schema.groups
-            ],
-        }
-    )
+def run_analyze(args: argparse.Namespace) -> int:
+    """``lus analyze VIDEO [--sr OUT]``: print the report; write the SR when asked."""
+    import grpc
+
+    sr_path: Path | None = getattr(args, "sr", None)
+    tls = client_tls(args.ca_file, args.cert_file, args.key_file, args.server_name)
+    try:
+        result = analyze(
+            args.video,
+            args.biomarker,
+            args.expert,
+            timeout_s=args.timeout,
+            biomarker_tls=tls,
+            expert_tls=tls,
+            structured_report=sr_path is not None,
+        )
+    except grpc.RpcError as err:
+        code = err.code().name if isinstance(err, grpc.Call) else "UNKNOWN"
+        details = err.details() if isinstance(err, grpc.Call) else ""
+        print(f"error: {code}: {details}")
+        return 1
+    print(format_analysis(args.video, result))
+    if sr_path is not None and result.sr is not None:
+        sr_path.write_bytes(result.sr)
+        print(f"Structured report (DICOM SR, TID 1500): {sr_path}")
+    return 0
 
 
 def format_analysis(video: Path, analysis: Analysis) -> str:
-    model = analysis.extraction.model
-    summary = analysis.extraction.video
-    schema = schema_from_proto(analysis.info)
+    model = analysis.extract.model
+    summary = analysis.extract.video
+    schema = schema_from_info(analysis.info)
     lines = [
         f"Video: {video.name} ({summary.frames} frames, "
         f"{summary.width}x{summary.height}, {summary.fps:.1f} fps)",
         "",
-        f"Biomarkers ({schema.schema_id}, mean of {len(analysis.extraction.clip_vectors)} clips):",
-        *(f"  {line}" for line in biomarker_lines(schema, list(analysis.extraction.vector.values))),
+        f"Biomarkers ({schema.schema_id}, mean of {len(analysis.extract.clip_vectors)} clips):",
+        *(f"  {line}" for line in biomarker_lines(schema, list(analysis.extract.vector.values))),
         "",
         "Experts:",
     ]

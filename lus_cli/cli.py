@@ -100,6 +100,12 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "the job; --registry and --owner are then unused (the token names the team)",
     )
     e.add_argument("--token", help="team bearer token for --server (default: $LUS_ADMIN_TOKEN)")
+    e.add_argument("--token-file", type=Path, help="file holding the team token (for --server)")
+    e.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow --server without TLS: the token then travels in plaintext",
+    )
     _add_client_tls(e, "the admin port (--server)")
     e.add_argument(
         "--promote-to",
@@ -132,7 +138,17 @@ def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--quantize",
         choices=["none", "dynamic", "static"],
         default="none",
-        help="int8 quantisation; static calibrates on synthetic clips",
+        help="int8 quantisation (needs --parity-manifest: the server refuses unchecked int8)",
+    )
+    p.add_argument(
+        "--parity-manifest",
+        type=Path,
+        help="held-out videos (manifest CSV) on which int8 is checked against fp32",
+    )
+    p.add_argument(
+        "--calibration-manifest",
+        type=Path,
+        help="videos static int8 calibrates on (default: the parity videos)",
     )
 
 
@@ -152,6 +168,12 @@ def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--biomarker", default="127.0.0.1:50051", help="biomarker service address")
     p.add_argument("--expert", default="127.0.0.1:50052", help="expert service address")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds")
+    p.add_argument(
+        "--sr",
+        type=Path,
+        metavar="OUT",
+        help="also write a DICOM SR (TID 1500) of the results to OUT; DICOM input only",
+    )
     _add_client_tls(p, "both services")
 
 
@@ -159,6 +181,12 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     from lus_cli.audit import add_audit_parser  # argparse only; no server code
 
     add_audit_parser(sub)
+
+
+def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from lus_cli.registry import add_registry_parser  # argparse only; no server code
+
+    add_registry_parser(sub)
 
 
 def _add_experts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -195,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_analyze,
         _add_eval,
         _add_audit,
+        _add_registry,
         _add_demo,
     ):
         add(sub)
@@ -211,6 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     from lus_cli import commands
 
     try:
+        if getattr(args, "server", None) and args.command == "train":
+            from lus_cli.train_remote import check_token_transport
+
+            check_token_transport(args)  # no token in plaintext without --insecure
+        if args.command == "registry":
+            from lus_cli.registry import run_registry
+
+            return run_registry(args)
         return commands.run(args)
     except LusError as err:
         print(f"error: {err}", file=sys.stderr)

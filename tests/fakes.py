@@ -110,3 +110,65 @@ def encode_mp4(seed: int, frames: int = 12, size: int = 48) -> bytes:
             out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         out.mux(stream.encode())
     return buffer.getvalue()
+
+
+SR_PHI = {
+    "PatientName": "Doe^Jane^PHIMARK",
+    "PatientID": "MRN-PHIMARK-0042",
+    "PatientBirthDate": "19700101",
+    "PatientSex": "F",
+    "AccessionNumber": "ACC-PHIMARK",
+    "ReferringPhysicianName": "Ref^Doctor^PHIMARK",
+    "StudyID": "STUDY-PHIMARK",
+    "StudyDate": "20260102",
+    "StudyTime": "101500",
+}
+"""Patient and study attributes of ``us_cine_dicom``: a report of it copies exactly these."""
+SR_FOREIGN_PHI = {
+    "OperatorsName": "Operator^PHIMARK-OP",
+    "InstitutionName": "PHIMARK-INSTITUTION",
+    "InstitutionAddress": "1 PHIMARK-INST-ADDRESS",
+    "PatientAddress": "2 PHIMARK-PATIENT-ADDRESS",
+    "OtherPatientIDs": "PHIMARK-OTHER-ID",
+    "PatientComments": "PHIMARK-COMMENTS",
+    "EthnicGroup": "PHIMARK-ETHNIC",
+    "StationName": "PHIMARK-STATION",
+    "PerformingPhysicianName": "Perf^PHIMARK-PERF",
+    "StudyDescription": "PHIMARK-STUDY-DESCRIPTION",
+    "SeriesDescription": "PHIMARK-SERIES-DESCRIPTION",
+    "DeviceSerialNumber": "PHIMARK-SERIAL",
+    "Manufacturer": "PHIMARK-VENDOR",
+    "BurnedInAnnotation": "NO",
+}
+"""Attributes of ``us_cine_dicom`` that no report may copy (all but the last hold "PHIMARK")."""
+
+
+def us_cine_dicom(frames: int = 20, size: int = 48, seed: int = 0) -> bytes:
+    """An Ultrasound Multi-frame Image (Part 10) as a scanner writes it: every UID, the
+    patient and study of ``SR_PHI`` and the other identifying data of ``SR_FOREIGN_PHI``."""
+    import io
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+
+    rng = np.random.default_rng(seed)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = UltrasoundMultiFrameImageStorage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "US", 3, 7
+    for keyword, value in {**SR_PHI, **SR_FOREIGN_PHI}.items():
+        setattr(ds, keyword, value)
+    ds.Rows = ds.Columns = size
+    ds.NumberOfFrames = frames
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.FrameTime, ds.FrameIncrementPointer = 66.7, 0x00181063
+    ds.PixelData = rng.integers(0, 255, (frames, size, size), dtype=np.uint8).tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("lus_cli", "trainer", "biomarker_service", "expert_service", "lus")
+PACKAGES = ("lus_cli", "trainer", "biomarker_service", "expert_service", "dicom_gateway", "lus")
 
 
 def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -44,7 +44,7 @@ def test_import_contracts_kept() -> None:
 
 @pytest.fixture(scope="module")
 def repo_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The five packages and pyproject.toml, copied; edited by the tests below."""
+    """The six packages and pyproject.toml, copied; edited by the tests below."""
     root = tmp_path_factory.mktemp("repo")
     shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
     for package in PACKAGES:
