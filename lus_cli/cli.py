@@ -29,7 +29,11 @@ def _add_synth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", type=int, default=24, help="frames per video")
     p.add_argument("--size", type=int, default=128, help="frame height and width in pixels")
-    p.add_argument("--formats", default="mp4", help="comma-separated: mp4,avi,gif,mov,mpeg")
+    p.add_argument(
+        "--formats",
+        default="mp4",
+        help="comma-separated: mp4,avi,gif,mov,mpeg,dcm (DICOM ultrasound multi-frame)",
+    )
 
 
 def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

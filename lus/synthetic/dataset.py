@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from lus.provenance import SYNTHETIC_DATA_NOTICE
 from lus.schema import BiomarkerSchema, load_schema
+from lus.synthetic import dicom_cine
 from lus.synthetic.case import LOCATION_WEIGHTS, SyntheticCase, sample_case
 from lus.synthetic.render import render_frames
 from lus.synthetic.style import RenderStyle, jitter_style, sample_style
@@ -134,7 +135,8 @@ def generate_dataset(
         height: Frame height in pixels.
         width: Frame width in pixels.
         fps: Frame rate written into the files.
-        formats: File extensions (without dot, see :data:`lus.synthetic.writer.FORMATS`); video
+        formats: File extensions (without dot, see :data:`lus.synthetic.writer.FORMATS`, plus
+            ``dcm``: a DICOM Ultrasound Multi-frame Image, ``lus.synthetic.dicom_cine``); video
             ``i`` uses ``formats[i % len(formats)]`` so a mixed list gives a mixed data set.
         schema: Biomarker schema of the label columns (default gare2022-lus38).
         progress: Show a tqdm progress bar.
@@ -151,9 +153,12 @@ def generate_dataset(
     extensions = [f.lower().lstrip(".") for f in formats]
     if not extensions:
         raise ValueError("formats must name at least one video format")
+    known = sorted([*FORMATS, dicom_cine.EXTENSION])
     for extension in extensions:
+        if extension == dicom_cine.EXTENSION:
+            continue
         if extension not in FORMATS:
-            raise ValueError(f"unsupported format {extension!r}; use one of {sorted(FORMATS)}")
+            raise ValueError(f"unsupported format {extension!r}; use one of {known}")
         codec_for(extension)  # fail before rendering anything if the encoder is missing
     schema = schema or load_schema()
     owners = patient_of_videos(seed, n_videos, n_patients)
@@ -171,7 +176,10 @@ def generate_dataset(
         patient = patients[owner]
         case, video = _video(seed, index, patient, frames=frames, height=height, width=width)
         relative = f"videos/video_{index:05d}.{extensions[index % len(extensions)]}"
-        write_video(out / relative, video, fps)
+        if relative.endswith(f".{dicom_cine.EXTENSION}"):  # what a scanner sends a PACS
+            dicom_cine.write_dicom_cine(out / relative, video, fps, patient_id=patient.patient_id)
+        else:
+            write_video(out / relative, video, fps)
         labels = case.labels(schema).astype(int).tolist()
         tasks = [case.severity(), case.sf_ratio_range(), case.disease()]
         writer.writerow([relative, patient.patient_id, *labels, *tasks, SYNTHETIC_DATA_NOTICE])
