@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fakes import us_cine_dicom
 from tests.integration.dicom_gateway.orthanc import Orthanc
-from tests.processes import LOCAL_STACK_PORTS, free_port, server_process
+from tests.processes import LOCAL_STACK_PORTS, ServerProcess, free_port, server_process
 
 GATEWAY_PORTS = r"dicom gateway \S+ on port (?P<dicom>\d+) .*metrics port (?P<metrics>\d+)"
 TASK = "severity_demo"
@@ -112,6 +112,36 @@ def push(orthanc: Orthanc, files: list[Path]) -> None:
     subprocess.run([*command, *map(str, files)], check=True, capture_output=True, timeout=600)
 
 
+def start_stack(
+    stack: ExitStack, root: Path, artifact: Path | None, *, workers: int = 2
+) -> tuple[Orthanc, ServerProcess]:
+    """Start, on free ports and stopped by ``stack``: both tiers (``lus serve``), an Orthanc
+    forwarding US instances to the gateway, and the gateway reporting back to that Orthanc."""
+    artifact, registry = build_tiers(root, artifact)
+    serve = ["serve", "--artifact", str(artifact), "--registry", str(registry)]
+    serve += ["--biomarker-port", "0", "--expert-port", "0", "--expert-admin-port", "0"]
+    env = {"LUS_BIOMARKER_STORE_PATH": str(root / "features.sqlite")}
+    tiers = stack.enter_context(server_process("lus_cli", env, LOCAL_STACK_PORTS, args=serve))
+    gateway_port = free_port()
+    orthanc = Orthanc(root / "orthanc", "LUSGW", gateway_port)
+    orthanc.folder.mkdir()
+    orthanc.start()
+    stack.callback(orthanc.stop)
+    gateway_env = {
+        "LUS_GATEWAY_PORT": str(gateway_port),
+        "LUS_GATEWAY_HEALTH_PORT": "0",
+        "LUS_GATEWAY_METRICS_PORT": "0",
+        "LUS_GATEWAY_BIOMARKER_ADDRESS": f"127.0.0.1:{tiers.ports['biomarker']}",
+        "LUS_GATEWAY_EXPERT_ADDRESS": f"127.0.0.1:{tiers.ports['grpc']}",
+        "LUS_GATEWAY_TASKS": f'["{TASK}"]',
+        "LUS_GATEWAY_WORKERS": str(workers),
+        "LUS_GATEWAY_OUTBOX_PATH": str(root / "outbox.sqlite"),
+        "LUS_GATEWAY_DESTINATION_PORT": str(orthanc.dicom_port),
+    }
+    gateway = stack.enter_context(server_process("dicom_gateway", gateway_env, GATEWAY_PORTS))
+    return orthanc, gateway
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cines", type=int, default=24)
@@ -124,28 +154,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
         root = Path(folder)
-        artifact, registry = build_tiers(root, args.artifact)
-        serve = ["serve", "--artifact", str(artifact), "--registry", str(registry)]
-        serve += ["--biomarker-port", "0", "--expert-port", "0", "--expert-admin-port", "0"]
-        env = {"LUS_BIOMARKER_STORE_PATH": str(root / "features.sqlite")}
-        tiers = stack.enter_context(server_process("lus_cli", env, LOCAL_STACK_PORTS, args=serve))
-        gateway_port = free_port()
-        orthanc = Orthanc(root / "orthanc", "LUSGW", gateway_port)
-        orthanc.folder.mkdir()
-        orthanc.start()
-        stack.callback(orthanc.stop)
-        gateway_env = {
-            "LUS_GATEWAY_PORT": str(gateway_port),
-            "LUS_GATEWAY_HEALTH_PORT": "0",
-            "LUS_GATEWAY_METRICS_PORT": "0",
-            "LUS_GATEWAY_BIOMARKER_ADDRESS": f"127.0.0.1:{tiers.ports['biomarker']}",
-            "LUS_GATEWAY_EXPERT_ADDRESS": f"127.0.0.1:{tiers.ports['grpc']}",
-            "LUS_GATEWAY_TASKS": f'["{TASK}"]',
-            "LUS_GATEWAY_WORKERS": str(args.workers),
-            "LUS_GATEWAY_OUTBOX_PATH": str(root / "outbox.sqlite"),
-            "LUS_GATEWAY_DESTINATION_PORT": str(orthanc.dicom_port),
-        }
-        gateway = stack.enter_context(server_process("dicom_gateway", gateway_env, GATEWAY_PORTS))
+        orthanc, gateway = start_stack(stack, root, args.artifact, workers=args.workers)
         metrics_port = gateway.ports["metrics"]
 
         files = []

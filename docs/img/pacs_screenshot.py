@@ -32,10 +32,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.gateway_throughput import GATEWAY_PORTS, TASK, build_tiers, push, wait_for
+from benchmarks.gateway_throughput import push, start_stack, wait_for
 from tests.fakes import us_cine_dicom
-from tests.integration.dicom_gateway.orthanc import Orthanc
-from tests.processes import LOCAL_STACK_PORTS, free_port, server_process
+from tests.processes import free_port
 
 
 class DevTools:
@@ -196,27 +195,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
         root = Path(folder)
-        artifact, registry = build_tiers(root, None)
-        serve = ["serve", "--artifact", str(artifact), "--registry", str(registry)]
-        serve += ["--biomarker-port", "0", "--expert-port", "0", "--expert-admin-port", "0"]
-        env = {"LUS_BIOMARKER_STORE_PATH": str(root / "features.sqlite")}
-        tiers = stack.enter_context(server_process("lus_cli", env, LOCAL_STACK_PORTS, args=serve))
-        gateway_port = free_port()
-        orthanc = Orthanc(root / "orthanc", "LUSGW", gateway_port)
-        orthanc.folder.mkdir()
-        orthanc.start()
-        stack.callback(orthanc.stop)
-        gateway_env = {
-            "LUS_GATEWAY_PORT": str(gateway_port),
-            "LUS_GATEWAY_HEALTH_PORT": "0",
-            "LUS_GATEWAY_METRICS_PORT": "0",
-            "LUS_GATEWAY_BIOMARKER_ADDRESS": f"127.0.0.1:{tiers.ports['biomarker']}",
-            "LUS_GATEWAY_EXPERT_ADDRESS": f"127.0.0.1:{tiers.ports['grpc']}",
-            "LUS_GATEWAY_TASKS": f'["{TASK}"]',
-            "LUS_GATEWAY_OUTBOX_PATH": str(root / "outbox.sqlite"),
-            "LUS_GATEWAY_DESTINATION_PORT": str(orthanc.dicom_port),
-        }
-        stack.enter_context(server_process("dicom_gateway", gateway_env, GATEWAY_PORTS))
+        orthanc, _ = start_stack(stack, root, None)
         cine = root / "cine.dcm"
         cine.write_bytes(us_cine_dicom(frames=30, size=128, seed=7))
         push(orthanc, [cine])
