@@ -81,9 +81,9 @@ class BiomarkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Lookup(self, request, context):
-        """The stored answer for content the service has seen, by content_sha256 (the bytes) or
-        pixel hash, never by a UID alone: callers send this first and upload only when found is
-        false.
+        """The stored answer for content this caller has sent before, by content_sha256 (the bytes)
+        or pixel hash, never by a UID alone: callers send this first and upload only when found is
+        false. Another caller's answer reads as absent (no oracle of what was scanned).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
