@@ -29,8 +29,6 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fakes import us_cine_dicom
@@ -42,14 +40,9 @@ TASK = "severity_demo"
 
 
 def build_tiers(root: Path, artifact: Path | None) -> tuple[Path, Path]:
-    from expert_service.card import ExpertDraft, Lineage
-    from expert_service.registry import LocalRegistry
-    from lus.schema import load_schema
     from lus.video import InputSpec
-    from tests.fakes import untrained_artifact
-    from trainer.experts import fit_expert
+    from tests.fakes import register_threshold_expert, untrained_artifact
 
-    schema = load_schema()
     version = "bench-demo-shape"
     if artifact is None:
         spec = InputSpec(frames_per_clip=8, size=80, clips=4)
@@ -60,23 +53,7 @@ def build_tiers(root: Path, artifact: Path | None) -> tuple[Path, Path]:
         from biomarker_service.artifact import read_info
 
         version = read_info(artifact).version
-    rng = np.random.default_rng(1)
-    vectors = rng.random((60, len(schema))).astype(np.float32)
-    labels = np.where(vectors[:, 7] > 0.5, "high", "low").tolist()
-    fitted = fit_expert(vectors, labels, family="logreg", seed=0)
-    LocalRegistry(root / "registry").register(
-        ExpertDraft(
-            TASK,
-            fitted.onnx_bytes,
-            schema_id=schema.schema_id,
-            classes=fitted.classes,
-            n_features=len(schema),
-            model_family=fitted.model_family,
-            notice="benchmark only",
-            lineage=Lineage(biomarker_models=(version,)),
-        ),
-        owner="",
-    )
+    register_threshold_expert(root / "registry", TASK, version, notice="benchmark only")
     return artifact, root / "registry"
 
 

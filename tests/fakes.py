@@ -172,3 +172,30 @@ def us_cine_dicom(frames: int = 20, size: int = 48, seed: int = 0) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def register_threshold_expert(
+    registry: Path, task: str, biomarker_model: str, *, notice: str = "test only"
+) -> None:
+    """Fit a logistic-regression expert on 60 random 38-d vectors ("high" when biomarker 7 is
+    above 0.5, else "low") and register it under ``task`` in the local registry ``registry``,
+    its lineage naming ``biomarker_model``: a real zoo expert for servers and benchmarks."""
+    from expert_service.card import ExpertDraft, Lineage
+    from expert_service.registry import LocalRegistry
+    from trainer.experts import fit_expert
+
+    schema = load_schema()
+    vectors = np.random.default_rng(1).random((60, len(schema))).astype(np.float32)
+    labels = np.where(vectors[:, 7] > 0.5, "high", "low").tolist()
+    fitted = fit_expert(vectors, labels, family="logreg", seed=0)
+    draft = ExpertDraft(
+        task,
+        fitted.onnx_bytes,
+        schema_id=schema.schema_id,
+        classes=fitted.classes,
+        n_features=len(schema),
+        model_family=fitted.model_family,
+        notice=notice,
+        lineage=Lineage(biomarker_models=(biomarker_model,)),
+    )
+    LocalRegistry(registry).register(draft, owner="")

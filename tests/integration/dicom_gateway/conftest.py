@@ -12,7 +12,6 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.integration.dicom_gateway.orthanc import ORTHANC_AE, WAIT_S, Orthanc
@@ -35,32 +34,13 @@ class Tiers:
 def tiers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiers]:
     """``lus serve``: the biomarker tier (untrained TSM, 4 frames x 32 px x 2 clips) and the
     expert tier with one logistic-regression expert, ``toy_task``, fit on random vectors."""
-    from expert_service.card import ExpertDraft, Lineage
-    from expert_service.registry import LocalRegistry
-    from lus.schema import load_schema
     from lus.video import InputSpec
-    from tests.fakes import untrained_artifact
-    from trainer.experts import fit_expert
+    from tests.fakes import register_threshold_expert, untrained_artifact
 
     root = tmp_path_factory.mktemp("tiers")
-    schema = load_schema()
     spec = InputSpec(frames_per_clip=4, size=32, clips=2)
     artifact = untrained_artifact(root / "model.safetensors", spec=spec, version=SERVED, width=4)
-    rng = np.random.default_rng(1)
-    vectors = rng.random((60, len(schema))).astype(np.float32)
-    labels = np.where(vectors[:, 7] > 0.5, "high", "low").tolist()
-    fitted = fit_expert(vectors, labels, family="logreg", seed=0)
-    draft = ExpertDraft(
-        TASK,
-        fitted.onnx_bytes,
-        schema_id=schema.schema_id,
-        classes=fitted.classes,
-        n_features=len(schema),
-        model_family=fitted.model_family,
-        notice="test only",
-        lineage=Lineage(biomarker_models=(SERVED,)),
-    )
-    LocalRegistry(root / "registry").register(draft, owner="")
+    register_threshold_expert(root / "registry", TASK, SERVED)
     args = ["serve", "--artifact", str(artifact), "--registry", str(root / "registry")]
     args += ["--biomarker-port", "0", "--expert-port", "0", "--expert-admin-port", "0"]
     env = {"LUS_BIOMARKER_STORE_PATH": str(root / "features.sqlite")}
