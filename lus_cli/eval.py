@@ -88,6 +88,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--weights", type=Path, help="local torchvision resnet18 weights (ImageNet)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda")
     p.add_argument(
+        "--bf16", action="store_true", help="train under bf16 autocast on CUDA (ignored on CPU)"
+    )
+    p.add_argument(
         "--methods",
         default=",".join(METHODS),
         help=f"comma-separated subset of {', '.join(METHODS)}",
@@ -165,6 +168,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         zoo_seeds=tuple(range(args.zoo_seeds)),
         augment=ClipAugment.none() if args.no_augment else ClipAugment(),
         checkpoint_dir=args.checkpoints,
+        bf16=args.bf16,
     )
 
 

@@ -22,6 +22,10 @@ ROUTE_VARIANTS = {
         "Biomarker model + expert zoo fit per clip on out-of-fold clip vectors; a video's "
         "answer is its clips' probabilities averaged (the paper's protocol)"
     ),
+    "embedding_experts": (
+        "Biomarker model's pooled penultimate embedding (per clip, averaged over clips) + expert "
+        "zoo, fit on fold model k's own embeddings of its fitting rows (in-sample)"
+    ),
 }
 """How the biomarker route's vectors can be presented to the zoo, beside ``biomarker_experts``
 (one averaged out-of-fold vector per video, fit across fold models)."""
@@ -52,6 +56,8 @@ SOURCES = {
     "biomarker_experts_std": "out-of-fold vectors, standardised per fold model",
     "biomarker_experts_own": "fold model's own outputs on its fitting rows (in-sample)",
     "biomarker_experts_per_clip": "out-of-fold clip vectors, pooled across fold models",
+    # Two models' embeddings share no coordinates, so pooling across fold models is meaningless.
+    "embedding_experts": "fold model's own outputs on its fitting rows (in-sample)",
     "transfer_features": "fold model's own outputs on its fitting rows (in-sample)",
     "gt_biomarker_experts": "annotated findings (no model)",
 }

@@ -56,6 +56,17 @@ def standardiser(reference: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     return apply
 
 
+def zscore(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each column on the mean and spread of ``reference`` (a fold's fitting rows: no test row).
+
+    Embedding channels differ in scale by orders of magnitude (ReLU averages), and half the zoo
+    (SVM, k-NN, MLPs) reads raw distances; the 38-d route's probabilities share one scale.
+    """
+    mean, scale = reference.mean(axis=0), np.maximum(reference.std(axis=0), MIN_SCALE)
+    out: np.ndarray = ((x - mean) / scale).astype(np.float32)
+    return out
+
+
 class FoldRunner:
     """Holds the per-fold state of one evaluation."""
 
@@ -71,6 +82,7 @@ class FoldRunner:
         self.external_clips: list[np.ndarray] = []
         self.external_std: list[np.ndarray] = []
         self.own_clips: list[np.ndarray] = []  # per fold: model k's clips of every row it saw
+        self.embeddings: list[np.ndarray] = []  # per fold: model k's pooled embedding of every row
         self.bio_seconds: list[float] = []
         self.features: dict[str, list[np.ndarray]] = {t.name: [] for t in data.tasks}
         self.e2e_seconds: dict[str, list[float]] = {t.name: [] for t in data.tasks}
@@ -121,6 +133,7 @@ class FoldRunner:
             checkpoint=checkpoint,
             progress=cfg.progress,
             desc=f"{name} fold {fold.index + 1}/{len(self.folds)}",
+            bf16=cfg.bf16,
         )
 
     def _record(
@@ -177,6 +190,10 @@ class FoldRunner:
             mine[np.concatenate([fold.test, data.external])] = clips[: n_test + n_ext]
             mine[seen] = clips[n_test + n_ext :]
             self.own_clips.append(mine)
+        if "embedding_experts" in cfg.methods:
+            embedding = video_features(model, videos, self.device)
+            fitting = np.concatenate([fold.train, fold.val])
+            self.embeddings.append(zscore(embedding, embedding[fitting]))
         for task in data.tasks:
             if {"end_to_end", "transfer_features"} & set(cfg.methods):
                 self._end_to_end(task, fold, "end_to_end", self.init_model)
@@ -235,6 +252,8 @@ class FoldRunner:
             inputs["biomarker_experts_own"] = (self.own_clips[k].mean(axis=1, keepdims=True), bio)
         if "biomarker_experts_per_clip" in wanted:
             inputs["biomarker_experts_per_clip"] = (pooled, bio)
+        if "embedding_experts" in wanted:
+            inputs["embedding_experts"] = (self.embeddings[k][:, np.newaxis, :], bio)
         if "gt_biomarker_experts" in wanted:
             # Unknown labels sit halfway: the expert sees "not known", not "absent".
             truth = np.nan_to_num(data.biomarkers, nan=0.5)[:, np.newaxis, :]

@@ -60,6 +60,7 @@ class EvalConfig:
         checkpoint_dir: Per-run checkpoints; a rerun resumes finished and interrupted runs.
         workers: Decoding threads.
         progress: Show progress bars.
+        bf16: Train every TSM model under bf16 autocast on CUDA (``trainer.fit.FitConfig``).
     """
 
     manifest: Path
@@ -93,6 +94,7 @@ class EvalConfig:
     checkpoint_dir: Path | None = None
     workers: int = 2
     progress: bool = True
+    bf16: bool = False
 
 
 @dataclass

@@ -21,6 +21,7 @@ ROUTES = (
     "biomarker_experts_std",
     "biomarker_experts_own",
     "biomarker_experts_per_clip",
+    "embedding_experts",
 )
 """The biomarker-route variants, each compared with every end-to-end baseline."""
 

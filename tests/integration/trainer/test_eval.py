@@ -83,7 +83,9 @@ def test_every_method_on_identical_folds_and_a_table1_report(
                 assert 0 <= ci["low"] <= ci["high"] <= 1 and ci["n"] > 0, (method, metric)
         assert set(intervals["families"]["biomarker_experts_per_clip"]) == set(TINY["zoo_families"])  # type: ignore[arg-type]
         pairs = {(d["route"], d["baseline"]) for d in intervals["differences"]}
-        assert ("biomarker_experts", "end_to_end") in pairs and len(pairs) == 8
+        # Five route variants (the 38-d vectors four ways, and the embedding) x two baselines.
+        assert ("biomarker_experts", "end_to_end") in pairs and len(pairs) == 10
+        assert ("embedding_experts", "end_to_end") in pairs
     assert summary["external"]["biomarkers"][0]["auc"]["n"] > 0
     assert set(summary["external"]["tasks"]["disease"]) == set(METHODS)
     assert "inside the noise" in text or "beyond the noise" in text
