@@ -16,13 +16,19 @@ that path's own; the child reports its peak RSS before and after the decode
 Paths (``PATHS``; add one there and it is measured too; the gRPC ``Extract`` is ``--end-to-end``):
 
 - ``old``: ``decode_video`` -> ``pixel_hash`` of every frame -> ``make_clips`` (the extractor
-  today);
-- ``new``: ``decode_clips(hash_mode="sampled")``;
-- ``new-allhash``: ``decode_clips(hash_mode="all")``, which keeps today's pixel-hash values
-  (every frame converted, and every DICOM frame decoded, for the hash).
+  before the bounded decoder);
+- ``new``: ``decode_clips(hash_mode="sampled")``, what the server runs since issue 12 (the
+  ``"sampled-v1"`` pixel hash; JPEG 2000 frames decoded at a reduced resolution);
+- ``new-fullj2k``: the same with JPEG 2000 decoded at full size
+  (``DecodeLimits(reduce_jpeg2000=False)``; the same as ``new`` for other formats);
+- ``new-allhash``: ``decode_clips(hash_mode="all")``, what the server ran before issue 12's
+  speed work (the every-frame hash: every frame converted, every DICOM frame decoded at full
+  size).
 
 ``equal`` says whether the path's clips equal the ``old`` path's (checked in the child against
-a saved copy of the old clips).
+a saved copy of the old clips); when they do not, ``mean|max diff`` gives the mean and largest
+absolute difference in gray levels (JPEG 2000 decoded reduced: a wavelet low-pass, not the
+resize's filter).
 
 ``--breakdown`` prints, per case, where the served path's time goes instead of the matrix:
 for a video, decoding every frame alone, then with each frame's gray conversion, then with the
@@ -30,14 +36,21 @@ every-frame sha256 (the pixel hash); for DICOM, one frame's decode through pydic
 JPEG 2000 also through Pillow at full, half and quarter resolution (``reduce`` 0, 1, 2: the
 wavelet levels a 224 px model input would not need).
 
+``--threads-check`` prints, per DICOM case, the time to decode its first 8 frames on 1 and on 2
+threads with each of pydicom's plugins for the syntax (whether the codec releases the GIL: only
+then do the decode threads of ``lus.video.dicom_frames`` run frames in parallel).
+
 ``--end-to-end`` adds a row per case, ``server (new path)``: the real biomarker service
 (``python -m biomarker_service``, CPU, no feature store, no audit) runs as a child process with
 an untrained artifact of the benchmark's spec (``--width 16`` by default; ``--width 64`` is the
 full-size model), and each case is sent as one ``Extract`` over gRPC on loopback. The time is the
 client's wall time of the call (upload, decode, sampling, batcher, model); the memory is the
 server's peak RSS (``VmHWM``, reset with ``clear_refs`` before each case) and its growth over
-the server's RSS just before the case. The server has only the new path. One warm-up
-``Extract`` of a small MP4 runs first, so model and codec start-up costs are not in the rows.
+the server's RSS just before the case. One warm-up ``Extract`` of a small MP4 runs first, so
+model and codec start-up costs are not in the rows. ``--server-paths new,old`` runs each case
+against two servers one after the other: ``new`` is the service as it is, ``old`` the same
+service with the pre-issue-12 served path (``PIXEL_HASH_MODE = "all"``, JPEG 2000 at full size;
+started through ``--serve-old``, which patches the module constant and starts the service).
 """
 
 from __future__ import annotations
@@ -85,7 +98,7 @@ from lus.video.region import check_crop_mode
 
 MiB = 1024 * 1024
 REPO = Path(__file__).resolve().parents[1]
-SERVER_LABEL = "server (new path)"
+SERVER_LABEL = "server (new)"
 
 
 # --- ultrasound-like frames -----------------------------------------------------------------
@@ -273,6 +286,12 @@ def new_path(data: bytes, spec: InputSpec) -> np.ndarray:
     return decode_clips(data, spec, hash_mode="sampled").clips
 
 
+def new_fullj2k_path(data: bytes, spec: InputSpec) -> np.ndarray:
+    from lus.video import DecodeLimits, decode_clips
+
+    return decode_clips(data, spec, DecodeLimits(reduce_jpeg2000=False), hash_mode="sampled").clips
+
+
 def new_allhash_path(data: bytes, spec: InputSpec) -> np.ndarray:
     from lus.video import decode_clips
 
@@ -282,6 +301,7 @@ def new_allhash_path(data: bytes, spec: InputSpec) -> np.ndarray:
 PATHS: dict[str, Callable[[bytes, InputSpec], np.ndarray]] = {
     "old": old_path,
     "new": new_path,
+    "new-fullj2k": new_fullj2k_path,
     "new-allhash": new_allhash_path,
 }
 
@@ -338,11 +358,16 @@ def child(path_name: str, file: Path, spec: InputSpec, reference: Path | None, r
         times.append(time.perf_counter() - started)
     peak = peak_rss_kb()
     equal: bool | None = None
+    diff: tuple[float, int] | None = None
     if clips is not None and reference is not None and not error:
         if path_name == "old":
             np.save(reference, clips)
         elif reference.exists():
-            equal = bool(np.array_equal(np.load(reference), clips))
+            old = np.load(reference)
+            equal = bool(np.array_equal(old, clips))
+            if not equal and old.shape == clips.shape:
+                gap = np.abs(old.astype(np.int16) - clips.astype(np.int16))
+                diff = (float(gap.mean()), int(gap.max()))
     print(
         json.dumps(
             {
@@ -351,6 +376,7 @@ def child(path_name: str, file: Path, spec: InputSpec, reference: Path | None, r
                 "rss_before_mb": before / 1024,
                 "rss_peak_mb": peak / 1024,
                 "equal": equal,
+                "diff": diff,
                 "error": error,
             }
         )
@@ -386,7 +412,15 @@ def run_child(
 class EndToEnd:
     """The biomarker service as a child process, and one ``Extract`` per case against it."""
 
-    def __init__(self, spec: InputSpec, width: int, folder: Path, stack: contextlib.ExitStack):
+    def __init__(
+        self,
+        spec: InputSpec,
+        width: int,
+        folder: Path,
+        stack: contextlib.ExitStack,
+        *,
+        served: str = "new",
+    ):
         if str(REPO) not in sys.path:  # tests.fakes / tests.processes: the repository's helpers
             sys.path.insert(0, str(REPO))
         from lus.clients.biomarker import BiomarkerClient
@@ -406,7 +440,12 @@ class EndToEnd:
                 p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
             ),
         }
-        self.server = stack.enter_context(server_process("biomarker_service", env, BIOMARKER_PORT))
+        module, args = "biomarker_service", tuple[str, ...]()
+        if served == "old":  # this script, patching the served path, then the service
+            module, args = "benchmarks.decode_throughput", ("--serve-old",)
+            env["LUS_BIOMARKER_DECODE_JPEG2000_REDUCED"] = "false"
+        self.served = served
+        self.server = stack.enter_context(server_process(module, env, BIOMARKER_PORT, args=args))
         self.pid = self.server.proc.pid
         port = self.server.ports["grpc"]
         self.client = stack.enter_context(
@@ -509,6 +548,40 @@ def breakdown(file: Path, repeat: int) -> None:
             print(f"  {file.name}: one frame, Pillow reduce={reduce}{'':<11}{seconds:>8.3f} s")
 
 
+def threads_check(file: Path, repeat: int) -> None:
+    """Print 8 frames' decode time on 1 and 2 threads per plugin (``--threads-check``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pydicom.encaps import encapsulate, generate_fragmented_frames
+    from pydicom.pixels.decoders.base import get_decoder
+    from pydicom.pixels.utils import as_pixel_options
+
+    ds = pydicom.dcmread(file)
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_compressed:
+        return
+    count = int(ds.get("NumberOfFrames") or 1)
+    frames = generate_fragmented_frames(ds.PixelData, number_of_frames=count)
+    codestreams = [encapsulate([b"".join(next(frames))]) for _ in range(min(8, count))]
+    options = as_pixel_options(ds, number_of_frames=1)
+    options.pop("extended_offsets", None)
+    decoder = get_decoder(syntax)
+    for plugin in decoder.available_plugins:
+
+        def one(data: bytes, plugin: str = plugin) -> object:
+            return decoder.as_array(data, decoding_plugin=plugin, as_rgb=False, **options)  # type: ignore[arg-type]
+
+        one(codestreams[0])
+        seconds = {}
+        for threads in (1, 2):
+            with ThreadPoolExecutor(threads) as pool:
+                seconds[threads] = _best_of(repeat, lambda p=pool: list(p.map(one, codestreams)))  # type: ignore[misc]
+        print(
+            f"  {file.name}: {plugin:<10} {len(codestreams)} frames: 1 thread {seconds[1]:.2f} s,"
+            f" 2 threads {seconds[2]:.2f} s ({seconds[1] / seconds[2]:.2f}x)"
+        )
+
+
 def bool_or_none(value: object) -> bool | None:
     return None if value is None else bool(value)
 
@@ -543,9 +616,21 @@ def main() -> None:
     parser.add_argument(
         "--breakdown", action="store_true", help="where the decode time goes, per case"
     )
+    parser.add_argument(
+        "--threads-check", action="store_true", help="DICOM codecs: 1 vs 2 threads (the GIL)"
+    )
+    parser.add_argument(
+        "--server-paths",
+        default="new",
+        help="--end-to-end servers: new (as served), old (every-frame hash, full-size JPEG 2000)",
+    )
+    parser.add_argument("--serve-old", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=2, metavar=("PATH", "FILE"), help=argparse.SUPPRESS)
     parser.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_old:
+        serve_old()
+        return
     if args.child:
         _warm_imports()
         spec = parse_spec(args.spec)
@@ -561,25 +646,45 @@ def main() -> None:
         paths = ["old", *[p for p in paths if p != "old"]]
     folder = args.folder or Path(tempfile.mkdtemp(prefix="lus-decode-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
-    if args.breakdown:
+    if args.breakdown or args.threads_check:
+        print(f"load average {' '.join(f'{n:.2f}' for n in os.getloadavg())}")
+        check = threads_check if args.threads_check else breakdown
         for kind in kinds:
             for width, height in sizes:
                 for count in counts:
-                    breakdown(Case(kind, kind, count, height, width).make(folder), args.repeat)
+                    check(Case(kind, kind, count, height, width).make(folder), args.repeat)
         return
     print(f"cases in {folder}; spec {args.spec}; one fresh process per measurement")
+    print(f"load average {' '.join(f'{n:.2f}' for n in os.getloadavg())} on {os.cpu_count()} CPUs")
     with contextlib.ExitStack() as stack:
-        server = None
+        servers = []
         if args.end_to_end:
-            server = EndToEnd(parse_spec(args.spec), args.width, folder, stack)
-            warm = server.warm_up(Case("mp4", "mp4", 30, 120, 160).make(folder))
-            print(
-                f"server pid {server.pid}, model width {args.width}; idle RSS"
-                f" {server.idle_rss_kb / 1024:.0f} MB; warm-up Extract {warm['status']},"
-                f" {float(str(warm['seconds'])):.2f} s; peak reset per case:"
-                f" {'yes' if server.resettable else 'NO (peak is since start)'}"
-            )
-        run_cases(args, folder, sizes=sizes, counts=counts, kinds=kinds, paths=paths, server=server)
+            for served in [s for s in args.server_paths.split(",") if s]:
+                server = EndToEnd(parse_spec(args.spec), args.width, folder, stack, served=served)
+                warm = server.warm_up(Case("mp4", "mp4", 30, 120, 160).make(folder))
+                print(
+                    f"server ({served} path) pid {server.pid}, model width {args.width}; idle RSS"
+                    f" {server.idle_rss_kb / 1024:.0f} MB; warm-up Extract {warm['status']},"
+                    f" {float(str(warm['seconds'])):.2f} s; peak reset per case:"
+                    f" {'yes' if server.resettable else 'NO (peak is since start)'}"
+                )
+                servers.append(server)
+        run_cases(
+            args, folder, sizes=sizes, counts=counts, kinds=kinds, paths=paths, servers=servers
+        )
+    print(f"load average {' '.join(f'{n:.2f}' for n in os.getloadavg())} at the end")
+
+
+def serve_old() -> None:
+    """The biomarker service with the served path of before issue 12's speed work."""
+    from biomarker_service import extractor
+    from biomarker_service.server import main as serve
+    from lus.feature_store import PIXEL_HASH_ALL_FRAMES
+
+    extractor.PIXEL_HASH_MODE = "all"
+    extractor.PIXEL_HASH_SCHEME = PIXEL_HASH_ALL_FRAMES
+    sys.argv = sys.argv[:1]
+    serve()
 
 
 def run_cases(
@@ -590,11 +695,11 @@ def run_cases(
     counts: list[int],
     kinds: list[str],
     paths: list[str],
-    server: EndToEnd | None,
+    servers: list[EndToEnd],
 ) -> None:
     header = f"{'case':<34}{'MB':>8}  {'path':<18}{'seconds':>9}{'first s':>9}"
     header += f"{'peak RSS MB':>13}{'+decode MB':>12}  equal"
-    if server is not None:
+    if servers:
         header += "  (server rows: status; +MB over the server's RSS before the case)"
     print(header)
     for kind in kinds:
@@ -625,19 +730,23 @@ def run_cases(
                     peak = float(str(result["rss_peak_mb"]))
                     grown = peak - float(str(result["rss_before_mb"]))
                     equal = {None: "-", True: "yes", False: "NO"}[bool_or_none(result["equal"])]
+                    if result.get("diff"):
+                        mean, most = (float(n) for n in result["diff"])  # type: ignore[attr-defined]
+                        equal += f" (mean|max diff {mean:.2f}|{most:.0f})"
                     print(
                         f"{label:<34}{size_mb:>8.1f}  {path_name:<18}{seconds:>9.2f}{first:>9.2f}"
                         f"{peak:>13.0f}{grown:>12.0f}  {equal}"
                     )
-                if server is not None:
+                for server in servers:
                     label = case.filename.rsplit(".", 1)[0]
                     result = server.extract(file, repeat=args.repeat)
                     seconds = float(str(result["seconds"]))
                     first = float(str(result["first_seconds"]))
                     peak = float(str(result["rss_peak_mb"]))
                     grown = peak - float(str(result["rss_before_mb"]))
+                    served = f"server ({server.served})"
                     print(
-                        f"{label:<34}{size_mb:>8.1f}  {SERVER_LABEL:<18}{seconds:>9.2f}"
+                        f"{label:<34}{size_mb:>8.1f}  {served:<18}{seconds:>9.2f}"
                         f"{first:>9.2f}{peak:>13.0f}{grown:>12.0f}  -  {result['status']}"
                     )
                 sys.stdout.flush()

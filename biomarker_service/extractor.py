@@ -1,11 +1,12 @@
 """Transport-free core of the GPU tier: video in, biomarker vector (multi-clip average) out.
 
-content sha256 -> stored? -> decode (worker pool) -> input check -> pixel hash -> stored?
--> clips -> batcher -> model -> store.
+content sha256 -> stored? -> decode the sampled frames (worker pool) -> input check -> pixel
+hash -> stored? -> clips -> batcher -> model -> store.
 
 A stored answer is returned only for the same content: first by the sha256 of the uploaded
 bytes (a file seen before is answered without decoding), then by the hash of the decoded pixels
-(a re-export with other headers). Never by a DICOM UID, which modalities and anonymisers reuse.
+the model's clips come from (a re-export with other headers; ``PIXEL_HASH_MODE``). Never by a
+DICOM UID, which modalities and anonymisers reuse.
 And only to a caller that owns it (had it computed, ``lus.feature_store`` owners): another
 caller's stored vector is computed afresh, so neither the answer, its ``cached`` flag nor its
 speed tells a caller whether someone else sent the video.
@@ -45,17 +46,25 @@ from lus.video import (
 )
 from lus.video.adequacy import REVISION as INPUT_CHECK_REVISION
 from lus.video.adequacy import check_adequate
+from lus.video.sampled import HASH_SCHEMES
 
 logger = logging.getLogger(__name__)
 
 UNKNOWN_MODEL = ModelLineage("")
 
-PIXEL_HASH_MODE: HashMode = "all"
-"""The pixel hash covers every decoded frame, as before the bounded decoder: it identifies the
-video whatever model looks at it, so a video hash means the same to every served model and to
-the expert tier. It is computed in a stream (every frame converted to gray and hashed, none
-kept), so memory stays bounded; "sampled" would skip that work (faster on long clips) but
-would tie the hash to one model's input spec."""
+PIXEL_HASH_MODE: HashMode = "sampled"
+"""The pixel hash covers the frames the model's clips are sampled from (scheme ``"sampled-v1"``,
+``lus.video.sampled_pixel_hash``): the decoder then needs no other frame, so a DICOM file's
+other frames are never decompressed and a video's never converted (issue 12). Identity of the
+upload itself is its sha256 (``content_sha256``), looked up before any decoding. The hash
+depends on the model's input spec (frames per clip, clips, crop), so models served with other
+specs give other hashes for the same video, and on the decode settings (JPEG 2000 frames are
+hashed as decoded, reduced or not). Until issue 12 it was every frame's (``"all-frames"``,
+``lus.feature_store.pixel_hash``); vectors stored under those keys stay valid under them
+(docs/operations.md, "Pixel hashes")."""
+
+PIXEL_HASH_SCHEME = HASH_SCHEMES[PIXEL_HASH_MODE]
+"""Recorded with each stored vector (``StoredVector.pixel_hash_scheme``)."""
 
 Source = bytes | RawUpload | DecodedVideo
 """A file's bytes, raw frames as uploaded, or frames decoded already (trainer, tests)."""
@@ -143,7 +152,7 @@ class BiomarkerExtractor:
         self.decode_budget = decode_budget
         self.model = served_lineage(info.version, runner.backend, artifact_sha256)
         """What this extractor's vectors are stored under and labelled with."""
-        self.decoder = decoder_id()
+        self.decoder = served_decoder_id(self.decode_limits)
         self.min_frames = info.spec.frames_per_clip
         """A shorter clip would repeat frames within a clip, which no training clip did."""
 
@@ -209,6 +218,7 @@ class BiomarkerExtractor:
             artifact_sha256=self.model.artifact_sha256,
             precision=self.model.precision,
             input_check=INPUT_CHECK_REVISION,
+            pixel_hash_scheme=PIXEL_HASH_SCHEME,
         )
         try:
             self.store.put(item)
@@ -314,7 +324,7 @@ class BiomarkerExtractor:
 
         Bytes go through the bounded decoder (frames chosen from the header, each kept frame
         reduced to gray at once, the request's decoded bytes reserved in ``budget``); frames
-        already in memory are only sampled. The pixel hash covers every frame (see
+        already in memory are only sampled. The pixel hash covers the sampled frames (see
         ``PIXEL_HASH_MODE``).
         """
         try:
@@ -471,6 +481,15 @@ class BiomarkerExtractor:
             model=self.model,
             content_sha256=content_sha256,
         )
+
+
+def served_decoder_id(limits: DecodeLimits) -> str:
+    """The decoder id content entries are stored under: ``decoder_id()``, and another one when
+    JPEG 2000 frames are decoded at full size (the same bytes then give other pixels)."""
+    base = decoder_id()
+    if limits.reduce_jpeg2000:
+        return base
+    return hashlib.sha256(f"{base} jpeg2000 full size".encode()).hexdigest()[:16]
 
 
 def _now() -> str:

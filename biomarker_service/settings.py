@@ -110,6 +110,11 @@ class BiomarkerSettings(ServingSettings):
     decode_threads: int = Field(default=4, ge=1)
     """Frames of one DICOM file decoded in parallel, and FFmpeg's threads for a video. Default 4."""
 
+    decode_jpeg2000_reduced: bool = True
+    """Decode JPEG 2000 DICOM frames at the smallest wavelet resolution that still holds the
+    model's input size (about 12x faster a 1080x1080 frame); false decodes them at full size.
+    Either way the answer's pixel hash covers the frames as decoded. Default true."""
+
     decode_budget_bytes: int = Field(default=4096 * MiB, ge=1)
     """Decoded bytes all concurrent requests of this process may hold together; a request that
     does not fit now gets RESOURCE_EXHAUSTED (retry), one larger than the whole budget
@@ -256,6 +261,7 @@ class BiomarkerSettings(ServingSettings):
             max_video_pixels=self.decode_max_video_pixels,
             max_request_bytes=self.decode_max_request_bytes,
             threads=self.decode_threads,
+            reduce_jpeg2000=self.decode_jpeg2000_reduced,
         )
 
     @property

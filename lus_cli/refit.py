@@ -143,7 +143,7 @@ def _refit(args: argparse.Namespace, registry: ExpertRegistry) -> int:
     from lus.errors import FailedPrecondition, LusError
     from lus.rpc.client import client_tls
     from trainer.refit import RefitRefused, example_refs, refit_task
-    from trainer.refit_sources import BiomarkerVectorSource, VideoIndex
+    from trainer.refit_sources import BiomarkerVectorSource, VideoIndex, served_specs
 
     progress = not args.no_progress
     tls = client_tls(args.ca_file, args.cert_file, args.key_file, args.server_name)
@@ -161,7 +161,8 @@ def _refit(args: argparse.Namespace, registry: ExpertRegistry) -> int:
         videos = None
         if args.videos is not None:
             refs = example_refs(registry.training_set(args.task))
-            videos = VideoIndex.from_manifest(args.videos, refs, progress=progress)
+            specs = served_specs(client)  # the pixel hashes of its answers depend on them
+            videos = VideoIndex.from_manifest(args.videos, refs, progress=progress, specs=specs)
             if videos.absent:
                 print(f"note: {len(videos.absent)} files of {args.videos} do not exist")
         source = BiomarkerVectorSource(client, videos)

@@ -13,6 +13,10 @@ here), by the sha256 of the ``video`` value as written (what ``lus train expert`
 vectors CSV's ``video`` column, which ``lus extract`` copies from the same manifest), and by
 pixel hash (an optional ``pixel_hash`` column, else decoded here, only for examples known by
 pixel hash alone, as TrainExpert keeps them, and only until all of those are found).
+
+A decoded file gets every pixel hash the tier has answered with: the ``"sampled-v1"`` hash
+under the input spec of each model the tier serves (``served_specs``), and the ``"all-frames"``
+hash of every frame that training sets made before issue 12 hold.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 from tqdm import tqdm
@@ -32,6 +36,9 @@ from expert_service.training_set import file_name_sha256
 from lus.biomarker.v1 import biomarker_service_pb2 as pb
 from lus.errors import InvalidInput
 from trainer.refit import ExampleRef, SourcedVector, VectorUnavailable
+
+if TYPE_CHECKING:
+    from lus.video import InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +64,42 @@ def _file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _local_pixel_hash(path: Path) -> str:
-    from lus.clients.biomarker import local_pixel_hash  # decoders only when needed
+PixelHasher = Callable[[Path], str | Sequence[str]]
+"""A file's pixel hash(es); raises ``InvalidInput`` (or ``OSError``) for a file it cannot read."""
 
-    return local_pixel_hash(path.read_bytes())
+
+class ServingTier(Protocol):
+    """What ``served_specs`` needs of ``lus.clients.biomarker.BiomarkerClient``."""
+
+    def model_info(self, model_version: str = "") -> pb.ModelInfo: ...
+
+
+def served_specs(tier: ServingTier) -> tuple[InputSpec, ...]:
+    """The distinct input specs of every model version ``tier`` serves, the current one first:
+    the specs the pixel hashes of its answers were made with."""
+    from lus.clients.biomarker import spec_from_proto
+
+    current = tier.model_info()
+    specs = [spec_from_proto(current.input)]
+    for version in current.served_versions:
+        if version != current.model.model_version:
+            specs.append(spec_from_proto(tier.model_info(version).input))
+    return tuple(dict.fromkeys(specs))
+
+
+def file_pixel_hasher(specs: Sequence[InputSpec] = ()) -> PixelHasher:
+    """Every pixel hash a file may be known by: ``"sampled-v1"`` under each of ``specs`` (none:
+    the default ``InputSpec()``), and the every-frame ``"all-frames"`` hash of older answers."""
+
+    def hashes(path: Path) -> tuple[str, ...]:
+        from lus.clients.biomarker import every_frame_pixel_hash, local_pixel_hash
+        from lus.video import InputSpec
+
+        data = path.read_bytes()
+        sampled = [local_pixel_hash(data, spec) for spec in (specs or (InputSpec(),))]
+        return (*sampled, every_frame_pixel_hash(data))
+
+    return hashes
 
 
 @dataclass
@@ -87,10 +126,14 @@ class VideoIndex:
         wanted: Sequence[ExampleRef] = (),
         *,
         progress: bool = True,
-        pixel_hasher: Callable[[Path], str] = _local_pixel_hash,
+        specs: Sequence[InputSpec] = (),
+        pixel_hasher: PixelHasher | None = None,
     ) -> VideoIndex:
         """Hash every file of ``manifest``; decode files to pixel hashes only while examples
         of ``wanted`` known by pixel hash alone are still unmatched.
+
+        ``specs``: the input specs of the tier's models (``served_specs``), for the
+        ``"sampled-v1"`` hashes; ``pixel_hasher`` replaces the decoding (tests).
 
         Raises:
             InvalidInput: No ``video`` column.
@@ -120,14 +163,15 @@ class VideoIndex:
             if pixel:
                 index.by_pixel.setdefault(pixel.lower(), path)
             files.append(path)
-        index._decode_for(wanted, files, pixel_hasher, progress)
+        hasher = pixel_hasher or file_pixel_hasher(specs)
+        index._decode_for(wanted, files, hasher, progress)
         return index
 
     def _decode_for(
         self,
         wanted: Sequence[ExampleRef],
         files: list[Path],
-        pixel_hasher: Callable[[Path], str],
+        hasher: PixelHasher,
         progress: bool,
     ) -> None:
         pending = {ref.pixel_hash for ref in wanted if ref.pixel_hash and self.find(ref) is None}
@@ -138,12 +182,13 @@ class VideoIndex:
         bar = tqdm(candidates, desc="pixel hashes", unit="file", disable=not progress)
         for path in bar:
             try:
-                digest = pixel_hasher(path)
+                found = hasher(path)
             except (InvalidInput, OSError, ImportError) as err:
                 logger.info("cannot decode %s here (%s); it matches no pixel hash", path, err)
                 continue
-            self.by_pixel.setdefault(digest, path)
-            pending.discard(digest)
+            for digest in (found,) if isinstance(found, str) else found:
+                self.by_pixel.setdefault(digest, path)
+                pending.discard(digest)
             if not pending:
                 break
         bar.close()

@@ -36,7 +36,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
@@ -49,6 +49,9 @@ from lus.feature_store.base import content_sha256
 from lus.rpc.client import ClientTls, balanced_channel_options, open_channel
 from lus.rpc.server import MiB
 from lus.rpc.tracing import span
+
+if TYPE_CHECKING:
+    from lus.video import InputSpec
 
 logger = logging.getLogger(__name__)
 SERVICE = "lus.biomarker.v1.BiomarkerService"
@@ -93,12 +96,49 @@ def sop_instance_uid(source: Path | bytes) -> str:
     return str(getattr(dataset, "SOPInstanceUID", "") or "")
 
 
-def local_pixel_hash(data: bytes) -> str:
-    """The pixel hash the server will compute, by decoding here with the same code."""
-    from lus.feature_store import pixel_hash
-    from lus.video import decode_video
+def local_pixel_hash(data: bytes, spec: InputSpec) -> str:
+    """The pixel hash the service computes for ``data`` (scheme ``"sampled-v1"``), by decoding
+    here with the same code and the served model's input ``spec`` (``spec_from_proto`` of
+    ``GetModelInfo``). Only the sampled frames are decoded, in bounded memory.
 
-    return pixel_hash(decode_video(data).frames)
+    It matches a service with the default decode settings; one that decodes JPEG 2000 at full
+    size (``LUS_BIOMARKER_DECODE_JPEG2000_REDUCED=false``) hashes those files otherwise, and a
+    lookup by this hash then misses (the upload answers).
+
+    Raises:
+        InvalidInput: the file cannot be decoded here.
+    """
+    from lus.video import decode_clips
+
+    return decode_clips(data, spec, hash_mode="sampled").pixel_hash
+
+
+def every_frame_pixel_hash(data: bytes) -> str:
+    """The pixel hash the service computed before issue 12 (scheme ``"all-frames"``,
+    ``lus.feature_store.pixel_hash`` of every decoded frame), in bounded memory: what training
+    sets and stored vectors made before then are keyed by.
+
+    Raises:
+        InvalidInput: the file cannot be decoded here.
+    """
+    from lus.video import InputSpec, decode_clips
+
+    return decode_clips(data, InputSpec(), hash_mode="all").pixel_hash
+
+
+def spec_from_proto(spec: pb.InputSpec) -> InputSpec:
+    """The served model's input spec as ``lus.video`` takes it (what the pixel hash needs)."""
+    from lus.video import InputSpec
+    from lus.video.region import check_crop_mode
+
+    return InputSpec(
+        frames_per_clip=spec.frames_per_clip,
+        size=spec.height,
+        clips=spec.clips,
+        mean=tuple(spec.mean),  # type: ignore[arg-type]  # three values, as served
+        std=tuple(spec.std),  # type: ignore[arg-type]
+        crop=check_crop_mode(spec.crop or "none"),
+    )
 
 
 class BiomarkerClient:
@@ -128,7 +168,9 @@ class BiomarkerClient:
             max_attempts: attempts per call for UNAVAILABLE / RESOURCE_EXHAUSTED (2..5).
             hash_first: ask ``Lookup`` by the sha256 of the bytes before uploading them.
             hash_pixels: also decode locally to ask by pixel hash, so that a re-export of a
-                video the service has seen (other bytes, same pixels) needs no upload.
+                video the service has seen (other bytes, same pixels) needs no upload. The
+                hash needs the served model's input spec: asked once per model version
+                (``GetModelInfo``), then kept. The content-sha256 lookup alone needs neither.
             tls: CA (and client certificate) of a TLS port; None for plaintext.
         """
         self.timeout_s = timeout_s
@@ -137,6 +179,8 @@ class BiomarkerClient:
         self.max_attempts = max_attempts
         self.hash_first = hash_first
         self.hash_pixels = hash_pixels
+        self._specs: dict[str, InputSpec] = {}
+        """Input spec of each served model version asked for ("" = the current one)."""
         self._channel = open_channel(
             target,
             tls=tls,
@@ -177,7 +221,9 @@ class BiomarkerClient:
         """The stored answer for a video, or None when the service has not seen it.
 
         Args:
-            pixel_hash: hash of the decoded frames (``lus.feature_store.pixel_hash``).
+            pixel_hash: hash of the decoded frames: ``local_pixel_hash`` with the served spec,
+                or a hash an answer carried (vectors stored before issue 12 are keyed by
+                ``every_frame_pixel_hash``, and still found by it).
             sop_instance_uid: echoed in the answer; never a key (a UID alone is refused with
                 INVALID_ARGUMENT).
             content_sha256: sha256 of the file's bytes (``lus.feature_store.content_sha256``).
@@ -261,7 +307,7 @@ class BiomarkerClient:
         try:
             return self.lookup(
                 content_sha256=content_sha256(data),
-                pixel_hash=self._local_pixel_hash(data),
+                pixel_hash=self._local_pixel_hash(data, model_version),
                 sop_instance_uid=self._echoed_uid(data, sop_instance_uid),
                 model_version=model_version,
             )
@@ -272,11 +318,20 @@ class BiomarkerClient:
             logger.info("Lookup got %s; uploading instead", code)
             return None
 
-    def _local_pixel_hash(self, data: bytes) -> str:
+    def served_spec(self, model_version: str = "") -> InputSpec:
+        """The input spec of ``model_version`` ("" = the current one), asked once and kept."""
+        spec = self._specs.get(model_version)
+        if spec is None:
+            spec = spec_from_proto(self.model_info(model_version).input)
+            self._specs[model_version] = spec
+        return spec
+
+    def _local_pixel_hash(self, data: bytes, model_version: str) -> str:
         if not self.hash_pixels:
             return ""
+        spec = self.served_spec(model_version)
         try:
-            return local_pixel_hash(data)
+            return local_pixel_hash(data, spec)
         except InvalidInput:  # undecodable here: the upload gets the service's own refusal
             return ""
 

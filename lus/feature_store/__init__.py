@@ -3,6 +3,8 @@ each uploaded file decoded to (by the sha256 of its bytes); shared by both tiers
 
 from lus.feature_store.base import (
     ANONYMOUS,
+    PIXEL_HASH_ALL_FRAMES,
+    PIXEL_HASH_SAMPLED,
     FeatureStore,
     OwnerRecords,
     StoredContent,
@@ -18,6 +20,8 @@ from lus.feature_store.sqlite import SqliteFeatureStore
 
 __all__ = [
     "ANONYMOUS",
+    "PIXEL_HASH_ALL_FRAMES",
+    "PIXEL_HASH_SAMPLED",
     "FeatureStore",
     "OwnerRecords",
     "SqliteFeatureStore",

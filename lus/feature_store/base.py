@@ -27,9 +27,21 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+PIXEL_HASH_ALL_FRAMES = "all-frames"
+"""The scheme of :func:`pixel_hash` (every decoded frame): served until issue 12."""
+
+PIXEL_HASH_SAMPLED = "sampled-v1"
+"""The scheme of ``lus.video.sampled_pixel_hash`` (the frames the model's clips come from, the
+spec's crop): what the biomarker tier serves now."""
+
 
 def pixel_hash(frames: np.ndarray) -> str:
-    """sha256 of decoded 8-bit grayscale frames ``(T, H, W)``, shape included."""
+    """sha256 of decoded 8-bit grayscale frames ``(T, H, W)``, shape included.
+
+    The ``"all-frames"`` scheme, which the biomarker tier served before issue 12; its answers
+    now carry the ``"sampled-v1"`` hash (``lus.video.sampled_pixel_hash``). Entries stored under
+    this scheme stay valid under their keys.
+    """
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
     digest = hashlib.sha256("x".join(map(str, frames.shape)).encode())
     digest.update(frames.tobytes())
@@ -81,6 +93,11 @@ class StoredVector:
     input_check: int = 0
     """Revision of the input check (``lus.video.adequacy.REVISION``) the decoded video passed;
     0 = not recorded (written before the check existed)."""
+    pixel_hash_scheme: str = ""
+    """How ``pixel_hash`` was computed: ``"sampled-v1"`` (``lus.video.sampled_pixel_hash``: the
+    frames the model's clips were sampled from, what the biomarker tier serves since issue 12)
+    or ``"all-frames"`` (:func:`pixel_hash` of every decoded frame); "" = not recorded, which
+    is ``"all-frames"`` (entries written before the field existed)."""
 
 
 @dataclass(frozen=True)

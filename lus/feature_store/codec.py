@@ -8,7 +8,9 @@ Vector documents have had two layouts:
 
 * format 1 (before issue 10): the vector fields plus ``sop_instance_uid``. Still read, the UID
   ignored; such entries carry no lineage (``artifact_sha256 == ""``, ``input_check == 0``).
-* format 2: no UID; the lineage of the model and the revision of the input check.
+* format 2: no UID; the lineage of the model and the revision of the input check. Since issue
+  12 also ``pixel_hash_scheme`` (how the key was computed); a document without it was written
+  under the every-frame scheme, and readers of format 2 that predate it ignore it.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def encode(item: StoredVector) -> str:
             "artifact_sha256": item.artifact_sha256,
             "precision": item.precision,
             "input_check": item.input_check,
+            "pixel_hash_scheme": item.pixel_hash_scheme,
         },
         separators=(",", ":"),
     )
@@ -88,6 +91,7 @@ def decode(text: str | bytes) -> StoredVector:
         artifact_sha256=str(data.get("artifact_sha256") or ""),
         precision=str(data.get("precision") or ""),
         input_check=int(data.get("input_check") or 0),
+        pixel_hash_scheme=str(data.get("pixel_hash_scheme") or ""),
     )
 
 

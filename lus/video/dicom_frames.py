@@ -6,13 +6,16 @@ Number of Frames is wrong, as :func:`~lus.video.dicom.decode_dicom` does). Uncom
 are sliced from the pixel data without converting the others. Each decoded frame is reduced at
 once to 8-bit gray, then cropped and resized by a :class:`~lus.video.sampled.ClipBuilder`; the
 gray conversion, windowing and inversion are those of ``decode_dicom``, frame by frame, so the
-clips equal ``make_clips(decode_dicom(...))`` exactly.
+clips equal ``make_clips(decode_dicom(...))`` exactly, except for JPEG 2000: its frames are
+decoded at the smallest wavelet resolution that still gives the model its input size
+(:mod:`lus.video.jpeg2000`), and those reduced frames are the video the clips are made from.
 """
 
 from __future__ import annotations
 
 import contextvars
 import io
+import logging
 import math
 import struct
 from collections import deque
@@ -48,9 +51,14 @@ from lus.video.dicom import (
     voi_window,
 )
 from lus.video.dicom_meta import frames_per_second, ultrasound_regions
+from lus.video.jpeg2000 import JPEG2000_SYNTAXES, NotReducible, Reduction, plan_reduction
 from lus.video.limits import DecodeBudget, DecodeLimits, MemoryEstimate, reserve
 from lus.video.preprocess import InputSpec
-from lus.video.sampled import ClipBuilder, FramePlan, HashMode, SampledVideo
+from lus.video.region import box_from_regions
+from lus.video.sampled import Built, ClipBuilder, FramePlan, HashMode, SampledVideo
+from lus.video.types import CropBox, Region
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -58,12 +66,16 @@ R = TypeVar("R")
 PREFERRED_PLUGINS = {
     "1.2.840.10008.1.2.4.80": "pyjpegls",  # JPEG-LS Lossless
     "1.2.840.10008.1.2.4.81": "pyjpegls",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.5": "pylibjpeg",  # RLE Lossless: pylibjpeg-rle
 }
 """Decoding plugins to try first. pydicom's default for JPEG-LS is pylibjpeg-libjpeg, about 6x
-slower than CharLS (pyjpegls) on a 1080x1080 RGB frame and holding the GIL, so threads do not
-help. JPEG-LS reconstruction is fully specified (lossless, and near-lossless within the stated
-error), so conforming decoders give the same pixels; the tests check both plugins agree. Lossy
-JPEG is not listed: libjpeg and libjpeg-turbo (Pillow) differ in their IDCT and upsampling."""
+slower than CharLS (pyjpegls) on a 1080x1080 RGB frame; for RLE its own numpy decoder, about 14x
+slower than pylibjpeg-rle (8 frames of 1080x1080 RGB: 0.43 s against 0.03 s,
+``benchmarks/decode_throughput.py --threads-check``). All of them hold the GIL, so threads do
+not make up for it. JPEG-LS reconstruction is fully specified (lossless, and near-lossless
+within the stated error) and RLE is lossless, so conforming decoders give the same pixels; the
+tests check the plugins agree. Lossy JPEG is not listed: libjpeg and libjpeg-turbo (Pillow)
+differ in their IDCT and upsampling."""
 
 CONVERSION_BYTES_PER_PIXEL = 24
 """Temporaries of one frame's gray conversion, per pixel: float32 RGB (12) and its luma (4), or
@@ -101,13 +113,22 @@ class _PixelSource:
     """One frame at a time from the pixel data, with ``decode_dicom``'s per-frame results."""
 
     def __init__(
-        self, ds: Dataset, pixels: PixelData, syntax: UID, decoder: Decoder, count: int
+        self,
+        ds: Dataset,
+        pixels: PixelData,
+        syntax: UID,
+        decoder: Decoder,
+        count: int,
+        *,
+        reduction: Reduction | None = None,
     ) -> None:
         self.ds = ds
         self.pixels = pixels
         self.syntax = syntax
         self.decoder = decoder
         self.count = count
+        self.reduction = reduction
+        """JPEG 2000 frames are decoded at this reduced resolution (None: full size)."""
         # The options pydicom reads from the dataset, for one frame given on its own.
         self._frame_options = as_pixel_options(ds, number_of_frames=1)
         self._frame_options.pop("extended_offsets", None)
@@ -156,8 +177,18 @@ class _PixelSource:
             if wanted(index):
                 yield index, b"".join(fragments)
 
+    def first_codestream(self) -> bytes | None:
+        """The first frame's codestream (compressed data), or None when it cannot be read."""
+        try:
+            return next(self.encoded_frames(lambda index: index == 0), (0, b""))[1] or None
+        except PARSE_ERRORS:  # the full decode will say what is wrong with the file
+            return None
+
     def decode_encoded(self, encoded: bytes) -> Frame:
-        """One codestream decoded exactly as pydicom's ``iter_array`` decodes it in place."""
+        """One codestream decoded exactly as pydicom's ``iter_array`` decodes it in place, or at
+        the reduced resolution (raises :class:`NotReducible` when it cannot be)."""
+        if self.reduction is not None:
+            return self.reduction.decode(encoded)
         if self._plugin:
             try:
                 return self._decode_encoded(encoded, self._plugin)
@@ -387,17 +418,25 @@ def _pixel_layout(ds: Dataset) -> tuple[int, int, bool]:
     return samples, allocated, samples == 1 and (allocated > 1 or signed)
 
 
-def estimate(ds: Dataset, plan: FramePlan, size: int) -> MemoryEstimate:
-    """Decoded bytes :func:`decode_dicom_clips` holds for ``plan``, from the header alone."""
+def estimate(
+    ds: Dataset, plan: FramePlan, size: int, *, stored_pixels: int | None = None
+) -> MemoryEstimate:
+    """Decoded bytes :func:`decode_dicom_clips` holds for ``plan``, from the header alone.
+
+    ``stored_pixels``: pixels of a frame as stored, when the plan is for frames decoded smaller
+    (JPEG 2000 at a reduced resolution); the codec's buffers are counted at that size, to be
+    safe, and the frames kept at the plan's.
+    """
     samples, allocated, may_window = _pixel_layout(ds)
     pixels = plan.height * plan.width
+    codec_pixels = max(pixels, stored_pixels or 0)
     window = 0
     if may_window and voi_window(ds) is None:  # raw frames, their float32 values, a sort copy
         frames = len(percentile_window_frames(plan.num_frames))
         window = frames * pixels * (allocated + 8) + pixels * CONVERSION_BYTES_PER_PIXEL
     # Each thread: the decoded frame and its conversion; plus two finished gray frames per
     # thread waiting in order (ordered_map's look-ahead).
-    per_thread = pixels * (samples * allocated + CONVERSION_BYTES_PER_PIXEL + 2)
+    per_thread = codec_pixels * samples * allocated + pixels * (CONVERSION_BYTES_PER_PIXEL + 2)
     return MemoryEstimate(fixed=plan.held_bytes(size) + window, per_thread=per_thread)
 
 
@@ -452,13 +491,135 @@ def _decode_dicom_clips(
     limits.check_geometry(count, rows, columns, what="the DICOM file")
     syntax = transfer_syntax(ds)
     decoder = pixel_decoder(syntax)
-    plan = FramePlan.make(count, rows, columns, spec, regions, keep_analysis=keep_analysis)
-    what = f"the DICOM file ({count} frames of {columns}x{rows})"
-    reservation, threads = reserve(estimate(ds, plan, spec.size), limits, budget, what=what)
+    file = _File(ds, pixels, syntax, decoder, count, rows, columns, regions)
+    request = _Request(spec, limits, budget, hash_mode, keep_analysis)
+    reduction = None
+    if limits.reduce_jpeg2000 and hash_mode != "all" and str(syntax) in JPEG2000_SYNTAXES:
+        reduction = _reduction(file, spec)
+    try:
+        decoded = _decode(file, request, reduction)
+    except NotReducible as err:  # e.g. one frame coded otherwise than the first: full size
+        log.info("JPEG 2000 frames cannot all be decoded reduced (%s); decoding at full size", err)
+        reduction = None
+        decoded = _decode(file, request, None)
+    built = decoded.built
+    return SampledVideo(
+        clips=built.clips,
+        num_frames=count,
+        height=rows,
+        width=columns,
+        fps=fps,
+        pixel_hash=built.digest,
+        hash_mode=hash_mode,
+        indices=decoded.plan.indices,
+        crop=built.box,
+        sop_instance_uid=sop_instance_uid,
+        regions=regions,
+        decoded_frames=decoded.frames,
+        reserved_bytes=decoded.reserved_bytes,
+        threads=decoded.threads,
+        analysis_frames=built.analysis,
+        reduction=reduction.level if reduction else 0,
+    )
+
+
+@dataclass(frozen=True)
+class _File:
+    """The parsed DICOM file: what every decoding attempt starts from."""
+
+    ds: Dataset
+    pixels: PixelData
+    syntax: UID
+    decoder: Decoder
+    count: int
+    rows: int
+    columns: int
+    regions: tuple[Region, ...]
+
+
+@dataclass(frozen=True)
+class _Request:
+    spec: InputSpec
+    limits: DecodeLimits
+    budget: DecodeBudget | None
+    hash_mode: HashMode
+    keep_analysis: bool
+
+
+def _reduction(file: _File, spec: InputSpec) -> Reduction | None:
+    """The JPEG 2000 reduction for ``file`` (None: decode at full size).
+
+    The side that gets resized to ``spec.size`` must keep at least that many pixels: the whole
+    frame, or with ``crop="auto"`` the DICOM region's box; when the box must be found in the
+    pixels (no usable region), one level is kept in hand, as the heuristic's box may be as
+    small as half the frame's side.
+    """
+    side = min(file.rows, file.columns)
+    if spec.crop == "auto":
+        box = box_from_regions(file.regions, file.rows, file.columns)
+        side = min(box.height, box.width) if box is not None else side // 2
+    most = 0
+    while side >> (most + 1) >= spec.size:
+        most += 1
+    if most == 0:
+        return None
+    codestream = _PixelSource(file.ds, file.pixels, file.syntax, file.decoder, file.count)
+    first = codestream.first_codestream()
+    if first is None:
+        return None
+    return plan_reduction(file.ds, first, file.rows, file.columns, spec.size, max_level=most)
+
+
+def _scaled(regions: tuple[Region, ...], factor: int) -> tuple[Region, ...]:
+    """Regions in the coordinates of frames decoded ``factor`` times smaller (rounded outward)."""
+    if factor == 1:
+        return regions
+    return tuple(
+        Region(
+            box=CropBox(
+                x0=r.box.x0 // factor,
+                y0=r.box.y0 // factor,
+                x1=-(-r.box.x1 // factor),
+                y1=-(-r.box.y1 // factor),
+            ),
+            spatial_format=r.spatial_format,
+            data_type=r.data_type,
+        )
+        for r in regions
+    )
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """One decode's result: the clips built, the plan, the frames decoded, bytes and threads."""
+
+    built: Built
+    plan: FramePlan
+    frames: int
+    reserved_bytes: int
+    threads: int
+
+
+def _decode(file: _File, request: _Request, reduction: Reduction | None) -> _Decoded:
+    """One decode of the file's wanted frames, at full size or at ``reduction``.
+
+    Raises:
+        NotReducible: a frame could not be decoded at ``reduction``.
+    """
+    spec, limits = request.spec, request.limits
+    ds, count = file.ds, file.count
+    height, width = (reduction.height, reduction.width) if reduction else (file.rows, file.columns)
+    regions = _scaled(file.regions, reduction.factor if reduction else 1)
+    plan = FramePlan.make(count, height, width, spec, regions, keep_analysis=request.keep_analysis)
+    what = f"the DICOM file ({count} frames of {file.columns}x{file.rows})"
+    needed = estimate(ds, plan, spec.size, stored_pixels=file.rows * file.columns)
+    reservation, threads = reserve(needed, limits, request.budget, what=what)
     with reservation:
-        builder = ClipBuilder(plan, spec.size, hash_mode, max_bytes=reservation.nbytes)
+        builder = ClipBuilder(plan, spec.size, request.hash_mode, max_bytes=reservation.nbytes)
         try:
-            source = _PixelSource(ds, pixels, syntax, decoder, count)
+            source = _PixelSource(
+                ds, file.pixels, file.syntax, file.decoder, count, reduction=reduction
+            )
             source.check_count()
             wanted = [i for i in range(count) if builder.wants(i)]
             # The first frame alone, on this thread: it says whether values need a window,
@@ -473,28 +634,12 @@ def _decode_dicom_clips(
             del first
             for index, gray in source.frames(wanted[1:], threads, convert):
                 builder.add(index, gray)
-            built = builder.finish(keep_analysis=keep_analysis)
-        except InvalidInput:
+            built = builder.finish(keep_analysis=request.keep_analysis)
+        except (InvalidInput, NotReducible):
             raise
         except (*PARSE_ERRORS, MemoryError) as err:
-            raise decode_error(syntax, err) from err
-    return SampledVideo(
-        clips=built.clips,
-        num_frames=count,
-        height=rows,
-        width=columns,
-        fps=fps,
-        pixel_hash=built.digest,
-        hash_mode=hash_mode,
-        indices=plan.indices,
-        crop=built.box,
-        sop_instance_uid=sop_instance_uid,
-        regions=regions,
-        decoded_frames=builder.seen,
-        reserved_bytes=reservation.nbytes,
-        threads=threads,
-        analysis_frames=built.analysis,
-    )
+            raise decode_error(file.syntax, err) from err
+    return _Decoded(built, plan, builder.seen, reservation.nbytes, threads)
 
 
 __all__ = ["decode_dicom_clips", "estimate", "ordered_map"]

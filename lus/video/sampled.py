@@ -19,6 +19,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from lus.errors import InvalidInput
+from lus.feature_store.base import PIXEL_HASH_ALL_FRAMES, PIXEL_HASH_SAMPLED
 from lus.video.preprocess import InputSpec, resize_frame
 from lus.video.region import box_from_regions
 from lus.video.region_heuristic import ANALYSIS_FRAMES, find_imaging_box
@@ -37,6 +38,13 @@ the frames (every frame is converted to gray, and every DICOM frame decoded). ``
 """
 
 HASH_MODES: tuple[str, ...] = get_args(HashMode)
+
+HASH_SCHEMES: dict[str, str] = {
+    "sampled": PIXEL_HASH_SAMPLED,
+    "all": PIXEL_HASH_ALL_FRAMES,
+    "none": "",
+}
+"""The name each hash mode's pixel hash is recorded under (``StoredVector.pixel_hash_scheme``)."""
 
 SAMPLED_HASH_TAG = b"lus.video sampled-pixel-hash v1\n"
 """First bytes hashed by :func:`sampled_pixel_hash`; a new definition gets a new tag."""
@@ -167,6 +175,10 @@ class SampledVideo:
         analysis_frames: With ``keep_analysis``: the full-size gray frames at
             :func:`analysis_indices` (``(k, height, width)`` uint8), the only frames
             ``lus.video.adequacy`` and the crop heuristic read; else ``None``.
+        reduction: JPEG 2000 wavelet levels not decoded (:mod:`lus.video.jpeg2000`): the
+            frames the clips, the crop, ``analysis_frames`` and the pixel hash were made from
+            are ``2**reduction`` times smaller a side than ``height`` x ``width`` (the file's
+            size, as reported); 0: decoded at full size.
     """
 
     clips: np.ndarray
@@ -185,6 +197,7 @@ class SampledVideo:
     reserved_bytes: int = 0
     threads: int = 1
     analysis_frames: np.ndarray | None = None
+    reduction: int = 0
 
 
 class ClipBuilder:
@@ -323,8 +336,11 @@ def sampled_pixel_hash(video: DecodedVideo, spec: InputSpec) -> str:
     """The ``"sampled"`` hash of a decoded video, as :func:`decode_clips` computes it.
 
     sha256 of :data:`SAMPLED_HASH_TAG`, ``"{frames}x{height}x{width}\\n"``, then for each
-    distinct sampled index in ascending order ``"{index}\\n"`` and that frame's full-size gray
-    bytes, then ``"crop {x0},{y0},{x1},{y1}\\n"`` (or ``"crop none\\n"``). Everything the
+    distinct sampled index in ascending order ``"{index}\\n"`` and that frame's gray bytes as
+    decoded, then ``"crop {x0},{y0},{x1},{y1}\\n"`` (or ``"crop none\\n"``). "As decoded" is
+    full size, except for JPEG 2000 DICOM that :func:`~lus.video.decode_clips` decodes at a
+    reduced resolution (:mod:`lus.video.jpeg2000`): its hash is of those frames and their size,
+    so this function (given full-size frames) gives another value for such a file. Everything the
     model input depends on is covered (the frames, and through the box the frames the crop was
     found from), so a hash with a model version is a sound cache key; two specs with other
     sampling give other hashes for the same file.
@@ -378,6 +394,7 @@ def sample_decoded(
 
 __all__ = [
     "HASH_MODES",
+    "HASH_SCHEMES",
     "SAMPLED_HASH_TAG",
     "Built",
     "ClipBuilder",

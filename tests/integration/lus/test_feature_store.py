@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lus.feature_store import (
+    PIXEL_HASH_SAMPLED,
     FeatureStore,
     SqliteFeatureStore,
     StoredContent,
@@ -44,6 +46,7 @@ def item(
         artifact_sha256="e" * 64,
         precision="int8-static",
         input_check=1,
+        pixel_hash_scheme=PIXEL_HASH_SAMPLED,
     )
 
 
@@ -181,6 +184,19 @@ def test_sqlite_store_is_shared_between_instances(tmp_path: Path) -> None:
     assert SqliteFeatureStore(path).get("a" * 64, "m1") == item()
 
 
+def test_documents_from_before_the_hash_scheme_read_as_every_frame_entries() -> None:
+    """Vectors stored before issue 12 name no scheme: they are keyed by the every-frame hash,
+    and stay readable under it (training sets reference those keys)."""
+    from lus.feature_store.codec import decode, encode
+
+    document = json.loads(encode(item()))
+    assert document["pixel_hash_scheme"] == PIXEL_HASH_SAMPLED
+    del document["pixel_hash_scheme"]
+    old = decode(json.dumps(document))
+    assert old.pixel_hash_scheme == "" and old.pixel_hash == item().pixel_hash
+    assert old == replace(item(), pixel_hash_scheme="")
+
+
 def test_stored_documents_hold_only_contract_fields_and_no_uid(tmp_path: Path) -> None:
     import sqlite3
 
@@ -201,6 +217,7 @@ def test_stored_documents_hold_only_contract_fields_and_no_uid(tmp_path: Path) -
         "artifact_sha256",
         "precision",
         "input_check",
+        "pixel_hash_scheme",
     }
     assert set(json.loads(entry)) == {
         "format",

@@ -1,6 +1,7 @@
 """decode_clips on DICOM: only the sampled frames are decompressed, and the clips, the summary
 and (``hash_mode="all"``) the pixel hash equal those of ``decode_video`` + ``make_clips`` in every
-transfer syntax, for files written by pydicom, dcmtk and GDCM (pydicom's bundled files)."""
+transfer syntax, for files written by pydicom, dcmtk and GDCM (pydicom's bundled files); JPEG 2000
+with its reduced-resolution decode turned off (it has its own tests: test_decode_jpeg2000.py)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,13 @@ REGION = ((4, 2, 59, 45, 1, 1),)
 
 
 def assert_same_as_old(data: bytes, spec: InputSpec = SMALL, threads: int = 3) -> None:
+    """Byte-identical clips in every syntax; JPEG 2000 decoded at full size for that
+    (``reduce_jpeg2000=False``; the reduced decode is held to a tolerance in
+    ``test_decode_jpeg2000.py``)."""
     old = decode_video(data)
+    limits = DecodeLimits(threads=threads, reduce_jpeg2000=False)
     for mode in ("all", "sampled"):
-        new = decode_clips(data, spec, DecodeLimits(threads=threads), hash_mode=mode)
+        new = decode_clips(data, spec, limits, hash_mode=mode)
         np.testing.assert_array_equal(new.clips, make_clips(old, spec))
         assert (new.num_frames, new.height, new.width) == old.frames.shape
         assert new.fps == old.fps
@@ -219,9 +224,43 @@ def test_both_jpeg_ls_plugins_give_the_same_pixels(make: Callable[[], bytes]) ->
         assert results[0][1] == results[1][1]
 
 
-def _compressed(pixels: np.ndarray, photometric: str, bits: int = 8) -> Dataset:
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: cases.bundled("SC_rgb_rle_2frame.dcm").read_bytes(),
+        lambda: cases.bundled("SC_rgb_rle_16bit_2frame.dcm").read_bytes(),
+        lambda: cases.bundled("SC_rgb_rle_32bit_2frame.dcm").read_bytes(),
+        lambda: cases.bundled("MR_small_RLE.dcm").read_bytes(),
+        lambda: cases.bundled("rtdose_rle.dcm").read_bytes(),
+        lambda: cases.to_bytes(_compressed(cases.colour_frames(3), "RGB", syntax=RLELossless)),
+        lambda: cases.to_bytes(
+            _compressed(twelve_bit(3), "MONOCHROME2", bits=12, syntax=RLELossless)
+        ),
+    ],
+    ids=["rgb", "rgb-16bit", "rgb-32bit", "mr-16bit", "rtdose-32bit", "pydicom-rgb", "12bit"],
+)
+def test_both_rle_plugins_give_the_same_pixels(make: Callable[[], bytes]) -> None:
+    """decode_clips prefers pylibjpeg-rle to pydicom's numpy RLE decoder for speed: RLE is
+    lossless, so both must agree exactly."""
+    ds, frames = jpeg_ls_frames(make())
+    decoder = pixel_decoder(transfer_syntax(ds))
+    assert {"pydicom", "pylibjpeg"} <= set(decoder.available_plugins)
+    options = as_pixel_options(ds, number_of_frames=1)
+    options.pop("extended_offsets", None)
+    for frame in frames:
+        results = [
+            decoder.as_array(encapsulate([frame]), decoding_plugin=plugin, as_rgb=False, **options)
+            for plugin in ("pylibjpeg", "pydicom")
+        ]
+        np.testing.assert_array_equal(results[0][0], results[1][0])
+        assert results[0][1] == results[1][1]
+
+
+def _compressed(
+    pixels: np.ndarray, photometric: str, bits: int = 8, syntax: str = JPEGLSLossless
+) -> Dataset:
     ds = cases.us_dataset(pixels, photometric=photometric, bits=bits)
-    ds.compress(JPEGLSLossless)
+    ds.compress(syntax)
     return ds
 
 

@@ -170,3 +170,46 @@ def test_a_pixel_hash_column_is_used_as_given(manifest: Path, tmp_path: Path) ->
     path.write_text(f"video,pixel_hash\nvideos/a.mp4,{'A' * 64}\n")
     index = VideoIndex.from_manifest(path, progress=False, pixel_hasher=lambda p: "never")
     assert index.find(ExampleRef(0, pixel_hash="a" * 64)) == tmp_path / "videos" / "a.mp4"
+
+
+def test_a_decoded_file_matches_by_either_pixel_hash_scheme(tmp_path: Path) -> None:
+    """Training sets made before issue 12 hold every-frame hashes, later ones the sampled hash
+    under the tier's model spec: a manifest's file is found by either."""
+    from lus.clients.biomarker import every_frame_pixel_hash, local_pixel_hash
+    from lus.video import InputSpec
+    from tests.fakes import encode_mp4
+    from trainer.refit_sources import file_pixel_hasher
+
+    spec = InputSpec(frames_per_clip=4, size=16, clips=2)
+    (tmp_path / "videos").mkdir()
+    data = encode_mp4(3)
+    (tmp_path / "videos" / "a.mp4").write_bytes(data)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("video\nvideos/a.mp4\n")
+    old = ExampleRef(0, pixel_hash=every_frame_pixel_hash(data))
+    new = ExampleRef(1, pixel_hash=local_pixel_hash(data, spec))
+    assert old.pixel_hash != new.pixel_hash
+    assert set(file_pixel_hasher([spec])(tmp_path / "videos" / "a.mp4")) == {
+        old.pixel_hash,
+        new.pixel_hash,
+    }
+    for ref in (old, new):
+        index = VideoIndex.from_manifest(manifest, [ref], progress=False, specs=[spec])
+        assert index.find(ref) == tmp_path / "videos" / "a.mp4"
+
+
+def test_served_specs_are_those_of_every_served_model() -> None:
+    from trainer.refit_sources import served_specs
+
+    class Tier:
+        def model_info(self, model_version: str = "") -> pb.ModelInfo:
+            frames = {"": 15, "a": 15, "b": 8}[model_version]
+            return pb.ModelInfo(
+                model=pb.ModelProvenance(model_version="a"),
+                served_versions=["a", "b"],
+                input=pb.InputSpec(frames_per_clip=frames, height=224, width=224, clips=4),
+            )
+
+    specs = served_specs(Tier())
+    assert [s.frames_per_clip for s in specs] == [15, 8]
+    assert (specs[0].size, specs[0].clips, specs[0].crop) == (224, 4, "none")
