@@ -70,17 +70,24 @@ def add_eval_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     )
     p.add_argument(
         "--init",
-        choices=["random", "synthetic"],
+        choices=["random", "synthetic", "ssl"],
         default="random",
-        help="synthetic: start every TSM model from one pretrained on generated loops",
+        help="synthetic: start every TSM model from one pretrained on generated loops; ssl: "
+        "per fold, from one pretrained self-supervised (SimCLR) on that fold's training videos",
     )
     p.add_argument("--synthetic-videos", type=int, default=400, help="loops to pretrain on")
     p.add_argument("--synthetic-epochs", type=int, default=10, help="pretraining epochs")
+    p.add_argument("--ssl-epochs", type=int, default=20, help="self-supervised epochs per fold")
+    p.add_argument("--ssl-batch-size", type=int, default=16, help="videos per self-supervised step")
+    p.add_argument(
+        "--ssl-temperature", type=float, default=0.2, help="NT-Xent temperature (--init ssl)"
+    )
+    p.add_argument("--ssl-lr", type=float, default=1e-3, help="self-supervised learning rate")
     p.add_argument(
         "--freeze",
         default="",
-        help="stages of the biomarker model kept fixed after synthetic pretraining, e.g. "
-        "stem,layer1",
+        help="stages of the biomarker model kept fixed after pretraining (synthetic or ssl), "
+        "e.g. stem,layer1",
     )
     p.add_argument(
         "--repeats", type=int, default=1, help="runs with seeds seed..seed+N-1; report the spread"
@@ -132,7 +139,9 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     from trainer.augment import ClipAugment
     from trainer.evaluation import EvalConfig
     from trainer.pretrain import SyntheticPretraining
+    from trainer.ssl_pretrain import SSLPretraining
 
+    freeze = tuple(s.strip() for s in args.freeze.split(",") if s.strip())
     return EvalConfig(
         manifest=args.manifest,
         tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
@@ -159,7 +168,15 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
             videos=args.synthetic_videos,
             epochs=args.synthetic_epochs,
             seed=args.seed,
-            freeze=tuple(s.strip() for s in args.freeze.split(",") if s.strip()),
+            freeze=freeze,
+        ),
+        ssl=SSLPretraining(
+            epochs=args.ssl_epochs,
+            batch_size=args.ssl_batch_size,
+            temperature=args.ssl_temperature,
+            lr=args.ssl_lr,
+            seed=args.seed,
+            freeze=freeze,
         ),
         weights=args.weights,
         device=args.device,

@@ -30,6 +30,7 @@ from trainer.fit import FitConfig, FitResult, Schedule, fit_tsm, masked_bce, pre
 from trainer.label_treatment import LabelTreatment, describe, label_metrics, treat_labels
 from trainer.manifest import ManifestRow, read_manifest, split_by_patient
 from trainer.pretrain import SyntheticPretraining, pretrain_synthetic, start_from
+from trainer.ssl_pretrain import SSLPretraining, pretrain_ssl
 from trainer.video_cache import decode_all
 
 __all__ = [
@@ -78,6 +79,9 @@ class BiomarkerTrainingConfig:
         unmarked_weight: Weight of an unmarked 0 under ``down_weight``.
         synthetic_init: Start from a model pretrained on synthetic loops
             (``trainer.pretrain``); None starts from random weights (or ``weights``).
+        ssl_init: Start from a model pretrained self-supervised (SimCLR) on this manifest's
+            training and validation videos (``trainer.ssl_pretrain``); not with
+            ``synthetic_init``.
     """
 
     manifest: Path
@@ -106,6 +110,7 @@ class BiomarkerTrainingConfig:
     label_treatment: LabelTreatment = "as_negative"
     unmarked_weight: float = 0.3
     synthetic_init: SyntheticPretraining | None = None
+    ssl_init: SSLPretraining | None = None
 
 
 @dataclass
@@ -146,7 +151,9 @@ def train_biomarker_network(
     return model, result
 
 
-def init_description(weights: Path | None, source: SyntheticPretraining | None) -> str:
+def init_description(
+    weights: Path | None, source: SyntheticPretraining | SSLPretraining | None
+) -> str:
     """Where the weights started, in words, for provenance and reports."""
     if source is not None:
         return source.describe()
@@ -161,7 +168,13 @@ def _describe_data(rows: list[ManifestRow], manifest: Path) -> tuple[str, str]:
 
 
 def train_biomarker_model(cfg: BiomarkerTrainingConfig) -> TrainingResult:
-    """Train on ``cfg.manifest``; write the artifact (weights, schema, input spec, provenance)."""
+    """Train on ``cfg.manifest``; write the artifact (weights, schema, input spec, provenance).
+
+    Raises:
+        ValueError: both ``synthetic_init`` and ``ssl_init`` set.
+    """
+    if cfg.synthetic_init is not None and cfg.ssl_init is not None:
+        raise ValueError("choose one initialisation: synthetic_init or ssl_init, not both")
     schema = load_schema(cfg.schema)
     spec = InputSpec(frames_per_clip=cfg.frames, size=cfg.size, clips=cfg.clips, crop=cfg.crop)
     rows = read_manifest(cfg.manifest, schema)
@@ -203,10 +216,32 @@ def train_biomarker_model(cfg: BiomarkerTrainingConfig) -> TrainingResult:
         desc="biomarkers",
     )
     device = pick_device(cfg.device)
-    source = cfg.synthetic_init
+    source = cfg.synthetic_init or cfg.ssl_init
     init = None
-    if source is not None:
-        init = pretrain_synthetic(spec, cfg.width, source, device=device, progress=cfg.progress)
+    init_metrics: dict[str, float] = {}
+    if cfg.synthetic_init is not None:
+        init = pretrain_synthetic(
+            spec, cfg.width, cfg.synthetic_init, device=device, progress=cfg.progress
+        )
+        init_metrics = cfg.synthetic_init.provenance()
+    elif cfg.ssl_init is not None:
+        # Every row of a training manifest is a training patient; nothing here is held out.
+        seen = train_rows + val_rows
+        ssl = pretrain_ssl(
+            [by_path[r.video] for r in seen],
+            spec,
+            cfg.width,
+            cfg.ssl_init,
+            device=device,
+            groups=[r.patient_id for r in seen],
+            progress=cfg.progress,
+        )
+        init = ssl.model
+        init_metrics = {
+            **cfg.ssl_init.provenance(len(seen), len({r.patient_id for r in seen})),
+            "init_ssl_seconds": round(ssl.seconds, 1),
+            "init_ssl_final_loss": round(ssl.losses[-1], 4),
+        }
     model, result = train_biomarker_network(
         schema,
         spec,
@@ -234,7 +269,7 @@ def train_biomarker_model(cfg: BiomarkerTrainingConfig) -> TrainingResult:
         "train_seconds": round(result.seconds, 1),
         **result.protocol(fit),
         **label_metrics(cfg.label_treatment, cfg.unmarked_weight),
-        **(source.provenance() if source is not None else {}),
+        **init_metrics,
     }
     if val_rows and any("val_auc" in h for h in result.history):
         metrics["val_macro_auc"] = float(result.best_score)

@@ -8,8 +8,10 @@ variants (``trainer.eval_methods``).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from trainer.fit import FitConfig, predict_clips, video_features
 from trainer.folds import Fold
 from trainer.label_treatment import treat_labels
 from trainer.pretrain import pretrain_synthetic
+from trainer.ssl_pretrain import load_pretrained, pretrain_ssl, save_pretrained
 from trainer.zoo import fit_zoo, probabilities
 
 LOGIT_EPS = 1e-6
@@ -54,6 +57,24 @@ def standardiser(reference: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         return z
 
     return apply
+
+
+def pretraining_rows(fold: Fold, patients: np.ndarray, n_internal: int) -> np.ndarray:
+    """The rows a fold's own pretraining may see: its training and validation rows.
+
+    Raises:
+        RuntimeError: a test row, a test patient or an external row among them (a fold
+            built wrongly; pretraining on it would leak the figures' patients).
+    """
+    rows = np.sort(np.concatenate([fold.train, fold.val]))
+    test_patients = set(patients[fold.test].tolist())
+    if (
+        np.isin(rows, fold.test).any()
+        or (rows >= n_internal).any()
+        or test_patients & set(patients[rows].tolist())
+    ):
+        raise RuntimeError(f"fold {fold.index}: its pretraining rows hold test or external rows")
+    return rows
 
 
 def zscore(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -87,8 +108,10 @@ class FoldRunner:
         self.features: dict[str, list[np.ndarray]] = {t.name: [] for t in data.tasks}
         self.e2e_seconds: dict[str, list[float]] = {t.name: [] for t in data.tasks}
         self.runs: dict[tuple[str, str], MethodRun] = {}
-        self.init_model: TSMResNet | None = None
+        self.init_model: TSMResNet | None = None  # synthetic: one for all folds
         self.init_seconds = 0.0
+        self.init_fold_seconds: list[float] = []  # ssl: per fold
+        self.init_rows: list[np.ndarray] = []  # ssl: per fold, the rows it pretrained on
         if cfg.init == "synthetic":
             started = time.perf_counter()
             self.init_model = pretrain_synthetic(
@@ -118,6 +141,8 @@ class FoldRunner:
         cfg = self.cfg
         if cfg.init != "random":  # another start is another run: never resume across them
             name = f"{name}-init-{cfg.init}"
+        if cfg.init == "ssl":  # nor across pretraining settings
+            name += "-" + hashlib.sha256(repr(cfg.ssl).encode()).hexdigest()[:8]
         checkpoint = None
         if cfg.checkpoint_dir is not None:
             checkpoint = cfg.checkpoint_dir / f"{name}-fold{fold.index}.pt"
@@ -148,9 +173,47 @@ class FoldRunner:
             run.external.append(predict(self.data.external))
         return run
 
+    def fold_init(self, fold: Fold) -> TSMResNet | None:
+        """The fold's starting model: the shared synthetic one, or one pretrained (``ssl``) on
+        the fold's training and validation videos only, its time added to ``init_seconds``."""
+        cfg, data = self.cfg, self.data
+        if cfg.init != "ssl":
+            return self.init_model
+        rows = pretraining_rows(fold, data.patients, data.n_internal)
+        settings = replace(cfg.ssl, seed=cfg.ssl.seed + fold.index)
+        digest = hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest()[:16]
+        fingerprint = f"{settings!r}|{self.spec!r}|w{cfg.width}|rows {digest}"
+        kept = (
+            None
+            if cfg.checkpoint_dir is None
+            else cfg.checkpoint_dir / f"ssl-fold{fold.index}.safetensors"
+        )
+        result = None
+        if kept is not None:  # a resumed evaluation reuses the fold's pretraining and its time
+            result = load_pretrained(kept, fingerprint, self.spec, cfg.width, self.device)
+        if result is None:
+            result = pretrain_ssl(
+                [data.videos[i] for i in rows],
+                self.spec,
+                cfg.width,
+                settings,
+                device=self.device,
+                groups=[str(p) for p in data.patients[rows]],
+                progress=cfg.progress,
+                desc=f"ssl pretraining fold {fold.index + 1}/{len(self.folds)}",
+            )
+            if kept is not None:
+                save_pretrained(result, kept, fingerprint)
+        self.init_rows.append(rows)
+        self.init_fold_seconds.append(result.seconds)
+        self.init_seconds += result.seconds
+        return result.model
+
     def deep_phase(self, fold: Fold) -> None:
         """Train the fold's biomarker model and end-to-end models; keep vectors and features."""
         cfg, data = self.cfg, self.data
+        init = self.fold_init(fold)
+        settings = cfg.init_settings()
         schema = load_schema(cfg.schema)
         videos = data.videos
         targets, weights = treat_labels(
@@ -171,8 +234,8 @@ class FoldRunner:
             device=self.device,
             weights=cfg.weights,
             label_weights=weights,
-            init_from=self.init_model,
-            freeze=cfg.synthetic.freeze if self.init_model is not None else (),
+            init_from=init,
+            freeze=settings.freeze if init is not None and settings is not None else (),
         )
         self.bio_seconds.append(result.seconds)
         own = "biomarker_experts_own" in cfg.methods
@@ -196,7 +259,7 @@ class FoldRunner:
             self.embeddings.append(zscore(embedding, embedding[fitting]))
         for task in data.tasks:
             if {"end_to_end", "transfer_features"} & set(cfg.methods):
-                self._end_to_end(task, fold, "end_to_end", self.init_model)
+                self._end_to_end(task, fold, "end_to_end", init)
             if "end_to_end_pretrained" in cfg.methods:
                 self._end_to_end(task, fold, "end_to_end_pretrained", model)
 

@@ -17,6 +17,7 @@ from trainer.folds import Fold
 from trainer.label_treatment import LabelTreatment
 from trainer.manifest import ManifestRow
 from trainer.pretrain import InitSource, SyntheticPretraining
+from trainer.ssl_pretrain import SSLPretraining
 
 
 @dataclass
@@ -47,10 +48,13 @@ class EvalConfig:
             (``trainer.label_treatment``).
         unmarked_weight: Weight of an unmarked 0 under ``down_weight``.
         bootstrap: Patient-level bootstrap resamples behind every interval of the report.
-        init: Where every TSM model starts: ``random`` (or ``weights``) or ``synthetic``
-            (one model pretrained on generated loops, ``trainer.pretrain``; the biomarker
-            model and the plain end-to-end baselines start from it, with a new head).
+        init: Where every TSM model starts: ``random`` (or ``weights``), ``synthetic``
+            (one model pretrained on generated loops, ``trainer.pretrain``) or ``ssl`` (per
+            fold, a model pretrained self-supervised on that fold's training and validation
+            videos only, ``trainer.ssl_pretrain``); the biomarker model and the plain
+            end-to-end baselines start from it, with a new head.
         synthetic: How the synthetic initialisation is made (``init="synthetic"`` only).
+        ssl: How the self-supervised initialisation is made (``init="ssl"`` only).
         weights: Optional local ImageNet ResNet-18 weights for every TSM model.
         device: ``auto``, ``cpu``, ``cuda``.
         methods: Methods to run (keys of ``METHODS``).
@@ -85,6 +89,7 @@ class EvalConfig:
     bootstrap: int = 1000
     init: InitSource = "random"
     synthetic: SyntheticPretraining = field(default_factory=SyntheticPretraining)
+    ssl: SSLPretraining = field(default_factory=SSLPretraining)
     weights: Path | None = None
     device: str = "auto"
     methods: tuple[str, ...] = tuple(METHODS)
@@ -95,6 +100,14 @@ class EvalConfig:
     workers: int = 2
     progress: bool = True
     bf16: bool = False
+
+    def init_settings(self) -> SyntheticPretraining | SSLPretraining | None:
+        """The pretraining ``init`` names; None for ``random``."""
+        if self.init == "synthetic":
+            return self.synthetic
+        if self.init == "ssl":
+            return self.ssl
+        return None
 
 
 @dataclass
@@ -139,7 +152,12 @@ class EvalResult:
     external_vectors: np.ndarray | None = None
     """``(n_external, n_biomarkers)``: the fold models' vectors of the external rows, averaged."""
     init_seconds: float = 0.0
-    """Seconds spent making the initialisation (synthetic pretraining), once for all folds."""
+    """Seconds spent making the initialisation: synthetic pretraining once for all folds, or
+    the sum of ``init_fold_seconds``."""
+    init_fold_seconds: list[float] = field(default_factory=list)
+    """Per fold, seconds of its own initialisation (``ssl``; empty otherwise)."""
+    init_fold_videos: list[int] = field(default_factory=list)
+    """Per fold, the videos its initialisation was pretrained on (``ssl``; empty otherwise)."""
 
 
 @dataclass

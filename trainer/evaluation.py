@@ -99,4 +99,6 @@ def run_evaluation(cfg: EvalConfig) -> EvalResult:
         total_seconds=time.perf_counter() - started,
         external_vectors=runner.external_vectors,
         init_seconds=runner.init_seconds,
+        init_fold_seconds=runner.init_fold_seconds,
+        init_fold_videos=[len(rows) for rows in runner.init_rows],
     )

@@ -4,6 +4,9 @@
 labels (``gare2022-lus38``); its weights, all but the head, start the real model, whose head is
 new (the real schema's size). Early stages can be frozen during fine-tuning. The synthetic data
 holds no patient, so one pretrained model serves every fold without leaking test patients.
+
+``ssl``: self-supervised pretraining on the training patients' own clips
+(``trainer.ssl_pretrain``); it sees patients, so ``lus eval`` makes one per fold.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from trainer.fit import FitConfig, fit_tsm
 from trainer.manifest import read_manifest
 from trainer.video_cache import decode_all
 
-InitSource = Literal["random", "synthetic"]
-INIT_SOURCES: tuple[InitSource, ...] = ("random", "synthetic")
+InitSource = Literal["random", "synthetic", "ssl"]
+INIT_SOURCES: tuple[InitSource, ...] = ("random", "synthetic", "ssl")
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 """Stages that ``freeze`` can name, in order; ``stem`` is conv1 and bn1."""
 

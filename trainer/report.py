@@ -108,10 +108,10 @@ def summarize(result: EvalResult) -> dict[str, Any]:
             "weight_decay": cfg.weight_decay,
             "label_treatment": describe(cfg.label_treatment, cfg.unmarked_weight),
             "bootstrap_resamples": cfg.bootstrap,
-            "init": init_description(
-                cfg.weights, cfg.synthetic if cfg.init == "synthetic" else None
-            ),
+            "init": init_description(cfg.weights, cfg.init_settings()),
             "init_seconds": result.init_seconds,
+            "init_fold_seconds": result.init_fold_seconds,
+            "init_fold_videos": result.init_fold_videos,
         },
         "intervals": {t.name: task_intervals(result, i) for i, t in enumerate(result.tasks)},
         "external": external_figures(result),

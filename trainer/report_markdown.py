@@ -25,6 +25,21 @@ def _pm(pair: tuple[float, float]) -> str:
     return "n/a" if not math.isfinite(pair[0]) else f"{pair[0]:.2f} ± {pair[1]:.2f}"
 
 
+def _init_time(init: str, protocol: dict[str, Any]) -> str:
+    """How long the initialisation took, for the model-size line."""
+    if init == "synthetic":
+        return f" ({protocol['init_seconds'] / 60:.1f} min, once for all folds)"
+    if init == "ssl":
+        per_fold = ", ".join(
+            f"{s / 60:.1f} min on {n} videos"
+            for s, n in zip(
+                protocol["init_fold_seconds"], protocol["init_fold_videos"], strict=True
+            )
+        )
+        return f" (per fold, no test or external rows: {per_fold})"
+    return ""
+
+
 def render_markdown(
     result: EvalResult, summary: dict[str, Any], meta: dict[str, str], plots: list[Path]
 ) -> str:
@@ -38,11 +53,7 @@ def render_markdown(
         f"- **model size**: TSM ResNet-18 width {cfg.width}, {cfg.frames} frames x {cfg.size} px, "
         f"{cfg.clips} clips at inference, {cfg.epochs} epochs, batch {cfg.batch_size}, "
         f"lr {cfg.lr:g}, init: {summary['protocol']['init']}"
-        + (
-            f" ({summary['protocol']['init_seconds'] / 60:.1f} min, once for all folds)"
-            if cfg.init == "synthetic"
-            else ""
-        ),
+        + _init_time(cfg.init, summary["protocol"]),
         f"- **protocol**: AdamW (weight decay {cfg.weight_decay:g}), dropout {cfg.dropout:g} "
         f"before the head, {cfg.schedule} schedule "
         f"({'last epoch kept' if cfg.schedule == 'cosine' else 'best validation epoch kept'}), "
