@@ -25,6 +25,9 @@ ROUTES = (
 )
 """The biomarker-route variants, each compared with every end-to-end baseline."""
 
+EMBEDDING = "embedding_experts"
+"""Also compared with each 38-d variant: the choice teams would make between the two."""
+
 
 def task_intervals(result: EvalResult, task_index: int) -> dict[str, Any]:
     """Per method: AUC, accuracy, F1 with intervals; every zoo family's row; paired differences.
@@ -48,25 +51,32 @@ def task_intervals(result: EvalResult, task_index: int) -> dict[str, Any]:
             families[method] = {
                 family: _family_row(boot, y, proba[rows]) for family, proba in run.families.items()
             }
-    differences = []
-    for route in (r for r in ROUTES if r in oof):
-        for baseline in (b for b in END_TO_END if b in oof):
-            diff = boot.paired_difference(y, oof[route], oof[baseline])
-            differences.append(
-                {
-                    "route": route,
-                    "baseline": baseline,
-                    **{k: v.as_dict() for k, v in diff.items()},
-                    "inside_noise": {k: inside_the_noise(v) for k, v in diff.items()},
-                }
-            )
+    pairs = [(r, b) for r in ROUTES if r in oof for b in END_TO_END if b in oof]
+    # Issue 15 item 6: does the embedding beat the 38 interpretable numbers? Same patients.
+    against_vectors = [
+        (EMBEDDING, r) for r in ROUTES if r != EMBEDDING and {r, EMBEDDING} <= set(oof)
+    ]
     return {
         "rows": len(rows),
         "patients": len(set(result.patients[rows].tolist())),
         "resamples": cfg.bootstrap,
         "methods": methods,
         "families": families,
-        "differences": differences,
+        "differences": [_paired(boot, y, oof, a, b) for a, b in pairs],
+        "embedding_differences": [_paired(boot, y, oof, a, b) for a, b in against_vectors],
+    }
+
+
+def _paired(
+    boot: PatientBootstrap, y: np.ndarray, oof: dict[str, np.ndarray], route: str, baseline: str
+) -> dict[str, Any]:
+    """``route`` minus ``baseline`` on the same patient resamples, with the verdict per metric."""
+    diff = boot.paired_difference(y, oof[route], oof[baseline])
+    return {
+        "route": route,
+        "baseline": baseline,
+        **{k: v.as_dict() for k, v in diff.items()},
+        "inside_noise": {k: inside_the_noise(v) for k, v in diff.items()},
     }
 
 

@@ -40,26 +40,34 @@ def intervals_section(summary: dict[str, Any]) -> list[str]:
 
 
 def differences_section(summary: dict[str, Any]) -> list[str]:
-    """Paired differences (route minus baseline) on the same patients, said in words."""
+    """Paired differences on the same patients, said in words: each biomarker-route variant
+    minus each end-to-end baseline, then the embedding route minus each 38-d variant."""
     lines = ["## Biomarker route minus end to end (paired, same patients)", ""]
-    said = False
+    routes = _difference_lines(summary, "differences", "route")
+    lines += routes or ["No biomarker-route method and end-to-end baseline ran together."]
+    embedding = _difference_lines(summary, "embedding_differences", "embedding")
+    if embedding:
+        lines += ["", "## Embedding route minus the 38-d route (paired, same patients)", ""]
+        lines += embedding
+    lines.append("")
+    return lines
+
+
+def _difference_lines(summary: dict[str, Any], key: str, subject: str) -> list[str]:
+    lines = []
     for task, data in summary["intervals"].items():
-        for d in data["differences"]:
-            said = True
+        for d in data.get(key, []):
             parts = []
             for metric in ("auc", "accuracy", "f1"):
                 noise = d["inside_noise"][metric]
                 verdict = (
                     "inside the noise (interval covers 0)"
                     if noise
-                    else ("route better" if d[metric]["point"] > 0 else "route worse")
-                    + " beyond the noise"
+                    else f"{subject} {'better' if d[metric]['point'] > 0 else 'worse'}"
+                    " beyond the noise"
                 )
                 parts.append(f"{METRIC_NAMES[metric]} {interval_text(d[metric])}: {verdict}")
             lines.append(f"- **{task}**, {d['route']} − {d['baseline']}: " + "; ".join(parts) + ".")
-    if not said:
-        lines.append("No biomarker-route method and end-to-end baseline ran together.")
-    lines.append("")
     return lines
 
 

@@ -14,6 +14,7 @@ from lus.synthetic import generate_dataset
 from trainer.augment import ClipAugment
 from trainer.evaluation import METHODS, EvalConfig, run_evaluation
 from trainer.report import write_report
+from trainer.report_intervals import ROUTES
 
 TINY = {
     "schema": "gare2022-lus38",
@@ -86,9 +87,13 @@ def test_every_method_on_identical_folds_and_a_table1_report(
         # Five route variants (the 38-d vectors four ways, and the embedding) x two baselines.
         assert ("biomarker_experts", "end_to_end") in pairs and len(pairs) == 10
         assert ("embedding_experts", "end_to_end") in pairs
+        # Item 6: the embedding against each of the four 38-d variants, on the same patients.
+        against = {(d["route"], d["baseline"]) for d in intervals["embedding_differences"]}
+        assert against == {("embedding_experts", r) for r in ROUTES if r != "embedding_experts"}
     assert summary["external"]["biomarkers"][0]["auc"]["n"] > 0
     assert set(summary["external"]["tasks"]["disease"]) == set(METHODS)
     assert "inside the noise" in text or "beyond the noise" in text
+    assert "## Embedding route minus the 38-d route" in text
     assert "## Every zoo family" in text and "## External set: biomarkers and classes" in text
     # The synthetic tasks are functions of the biomarkers, so experts on the true biomarker
     # labels must learn them; the majority class carries no signal.
