@@ -15,6 +15,7 @@ import pytest
 from biomarker_service.loading import load_backend
 from biomarker_service.onnx_export import export_onnx
 from biomarker_service.settings import BiomarkerSettings
+from expert_service.training.catalog import ZOO_FAMILIES
 from lus.provenance import INT8_PARITY_KEY
 from lus.synthetic import generate_dataset
 from tests.fakes import SMALL_SPEC, untrained_artifact
@@ -91,9 +92,16 @@ def test_quantising_records_the_check_and_the_gate_follows_it(
         tmp_path / "loose.onnx",
         manifest=manifest,
         mode="static",
-        tolerance=ParityTolerance(probability=1.0, auc=1.0),
+        tolerance=ParityTolerance(probability=1.0, auc=1.0, expert_answers=1.0),
+        tasks=("severity", "disease", "diagnosis"),
     )
     assert loose["passed"] and loose["videos"] == 8
+    # Expert answers are compared for the manifest's task columns (it has no "diagnosis").
+    answers = loose["expert_answers"]
+    assert set(answers["tasks"]) == {"severity", "disease"}
+    for task in answers["tasks"].values():
+        assert "skipped" in task or {f["family"] for f in task["families"]} == set(ZOO_FAMILIES)
+    assert loose["max_expert_answers_changed"] == answers["max_share"]
     stored = {p.key: p.value for p in onnx.load(str(tmp_path / "loose.onnx")).metadata_props}
     assert json.loads(stored[INT8_PARITY_KEY]) == loose
     backend, _ = load_backend(_settings(artifact, tmp_path / "loose.onnx"))
@@ -104,7 +112,7 @@ def test_quantising_records_the_check_and_the_gate_follows_it(
         tmp_path / "strict.onnx",
         manifest=manifest,
         mode="static",
-        tolerance=ParityTolerance(probability=0.0, auc=0.0),
+        tolerance=ParityTolerance(probability=0.0, auc=0.0, expert_answers=0.0),
     )
     assert not strict["passed"] and strict["max_probability_difference"] > 0
     with pytest.raises(ValueError, match="failed its parity check"):
@@ -150,3 +158,37 @@ def test_lus_export_onnx_writes_int8_only_with_its_parity_check(
         {p.key: p.value for p in onnx.load(str(checked)).metadata_props}[INT8_PARITY_KEY]
     )
     assert code == (0 if record["passed"] else 1)
+
+
+def test_the_command_compares_the_answers_of_an_expert_the_user_passes(
+    artifact: Path, manifest: Path, tmp_path: Path
+) -> None:
+    from lus.schema import load_schema
+    from tests.fakes import logistic_onnx
+    from trainer.int8_parity import main
+
+    expert = tmp_path / "team.onnx"  # the artifact's schema is the default one
+    expert.write_bytes(logistic_onnx(0, n_features=len(load_schema().keys)))
+    out = tmp_path / "int8.onnx"
+    loose = ["--max-probability-difference", "1", "--max-auc-difference", "1"]
+    argv = ["--artifact", str(artifact), "--manifest", str(manifest), "--out", str(out)]
+    code = main(
+        [
+            *argv,
+            *loose,
+            "--max-expert-answers-changed",
+            "1",
+            "--tasks",
+            "severity",
+            "--expert",
+            f"team={expert}",
+        ]
+    )
+    assert code == 0
+    record = json.loads(
+        {p.key: p.value for p in onnx.load(str(out)).metadata_props}[INT8_PARITY_KEY]
+    )
+    assert record["expert_answers"]["experts"]["team"]["videos"] == 8
+    assert set(record["expert_answers"]["tasks"]) == {"severity"}
+    with pytest.raises(SystemExit):
+        main([*argv, "--expert", "no-equals-sign"])
