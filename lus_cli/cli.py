@@ -34,6 +34,9 @@ def _add_synth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default="mp4",
         help="comma-separated: mp4,avi,gif,mov,mpeg,dcm (DICOM ultrasound multi-frame)",
     )
+    p.add_argument(
+        "--style", choices=("v1", "v2"), help="look of the loops (default: the generator's)"
+    )
 
 
 def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -206,6 +209,12 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--epochs", type=int, default=20)
 
 
+def _add_domain_gap(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from lus_cli.domain_gap import add_domain_gap_parser  # argparse only; no numpy work
+
+    add_domain_gap_parser(sub)
+
+
 def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from lus_cli.eval import add_eval_parser  # imports neither torch nor scikit-learn
 
@@ -226,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_serve,
         _add_analyze,
         _add_eval,
+        _add_domain_gap,
         _add_audit,
         _add_registry,
         _add_demo,

@@ -27,12 +27,14 @@ def run(args: argparse.Namespace) -> int:
         "analyze": _analyze,
         "demo": _demo,
         "eval": _eval,
+        "domain-gap": _domain_gap,
     }[args.command]
     return handler(args)
 
 
 def _synth(args: argparse.Namespace) -> int:
     from lus.synthetic import generate_dataset
+    from lus.synthetic.style import DEFAULT_STYLE_VERSION
 
     manifest = generate_dataset(
         args.out,
@@ -42,6 +44,7 @@ def _synth(args: argparse.Namespace) -> int:
         height=args.size,
         width=args.size,
         formats=tuple(args.formats.split(",")),
+        style_version=args.style or DEFAULT_STYLE_VERSION,
     )
     print(f"wrote {manifest} (synthetic data: NOT FOR CLINICAL USE)")
     return 0
@@ -281,6 +284,12 @@ def _eval(args: argparse.Namespace) -> int:
     from lus_cli.eval import run_eval
 
     return run_eval(args)
+
+
+def _domain_gap(args: argparse.Namespace) -> int:
+    from lus_cli.domain_gap import run_domain_gap
+
+    return run_domain_gap(args)
 
 
 def _demo(args: argparse.Namespace) -> int:

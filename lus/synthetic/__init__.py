@@ -9,8 +9,9 @@ Modules, one concern each:
 
 * :mod:`~lus.synthetic.case`: the findings of one loop, their labels and derived task labels;
 * :mod:`~lus.synthetic.layout`: physical sizes of the findings and where they fit;
-* :mod:`~lus.synthetic.style`: nuisance parameters (gain, motion, anatomy);
+* :mod:`~lus.synthetic.style`: nuisance parameters (gain, motion, anatomy) and style versions;
 * :mod:`~lus.synthetic.filters`: vectorised image helpers;
+* :mod:`~lus.synthetic.scan`: probe geometry (flat frame, convex sector, linear rectangle);
 * :mod:`~lus.synthetic.render`: the B-mode renderer;
 * :mod:`~lus.synthetic.writer`: video files via PyAV;
 * :mod:`~lus.synthetic.dataset`: the data set generator with its manifest.
@@ -19,10 +20,12 @@ Modules, one concern each:
 from lus.synthetic.case import SyntheticCase, sample_case
 from lus.synthetic.dataset import generate_dataset
 from lus.synthetic.render import render_frames
-from lus.synthetic.style import RenderStyle
+from lus.synthetic.style import DEFAULT_STYLE_VERSION, STYLE_VERSIONS, RenderStyle
 from lus.synthetic.writer import read_video, write_video
 
 __all__ = [
+    "DEFAULT_STYLE_VERSION",
+    "STYLE_VERSIONS",
     "RenderStyle",
     "SyntheticCase",
     "generate_dataset",

@@ -6,6 +6,7 @@ Layout of ``out_dir``::
     manifest.csv                 video, patient_id, 38 biomarker columns, severity, sf_ratio,
                                  disease, notice
     NOTICE.txt                   SYNTHETIC_DATA_NOTICE
+    generator.json               how the set was made: style version, seed, sizes, the notice
 
 Determinism: every random draw of video ``i`` comes from ``SeedSequence([seed, 0, i])`` and every
 draw of patient ``p`` from ``SeedSequence([seed, 1, p])``, so a video never depends on how many
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,12 @@ from lus.schema import BiomarkerSchema, load_schema
 from lus.synthetic import dicom_cine
 from lus.synthetic.case import LOCATION_WEIGHTS, SyntheticCase, sample_case
 from lus.synthetic.render import render_frames
-from lus.synthetic.style import RenderStyle, jitter_style, sample_style
+from lus.synthetic.style import (
+    DEFAULT_STYLE_VERSION,
+    RenderStyle,
+    jitter_style,
+    style_sampler,
+)
 from lus.synthetic.writer import FORMATS, codec_for, write_video
 
 TASK_COLUMNS = ("severity", "sf_ratio", "disease")
@@ -53,9 +60,9 @@ def _rng(seed: int, stream: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, stream, index]))
 
 
-def _patient(seed: int, index: int) -> _Patient:
+def _patient(seed: int, index: int, style_version: str = DEFAULT_STYLE_VERSION) -> _Patient:
     rng = _rng(seed, _PATIENT_STREAM, index)
-    style = sample_style(rng)
+    style = style_sampler(style_version)(rng)
     locations = list(LOCATION_WEIGHTS)
     weights = np.array([LOCATION_WEIGHTS[k] for k in locations])
     location = locations[int(rng.choice(len(locations), p=weights / weights.sum()))]
@@ -122,6 +129,7 @@ def generate_dataset(
     formats: Sequence[str] = ("mp4",),
     schema: BiomarkerSchema | None = None,
     progress: bool = True,
+    style_version: str = DEFAULT_STYLE_VERSION,
 ) -> Path:
     """Render and write a synthetic lung-ultrasound data set with its manifest.
 
@@ -140,6 +148,8 @@ def generate_dataset(
             ``i`` uses ``formats[i % len(formats)]`` so a mixed list gives a mixed data set.
         schema: Biomarker schema of the label columns (default gare2022-lus38).
         progress: Show a tqdm progress bar.
+        style_version: Look of the loops (:data:`lus.synthetic.style.STYLE_VERSIONS`); the
+            labels' semantics are the same in every version.
 
     Returns:
         Path of the manifest CSV (``out_dir / "manifest.csv"``).
@@ -160,6 +170,7 @@ def generate_dataset(
         if extension not in FORMATS:
             raise ValueError(f"unsupported format {extension!r}; use one of {known}")
         codec_for(extension)  # fail before rendering anything if the encoder is missing
+    style_sampler(style_version)  # fail before rendering anything on an unknown version
     schema = schema or load_schema()
     owners = patient_of_videos(seed, n_videos, n_patients)
     out = Path(out_dir)
@@ -172,7 +183,7 @@ def generate_dataset(
     for index in tqdm(range(n_videos), desc="synthetic videos", unit="video", disable=not progress):
         owner = owners[index]
         if owner not in patients:
-            patients[owner] = _patient(seed, owner)
+            patients[owner] = _patient(seed, owner, style_version)
         patient = patients[owner]
         case, video = _video(seed, index, patient, frames=frames, height=height, width=width)
         relative = f"videos/video_{index:05d}.{extensions[index % len(extensions)]}"
@@ -187,4 +198,18 @@ def generate_dataset(
     manifest = out / "manifest.csv"
     manifest.write_text(buffer.getvalue(), encoding="utf-8")
     (out / "NOTICE.txt").write_text(SYNTHETIC_DATA_NOTICE + "\n", encoding="utf-8")
+    generator = {
+        "generator": "lus.synthetic",
+        "style_version": style_version,
+        "seed": seed,
+        "n_videos": n_videos,
+        "n_patients": n_patients,
+        "frames": frames,
+        "height": height,
+        "width": width,
+        "fps": fps,
+        "schema": schema.schema_id,
+        "notice": SYNTHETIC_DATA_NOTICE,
+    }
+    (out / "generator.json").write_text(json.dumps(generator, indent=2) + "\n", encoding="utf-8")
     return manifest

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lus.synthetic import features, filters
+from lus.synthetic import features, filters, scan
 from lus.synthetic.case import SyntheticCase
 from lus.synthetic.features import Frame
 from lus.synthetic.filters import F32
@@ -102,6 +102,7 @@ def render_frames(
     # with the thickness level.
     boost = np.sqrt(max(1.0, 1.8 / thickness_mm))
     pleura = boost * rng.uniform(1.2, 1.5) * filters.coverage(y, pleura_top, pleura_top + thickness)
+    pleura *= style.pleura_gain
     pleura *= pleura_seen
 
     # Deep structures, then the A-lines that must end above them.
@@ -118,7 +119,7 @@ def render_frames(
     )
 
     # Lung-space layers (they slide): speckle and consolidations.
-    grain_y, grain_x = max(geo.mm(0.35), 0.0), max(geo.mm(0.7), 0.0)
+    grain_y, grain_x = max(geo.mm(0.35 * style.grain), 0.0), max(geo.mm(0.7 * style.grain), 0.0)
     lung_speckle = filters.rayleigh_speckle(rng, (height, geo.u.size), grain_y, grain_x)
     # Aerated lung is not black: a patchy reverberation haze, elongated in depth.
     haze = filters.blur2d(
@@ -159,8 +160,45 @@ def render_frames(
     image += style.noise * rng.standard_normal(image.shape, dtype=F32)
     blur = style.blur * height / 224
     image = filters.blur2d(image, blur, blur)
+    if style.fine_texture:
+        image *= 1 + style.fine_texture * rng.standard_normal(image.shape, dtype=F32)
     image = filters.shift_rows(image, breath)
     if style.fan:
         image *= features.fan_mask(style, geo)[None]
+    if style.near_field or style.attenuation:
+        image *= _depth_gain(style, geo)[None]
+    if style.probe != "flat":
+        where = probe_map(style, height, width)
+        image = scan.remap(image, where) + style.background * (1 - where.inside)[None]
     display = np.clip(style.gain * image, 0.0, 1.0) ** style.gamma
     return np.round(display * 255).astype(np.uint8)
+
+
+def _depth_gain(style: RenderStyle, geo: Frame) -> np.ndarray:
+    """Brightness per row ``(H, 1)``: a bright near field under the probe, a darker far field
+    (attenuation that the scanner's time-gain compensation does not fully undo)."""
+    depth = geo.y / geo.height
+    near = 1 + style.near_field * np.exp(-depth / 0.1)
+    gain: np.ndarray = (near * np.exp(-style.attenuation * depth)).astype(F32)
+    return gain
+
+
+def probe_map(style: RenderStyle, height: int, width: int) -> scan.ScanMap:
+    """Where the scene goes in the frame for ``style.probe`` (not ``flat``).
+
+    Raises:
+        ValueError: an unknown probe.
+    """
+    if style.probe == "convex":
+        return scan.convex_map(
+            height,
+            width,
+            probe_radius=style.probe_radius,
+            half_angle=style.sector_half_angle,
+            fill=style.fill,
+            offset=style.offset,
+            top_crop=style.top_crop,
+        )
+    if style.probe == "linear":
+        return scan.linear_map(height, width, fill=style.fill, aspect=style.aspect)
+    raise ValueError(f"unknown probe {style.probe!r}; choose from {scan.PROBES}")
