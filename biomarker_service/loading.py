@@ -195,7 +195,8 @@ def check_int8_parity(
             problem = (
                 "failed its parity check (largest probability difference"
                 f" {record.get('max_probability_difference')}, largest biomarker AUC difference"
-                f" {record.get('max_auc_difference')})"
+                f" {record.get('max_auc_difference')}, largest share of expert answers changed"
+                f" {record.get('max_expert_answers_changed')})"
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             problem = "holds an unreadable parity record"

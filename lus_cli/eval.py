@@ -77,6 +77,12 @@ def add_eval_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     )
     p.add_argument("--synthetic-videos", type=int, default=400, help="loops to pretrain on")
     p.add_argument("--synthetic-epochs", type=int, default=10, help="pretraining epochs")
+    p.add_argument(
+        "--synthetic-style",
+        choices=["v1", "v2"],
+        default="v1",
+        help="generator style for synthetic pretraining (v2: closer to real clips)",
+    )
     p.add_argument("--ssl-epochs", type=int, default=20, help="self-supervised epochs per fold")
     p.add_argument("--ssl-batch-size", type=int, default=16, help="videos per self-supervised step")
     p.add_argument(
@@ -167,6 +173,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         synthetic=SyntheticPretraining(
             videos=args.synthetic_videos,
             epochs=args.synthetic_epochs,
+            style=args.synthetic_style,
             seed=args.seed,
             freeze=freeze,
         ),

@@ -143,6 +143,8 @@ class FoldRunner:
             name = f"{name}-init-{cfg.init}"
         if cfg.init == "ssl":  # nor across pretraining settings
             name += "-" + hashlib.sha256(repr(cfg.ssl).encode()).hexdigest()[:8]
+        if cfg.init == "synthetic" and cfg.synthetic.style != "v1":  # v1 runs keep their names
+            name += f"-style-{cfg.synthetic.style}"
         checkpoint = None
         if cfg.checkpoint_dir is not None:
             checkpoint = cfg.checkpoint_dir / f"{name}-fold{fold.index}.pt"

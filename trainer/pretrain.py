@@ -21,7 +21,7 @@ import torch
 
 from biomarker_service.model import TSMResNet, tsm_resnet18
 from lus.schema import DEFAULT_SCHEMA, load_schema
-from lus.synthetic import generate_dataset
+from lus.synthetic import DEFAULT_STYLE_VERSION, generate_dataset
 from lus.video import InputSpec
 from trainer.augment import ClipAugment
 from trainer.fit import FitConfig, fit_tsm
@@ -45,6 +45,8 @@ class SyntheticPretraining:
         seed: Seeds the generator and the training.
         freeze: Stages kept fixed while fine-tuning (``STAGES`` prefix, e.g. ``("stem",
             "layer1")``); empty trains everything.
+        style: The generator's style version (``lus.synthetic.STYLE_VERSIONS``; ``v2`` is
+            closer to real clips, docs/reports/pocus/domain-gap/).
     """
 
     videos: int = 400
@@ -52,6 +54,7 @@ class SyntheticPretraining:
     lr: float = 1e-3
     seed: int = 0
     freeze: tuple[str, ...] = ()
+    style: str = DEFAULT_STYLE_VERSION
 
     def provenance(self) -> dict[str, float]:
         """The source as numbers for an artifact's provenance metrics."""
@@ -61,13 +64,14 @@ class SyntheticPretraining:
             "init_synthetic_epochs": float(self.epochs),
             "init_synthetic_seed": float(self.seed),
             "init_frozen_stages": float(len(self.freeze)),
+            "init_synthetic_style": float(self.style.removeprefix("v")),
         }
 
     def describe(self) -> str:
         frozen = f", {'/'.join(self.freeze)} frozen" if self.freeze else ""
         return (
-            f"synthetic pretraining ({self.videos} generated videos, {self.epochs} epochs, "
-            f"seed {self.seed}{frozen})"
+            f"synthetic pretraining ({self.videos} generated videos, style {self.style}, "
+            f"{self.epochs} epochs, seed {self.seed}{frozen})"
         )
 
 
@@ -90,6 +94,7 @@ def pretrain_synthetic(
             height=spec.size,
             width=spec.size,
             progress=progress,
+            style_version=source.style,
         )
         schema = load_schema(DEFAULT_SCHEMA)
         rows = read_manifest(manifest, schema)
