@@ -55,7 +55,7 @@ from lus.video.jpeg2000 import JPEG2000_SYNTAXES, NotReducible, Reduction, plan_
 from lus.video.limits import DecodeBudget, DecodeLimits, MemoryEstimate, reserve
 from lus.video.preprocess import InputSpec
 from lus.video.region import box_from_regions
-from lus.video.sampled import Built, ClipBuilder, FramePlan, HashMode, SampledVideo
+from lus.video.sampled import Built, ClipBuilder, ClipRequest, FramePlan, HashMode, SampledVideo
 from lus.video.types import CropBox, Region
 
 log = logging.getLogger(__name__)
@@ -492,7 +492,7 @@ def _decode_dicom_clips(
     syntax = transfer_syntax(ds)
     decoder = pixel_decoder(syntax)
     file = _File(ds, pixels, syntax, decoder, count, rows, columns, regions)
-    request = _Request(spec, limits, budget, hash_mode, keep_analysis)
+    request = ClipRequest(spec, limits, budget, hash_mode, keep_analysis)
     reduction = None
     if limits.reduce_jpeg2000 and hash_mode != "all" and str(syntax) in JPEG2000_SYNTAXES:
         reduction = _reduction(file, spec)
@@ -535,15 +535,6 @@ class _File:
     rows: int
     columns: int
     regions: tuple[Region, ...]
-
-
-@dataclass(frozen=True)
-class _Request:
-    spec: InputSpec
-    limits: DecodeLimits
-    budget: DecodeBudget | None
-    hash_mode: HashMode
-    keep_analysis: bool
 
 
 def _reduction(file: _File, spec: InputSpec) -> Reduction | None:
@@ -600,7 +591,7 @@ class _Decoded:
     threads: int
 
 
-def _decode(file: _File, request: _Request, reduction: Reduction | None) -> _Decoded:
+def _decode(file: _File, request: ClipRequest, reduction: Reduction | None) -> _Decoded:
     """One decode of the file's wanted frames, at full size or at ``reduction``.
 
     Raises:
@@ -610,7 +601,7 @@ def _decode(file: _File, request: _Request, reduction: Reduction | None) -> _Dec
     ds, count = file.ds, file.count
     height, width = (reduction.height, reduction.width) if reduction else (file.rows, file.columns)
     regions = _scaled(file.regions, reduction.factor if reduction else 1)
-    plan = FramePlan.make(count, height, width, spec, regions, keep_analysis=request.keep_analysis)
+    plan = request.plan(count, height, width, regions)
     what = f"the DICOM file ({count} frames of {file.columns}x{file.rows})"
     needed = estimate(ds, plan, spec.size, stored_pixels=file.rows * file.columns)
     reservation, threads = reserve(needed, limits, request.budget, what=what)

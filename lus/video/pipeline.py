@@ -28,7 +28,14 @@ from lus.video.dicom_frames import decode_dicom_clips
 from lus.video.gif import read_gif_header
 from lus.video.limits import DecodeBudget, DecodeLimits, MemoryEstimate, Reservation, reserve
 from lus.video.preprocess import InputSpec
-from lus.video.sampled import ClipBuilder, FramePlan, HashMode, SampledVideo, check_hash_mode
+from lus.video.sampled import (
+    ClipBuilder,
+    ClipRequest,
+    FramePlan,
+    HashMode,
+    SampledVideo,
+    check_hash_mode,
+)
 
 REFERENCE_FRAMES = {"h264": 16, "hevc": 16, "vp9": 8, "av1": 8, "libdav1d": 8}
 """Frames a decoder may keep as references (H.264/HEVC allow 16); 4 for other codecs (MPEG-4
@@ -95,7 +102,7 @@ def decode_clips(
         return decode_dicom_clips(
             data, spec, limits, budget=budget, hash_mode=hash_mode, keep_analysis=keep_analysis
         )
-    return _container_clips(data, _Request(spec, limits, budget, hash_mode, keep_analysis))
+    return _container_clips(data, ClipRequest(spec, limits, budget, hash_mode, keep_analysis))
 
 
 def _undecodable(err: BaseException) -> InvalidInput:
@@ -162,21 +169,7 @@ def estimate(header: _StreamHeader, plan: FramePlan, size: int) -> MemoryEstimat
     return MemoryEstimate(fixed=fixed, per_thread=2 * surface)
 
 
-@dataclass(frozen=True)
-class _Request:
-    """What the caller asked for, passed on to each decoding pass."""
-
-    spec: InputSpec
-    limits: DecodeLimits
-    budget: DecodeBudget | None
-    hash_mode: HashMode
-    keep_analysis: bool
-
-    def plan(self, frames: int, height: int, width: int) -> FramePlan:
-        return FramePlan.make(frames, height, width, self.spec, keep_analysis=self.keep_analysis)
-
-
-def _container_clips(data: bytes, request: _Request) -> SampledVideo:
+def _container_clips(data: bytes, request: ClipRequest) -> SampledVideo:
     spec, limits = request.spec, request.limits
     gif = read_gif_header(data)
     if gif is not None:  # the canvas every frame becomes, before FFmpeg allocates one
@@ -241,7 +234,7 @@ class _Pass:
 
     data: bytes
     header: _StreamHeader
-    request: _Request
+    request: ClipRequest
     reservation: Reservation
     threads: int
 

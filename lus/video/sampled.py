@@ -20,6 +20,7 @@ import numpy as np
 
 from lus.errors import InvalidInput
 from lus.feature_store.base import PIXEL_HASH_ALL_FRAMES, PIXEL_HASH_SAMPLED
+from lus.video.limits import DecodeBudget, DecodeLimits
 from lus.video.preprocess import InputSpec, resize_frame
 from lus.video.region import box_from_regions
 from lus.video.region_heuristic import ANALYSIS_FRAMES, find_imaging_box
@@ -392,12 +393,31 @@ def sample_decoded(
     )
 
 
+@dataclass(frozen=True)
+class ClipRequest:
+    """What a caller of ``decode_clips`` asked for, passed on to each format's decoding pass."""
+
+    spec: InputSpec
+    limits: DecodeLimits
+    budget: DecodeBudget | None
+    hash_mode: HashMode
+    keep_analysis: bool
+
+    def plan(
+        self, frames: int, height: int, width: int, regions: tuple[Region, ...] = ()
+    ) -> FramePlan:
+        return FramePlan.make(
+            frames, height, width, self.spec, regions, keep_analysis=self.keep_analysis
+        )
+
+
 __all__ = [
     "HASH_MODES",
     "HASH_SCHEMES",
     "SAMPLED_HASH_TAG",
     "Built",
     "ClipBuilder",
+    "ClipRequest",
     "FramePlan",
     "HashMode",
     "SampledVideo",
