@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lus.schema import BiomarkerSchema, load_schema
 from lus.video import InputSpec
+
+if TYPE_CHECKING:
+    from lus.expert.v1.expert_service_pb2_grpc import ExpertAdminServiceStub
 
 Rule = Callable[[np.ndarray], np.ndarray]
 """Labels for training rows ``(n, n_features)``: one string per row."""
@@ -199,3 +203,33 @@ def register_threshold_expert(
         lineage=Lineage(biomarker_models=(biomarker_model,)),
     )
     LocalRegistry(registry).register(draft, owner="")
+
+
+def register_over_admin(
+    stub: ExpertAdminServiceStub,
+    onnx: bytes,
+    *,
+    biomarker_model: str,
+    metadata: tuple[tuple[str, str], ...],
+    promote_to: str = "",
+) -> int:
+    """Register ``onnx`` (a ``logistic_onnx`` covid/healthy expert over the default schema) as
+    task "covid" through a running expert tier's admin ``stub``; return the new version."""
+    from lus.expert.v1 import expert_service_pb2 as pb
+
+    schema = load_schema()
+    card = stub.RegisterExpert(
+        pb.RegisterExpertRequest(
+            task="covid",
+            onnx_model=onnx,
+            schema_id=schema.schema_id,
+            classes=["covid", "healthy"],
+            n_features=len(schema),
+            model_family="logreg",
+            promote_to=promote_to,
+            lineage=pb.Lineage(biomarker_models=[biomarker_model]),
+        ),
+        metadata=metadata,
+        timeout=30,
+    )
+    return int(card.version)

@@ -26,7 +26,7 @@ from lus.biomarker.v1 import schema_pb2
 from lus.expert.v1 import expert_service_pb2 as pb
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc
 from lus.schema import load_schema
-from tests.fakes import logistic_onnx
+from tests.fakes import logistic_onnx, register_over_admin
 from tests.processes import EXPERT_PORTS, REPO, private_redis, server_process
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -43,21 +43,9 @@ WAIT_S = 20.0
 
 
 def _register(stub: pb_grpc.ExpertAdminServiceStub, onnx: bytes, promote_to: str = "") -> int:
-    card = stub.RegisterExpert(
-        pb.RegisterExpertRequest(
-            task="covid",
-            onnx_model=onnx,
-            schema_id=SCHEMA.schema_id,
-            classes=["covid", "healthy"],
-            n_features=N,
-            model_family="logreg",
-            promote_to=promote_to,
-            lineage=pb.Lineage(biomarker_models=[MODEL]),
-        ),
-        metadata=RAD,
-        timeout=30,
+    return register_over_admin(
+        stub, onnx, biomarker_model=MODEL, metadata=RAD, promote_to=promote_to
     )
-    return int(card.version)
 
 
 def _metric(port: int, name: str) -> float:

@@ -22,7 +22,7 @@ from lus.biomarker.v1 import schema_pb2  # noqa: E402
 from lus.expert.v1 import expert_service_pb2 as pb  # noqa: E402
 from lus.expert.v1 import expert_service_pb2_grpc as pb_grpc  # noqa: E402
 from lus.schema import load_schema  # noqa: E402
-from tests.fakes import logistic_onnx  # noqa: E402
+from tests.fakes import logistic_onnx, register_over_admin  # noqa: E402
 from tests.processes import EXPERT_PORTS, private_redis, server_process  # noqa: E402
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -47,21 +47,9 @@ def models() -> list[bytes]:
 
 
 def _register(stub: pb_grpc.ExpertAdminServiceStub, onnx: bytes, promote_to: str = "") -> int:
-    card = stub.RegisterExpert(
-        pb.RegisterExpertRequest(
-            task="covid",
-            onnx_model=onnx,
-            schema_id=SCHEMA.schema_id,
-            classes=["covid", "healthy"],
-            n_features=N,
-            model_family="logreg",
-            promote_to=promote_to,
-            lineage=pb.Lineage(biomarker_models=[MODEL]),
-        ),
-        metadata=RAD,
-        timeout=30,
+    return register_over_admin(
+        stub, onnx, biomarker_model=MODEL, metadata=RAD, promote_to=promote_to
     )
-    return int(card.version)
 
 
 @dataclass(frozen=True)

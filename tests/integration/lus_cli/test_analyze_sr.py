@@ -11,12 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import highdicom as hd
-import numpy as np
 import pydicom
 import pytest
 
-from expert_service.card import ExpertDraft, Lineage
-from expert_service.registry import LocalRegistry
 from lus.clients.analysis import analyze
 from lus.clients.biomarker import BiomarkerClient
 from lus.clients.expert import ExpertClient
@@ -26,8 +23,14 @@ from lus.sr import codes
 from lus.video import InputSpec
 from lus_cli import cli
 from lus_cli.serve_local import LocalStack, running_stack
-from tests.fakes import SR_FOREIGN_PHI, SR_PHI, encode_mp4, untrained_artifact, us_cine_dicom
-from trainer.experts import fit_expert
+from tests.fakes import (
+    SR_FOREIGN_PHI,
+    SR_PHI,
+    encode_mp4,
+    register_threshold_expert,
+    untrained_artifact,
+    us_cine_dicom,
+)
 
 SPEC = InputSpec(frames_per_clip=4, size=32, clips=4)
 SERVED = "sr-e2e-test"
@@ -36,23 +39,8 @@ SERVED = "sr-e2e-test"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     root = tmp_path_factory.mktemp("sr")
-    schema = load_schema()
     artifact = untrained_artifact(root / "model.safetensors", spec=SPEC, version=SERVED)
-    rng = np.random.default_rng(1)
-    vectors = rng.random((80, len(schema))).astype(np.float32)
-    labels = np.where(vectors[:, 7] > 0.5, "high", "low").tolist()
-    fitted = fit_expert(vectors, labels, family="logreg", seed=0)
-    draft = ExpertDraft(
-        "toy_task",
-        fitted.onnx_bytes,
-        schema_id=schema.schema_id,
-        classes=fitted.classes,
-        n_features=len(schema),
-        model_family=fitted.model_family,
-        notice="test only",
-        lineage=Lineage(biomarker_models=(SERVED,)),
-    )
-    LocalRegistry(root / "registry").register(draft, owner="")
+    register_threshold_expert(root / "registry", "toy_task", SERVED)
     video = root / "cine.dcm"
     video.write_bytes(us_cine_dicom(frames=20, size=48))
     with running_stack(

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from expert_service.card import ExpertDraft, Lineage
 from expert_service.registry import LocalRegistry
 from lus.biomarker.v1 import biomarker_service_pb2 as bpb
 from lus.biomarker.v1 import biomarker_service_pb2_grpc as bpb_grpc
@@ -25,8 +24,7 @@ from lus.video import InputSpec
 from lus_cli import cli
 from lus_cli.analyze import analyze, format_analysis
 from lus_cli.serve_local import LocalStack, running_stack
-from tests.fakes import untrained_artifact
-from trainer.experts import fit_expert
+from tests.fakes import register_threshold_expert, untrained_artifact
 from trainer.vectors import extract_vectors
 
 SPEC = InputSpec(frames_per_clip=4, size=32, clips=4)
@@ -53,24 +51,9 @@ def write_mp4(path: Path, frames: int = 20, size: int = 64) -> Path:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     root = tmp_path_factory.mktemp("e2e")
-    schema = load_schema()
     artifact = untrained_artifact(root / "model.safetensors", spec=SPEC, version=SERVED)
 
-    rng = np.random.default_rng(1)
-    vectors = rng.random((80, len(schema))).astype(np.float32)
-    labels = np.where(vectors[:, 7] > 0.5, "high", "low").tolist()
-    fitted = fit_expert(vectors, labels, family="logreg", seed=0)
-    draft = ExpertDraft(
-        "toy_task",
-        fitted.onnx_bytes,
-        schema_id=schema.schema_id,
-        classes=fitted.classes,
-        n_features=len(schema),
-        model_family=fitted.model_family,
-        notice="test only",
-        lineage=Lineage(biomarker_models=(SERVED,)),
-    )
-    LocalRegistry(root / "registry").register(draft, owner="")
+    register_threshold_expert(root / "registry", "toy_task", SERVED)
     video = write_mp4(root / "clip.mp4")
     with running_stack(
         LocalStack(
