@@ -18,6 +18,7 @@ from lus.video import InputSpec
 
 if TYPE_CHECKING:
     from lus.expert.v1.expert_service_pb2_grpc import ExpertAdminServiceStub
+    from lus.synthetic import SyntheticCase
 
 Rule = Callable[[np.ndarray], np.ndarray]
 """Labels for training rows ``(n, n_features)``: one string per row."""
@@ -233,3 +234,43 @@ def register_over_admin(
         timeout=30,
     )
     return int(card.version)
+
+
+def synthetic_case(**changes: str | bool) -> SyntheticCase:
+    """A healthy-looking synthetic case (A-lines, thin pleura, nothing else) with some levels,
+    or the A-line flags ``a_lines_stacked`` / ``a_lines_wide``, changed."""
+    from lus.synthetic import SyntheticCase
+
+    levels = {
+        "a_lines": "none",
+        "b_lines": "none",
+        "b_line_origin": "na",
+        "pleural_thickness": "2_3mm",
+        "pleural_location": "top",
+        "pleural_indent": "none",
+        "pleural_break": "none",
+        "consolidation": "none",
+        "effusion": "none",
+    }
+    flags = {k: bool(changes.pop(k)) for k in ("a_lines_stacked", "a_lines_wide") if k in changes}
+    levels.update({k: str(v) for k, v in changes.items()})
+    return SyntheticCase(levels, **flags)
+
+
+TINY_EVAL = {
+    "schema": "gare2022-lus38",
+    "folds": 3,
+    "frames": 4,
+    "size": 32,
+    "clips": 1,
+    "width": 4,
+    "epochs": 1,
+    "batch_size": 8,
+    "lr": 1e-3,
+    "device": "cpu",
+    "zoo_families": ("decision_tree", "random_forest", "svm"),
+    "zoo_seeds": (0,),
+    "bootstrap": 200,
+    "progress": False,
+}
+"""``EvalConfig`` settings that make ``lus eval`` run on tiny synthetic clips in seconds."""

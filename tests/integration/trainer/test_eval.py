@@ -11,27 +11,11 @@ import numpy as np
 import pytest
 
 from lus.synthetic import generate_dataset
+from tests.fakes import TINY_EVAL as TINY
 from trainer.augment import ClipAugment
 from trainer.evaluation import METHODS, EvalConfig, run_evaluation
 from trainer.report import write_report
 from trainer.report_intervals import ROUTES
-
-TINY = {
-    "schema": "gare2022-lus38",
-    "folds": 3,
-    "frames": 4,
-    "size": 32,
-    "clips": 1,
-    "width": 4,
-    "epochs": 1,
-    "batch_size": 8,
-    "lr": 1e-3,
-    "device": "cpu",
-    "zoo_families": ("decision_tree", "random_forest", "svm"),
-    "zoo_seeds": (0,),
-    "bootstrap": 200,
-    "progress": False,
-}
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from lus.schema import load_schema
 from lus.synthetic import generate_dataset
 from lus.video import DecodedVideo, InputSpec
 from lus_cli.eval import main as eval_main
+from tests.fakes import TINY_EVAL
 from trainer.biomarker_training import BiomarkerTrainingConfig, train_biomarker_model
 from trainer.eval_runner import FoldRunner
 from trainer.evaluation import EvalConfig, run_evaluation
@@ -33,22 +34,7 @@ from trainer.ssl_pretrain import (
 from trainer.video_cache import decode_all
 
 SMALL = {"frames": 8, "height": 32, "width": 32, "progress": False}
-TINY = {
-    "schema": "gare2022-lus38",
-    "folds": 3,
-    "frames": 4,
-    "size": 32,
-    "clips": 1,
-    "width": 4,
-    "epochs": 1,
-    "batch_size": 8,
-    "lr": 1e-3,
-    "device": "cpu",
-    "zoo_families": ("decision_tree",),
-    "zoo_seeds": (0,),
-    "bootstrap": 50,
-    "progress": False,
-}
+TINY = {**TINY_EVAL, "zoo_families": ("decision_tree",), "bootstrap": 50}
 
 
 @pytest.fixture(scope="module")

@@ -27,28 +27,11 @@ from lus.synthetic.case import DISEASES, GROUP_LEVELS, SF_RATIO_RANGES, label_ra
 from lus.synthetic.dataset import manifest_header, patient_of_videos
 from lus.synthetic.layout import pleural_depth_range
 from lus.synthetic.writer import FORMATS
+from tests.fakes import synthetic_case
 
 SCHEMA = load_schema()
 # Quiet, fixed nuisance parameters so pixel measurements compare findings, not gain or noise.
 PLAIN = RenderStyle(gain=1.0, gamma=1.0, speckle=0.5, noise=0.0, fan=False, depth_u=0.5)
-
-
-def make_case(**changes: str | bool) -> SyntheticCase:
-    """A healthy-looking base case with some levels (or A-line flags) changed."""
-    levels = {
-        "a_lines": "none",
-        "b_lines": "none",
-        "b_line_origin": "na",
-        "pleural_thickness": "2_3mm",
-        "pleural_location": "top",
-        "pleural_indent": "none",
-        "pleural_break": "none",
-        "consolidation": "none",
-        "effusion": "none",
-    }
-    flags = {k: bool(changes.pop(k)) for k in ("a_lines_stacked", "a_lines_wide") if k in changes}
-    levels.update({k: str(v) for k, v in changes.items()})
-    return SyntheticCase(levels, **flags)
 
 
 def render(case: SyntheticCase, seed: int = 0, size: int = 128, frames: int = 4) -> np.ndarray:
@@ -127,22 +110,22 @@ def test_fixed_pleural_location_is_kept_and_drawable() -> None:
     ],
 )
 def test_severity_is_derived_from_findings(changes: dict[str, str], severity: int) -> None:
-    assert make_case(**changes).severity() == severity
+    assert synthetic_case(**changes).severity() == severity
 
 
 def test_invalid_cases_are_rejected() -> None:
     with pytest.raises(ValueError, match="stacked"):
-        make_case(a_lines_stacked=True)
+        synthetic_case(a_lines_stacked=True)
     with pytest.raises(ValueError, match="b_line_origin"):
-        make_case(b_lines="few")
+        synthetic_case(b_lines="few")
     with pytest.raises(ValueError, match="level"):
-        make_case(a_lines="stacked")
+        synthetic_case(a_lines="stacked")
     with pytest.raises(ValueError, match="groups"):
         SyntheticCase({"a_lines": "none"})
 
 
 def test_case_is_immutable_and_hashable() -> None:
-    levels = dict(make_case().levels)
+    levels = dict(synthetic_case().levels)
     case = SyntheticCase(levels)
     levels["b_lines"] = "white"
     assert case.levels["b_lines"] == "none"
@@ -166,10 +149,10 @@ def test_task_labels_are_deterministic_and_follow_severity() -> None:
             assert case.disease() == "healthy"
     means = [np.mean(by_severity[s]) for s in range(4)]
     assert means == sorted(means) and means[3] - means[0] > 2
-    assert make_case(consolidation="gt_10mm").disease() == "pneumonia"
-    assert make_case(b_lines="white", b_line_origin="pleura").disease() == "edema"
-    assert make_case(effusion="gt_5mm", pleural_indent="lt_5mm_few").disease() == "effusion"
-    covid = make_case(b_lines="many", b_line_origin="pleura", pleural_break="5_10mm")
+    assert synthetic_case(consolidation="gt_10mm").disease() == "pneumonia"
+    assert synthetic_case(b_lines="white", b_line_origin="pleura").disease() == "edema"
+    assert synthetic_case(effusion="gt_5mm", pleural_indent="lt_5mm_few").disease() == "effusion"
+    covid = synthetic_case(b_lines="many", b_line_origin="pleura", pleural_break="5_10mm")
     assert covid.disease() == "covid"
 
 
@@ -187,7 +170,7 @@ def test_render_shape_dtype_and_determinism() -> None:
 
 def test_b_lines_brighten_the_lung() -> None:
     none, many, white = (
-        render(make_case(b_lines=level, b_line_origin="na" if level == "none" else "pleura"))
+        render(synthetic_case(b_lines=level, b_line_origin="na" if level == "none" else "pleura"))
         for level in ("none", "many", "white")
     )
     lung = slice(64, 120)  # well below a top-third pleura
@@ -199,8 +182,8 @@ def test_b_lines_brighten_the_lung() -> None:
 
 def test_effusion_is_a_dark_band() -> None:
     for seed in range(3):
-        dry = render(make_case(), seed).mean(axis=(0, 2))
-        wet = render(make_case(effusion="gt_5mm"), seed).mean(axis=(0, 2))
+        dry = render(synthetic_case(), seed).mean(axis=(0, 2))
+        wet = render(synthetic_case(effusion="gt_5mm"), seed).mean(axis=(0, 2))
         deep = slice(70, 128)
         # The anechoic band is darker than any depth of the dry lung, and at least 7 px thick
         # (>= 8 mm at 1.28 px/mm, less the blurred edges).
@@ -211,7 +194,7 @@ def test_effusion_is_a_dark_band() -> None:
 def test_pleural_thickness_levels_are_measurable() -> None:
     thicknesses = []
     for level in ("lt_1mm", "2_3mm", "4_5mm", "gt_5mm"):
-        profile = render(make_case(pleural_thickness=level), size=224).mean(axis=(0, 2))
+        profile = render(synthetic_case(pleural_thickness=level), size=224).mean(axis=(0, 2))
         profile = profile[:100]  # the top-third pleura, above any deep structure
         thicknesses.append(float((profile > 0.5 * profile.max()).sum()))
     assert thicknesses == sorted(thicknesses) and len(set(thicknesses)) == 4, thicknesses
@@ -220,7 +203,7 @@ def test_pleural_thickness_levels_are_measurable() -> None:
 
 def test_a_lines_repeat_the_pleura() -> None:
     def peaks(**changes: str | bool) -> int:
-        profile = render(make_case(pleural_thickness="lt_1mm", **changes)).mean(axis=(0, 2))
+        profile = render(synthetic_case(pleural_thickness="lt_1mm", **changes)).mean(axis=(0, 2))
         lung = profile[30:]
         return int((np.diff((lung > lung.min() + 0.5 * np.ptp(lung)).astype(int)) == 1).sum())
 
@@ -231,7 +214,7 @@ def test_a_lines_repeat_the_pleura() -> None:
 
 def test_lung_slides_under_a_static_chest_wall() -> None:
     still = replace(PLAIN, breathing_mm=0.0)  # breathing alone would move the wall too
-    case = make_case(b_lines="few", b_line_origin="pleura")
+    case = synthetic_case(b_lines="few", b_line_origin="pleura")
     video = render_frames(
         case, np.random.default_rng(0), frames=8, height=128, width=128, style=still
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lus.synthetic import RenderStyle, SyntheticCase, generate_dataset, render_frames
+from lus.synthetic import RenderStyle, generate_dataset, render_frames
 from lus.synthetic.scan import convex_map, linear_map
 from lus.synthetic.style import (
     DEFAULT_STYLE_VERSION,
@@ -20,18 +20,7 @@ from lus.synthetic.style import (
     sample_style_v2,
     style_sampler,
 )
-
-HEALTHY = {
-    "a_lines": "none",
-    "b_lines": "none",
-    "b_line_origin": "na",
-    "pleural_thickness": "2_3mm",
-    "pleural_location": "top",
-    "pleural_indent": "none",
-    "pleural_break": "none",
-    "consolidation": "none",
-    "effusion": "none",
-}
+from tests.fakes import synthetic_case
 
 
 def test_v1_draws_what_it_always_drew() -> None:
@@ -80,7 +69,7 @@ def _v2(seed: int, **changes: object) -> RenderStyle:
 
 
 def test_v2_frames_look_like_a_scanner() -> None:
-    case = SyntheticCase(HEALTHY)
+    case = synthetic_case()
     for seed in range(4):
         style = _v2(seed, probe="convex", fill=0.95, top_crop=0.0, background=0.0)
         video = render_frames(
@@ -92,9 +81,9 @@ def test_v2_frames_look_like_a_scanner() -> None:
 
 
 def test_v2_findings_stay_visible() -> None:
-    none = SyntheticCase(HEALTHY)
-    white = SyntheticCase({**HEALTHY, "b_lines": "white", "b_line_origin": "pleura"})
-    wet = SyntheticCase({**HEALTHY, "effusion": "gt_5mm"})
+    none = synthetic_case()
+    white = synthetic_case(b_lines="white", b_line_origin="pleura")
+    wet = synthetic_case(effusion="gt_5mm")
     style = _v2(7, probe="linear", fill=1.0, aspect=10.0)
     kwargs = {"frames": 2, "height": 96, "width": 96, "style": style}
     dry = render_frames(none, np.random.default_rng(1), **kwargs).astype(float)  # type: ignore[arg-type]
