@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         split_manifest(
             args.manifest, args.out, folds=args.folds, strata=args.strata, seed=args.seed
         )
-    except InvalidInput as err:
+    except (InvalidInput, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

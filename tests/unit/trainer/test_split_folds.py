@@ -48,3 +48,11 @@ def test_a_missing_column_is_refused_with_its_name(
     manifest = _manifest(tmp_path)
     code = main(["--manifest", str(manifest), "--out", str(tmp_path / "f"), "--strata", "sex"])
     assert code == 2 and "'sex'" in capsys.readouterr().err
+
+
+def test_a_missing_manifest_is_an_error_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--manifest", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "f")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error:") and "Traceback" not in err
